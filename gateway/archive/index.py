@@ -1,0 +1,221 @@
+"""The index database: writes (records from ingest) and lookups by UID.
+
+Searching lives in :mod:`gateway.archive.matching`. SQLAlchemy Core only, so the
+same statements run on SQLite and PostgreSQL.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Sequence
+
+from sqlalchemy import (bindparam, create_engine, func, select, text, update)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from .errors import NotFound, Unavailable
+from .ingest import InstanceRecord
+from .protocol import UidPath
+from .schema import clinical_rows, instances, metadata, patients, series, sqlite_pragmas, studies
+
+
+@dataclass(frozen=True)
+class Existing:
+    """What the index already holds for a SOPInstanceUID."""
+
+    sha256: str
+    path: str
+    series_pk: int
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A record to index, with its file's place in the store."""
+
+    record: InstanceRecord
+    path: str
+    replace: Existing | None = None
+
+
+INSTANCE_COLUMNS = (studies.c.study_uid, series.c.series_uid, instances.c.sop_uid,
+                    instances.c.sop_class_uid, instances.c.transfer_syntax, instances.c.path,
+                    instances.c.size, instances.c.number_of_frames, instances.c.frames)
+
+
+class Index:
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+        self.url = url
+        self.engine = engine or make_engine(url)
+        metadata.create_all(self.engine)
+
+    # ------------------------------------------------------------------ reads
+    def ping(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            raise Unavailable(f"index database unreachable: {exc.__class__.__name__}") from exc
+
+    def existing(self, sop_uids: Sequence[str]) -> dict[str, Existing]:
+        if not sop_uids:
+            return {}
+        stmt = select(instances.c.sop_uid, instances.c.sha256, instances.c.path,
+                      instances.c.series_pk).where(instances.c.sop_uid.in_(list(sop_uids)))
+        with self.engine.connect() as conn:
+            return {r.sop_uid: Existing(r.sha256, r.path, r.series_pk) for r in conn.execute(stmt)}
+
+    def instance_rows(self, where: UidPath) -> Iterator[Any]:
+        """Rows of INSTANCE_COLUMNS under ``where``, ordered for retrieval."""
+        stmt = _scoped(select(*INSTANCE_COLUMNS), where).order_by(
+            series.c.series_number, series.c.pk, instances.c.instance_number, instances.c.pk)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).fetchall()
+        if not rows:
+            raise NotFound(_not_found(where))
+        return iter(rows)
+
+    def metadata_rows(self, where: UidPath) -> list[bytes]:
+        stmt = _scoped(select(instances.c.metadata), where).order_by(
+            series.c.series_number, series.c.pk, instances.c.instance_number, instances.c.pk)
+        with self.engine.connect() as conn:
+            docs = conn.execute(stmt).scalars().all()
+        if not docs:
+            raise NotFound(_not_found(where))
+        return docs
+
+    def version(self, where: UidPath) -> int | None:
+        """Change counter of the series (or study) named by ``where``, None if absent."""
+        if where.series:
+            stmt = select(series.c.version).where(series.c.series_uid == where.series)
+        else:
+            stmt = select(studies.c.version).where(studies.c.study_uid == where.study)
+        with self.engine.connect() as conn:
+            return conn.execute(stmt).scalar()
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+                    for t in (patients, studies, series, instances)}
+
+    # ----------------------------------------------------------------- writes
+    def add(self, items: Sequence[Pending]) -> None:
+        """Index ``items`` in one transaction and refresh the derived counts."""
+        if not items:
+            return
+        with self.engine.begin() as conn:
+            pat = _upsert(conn, patients, "patient_id", [i.record.patient for i in items])
+            stu = _upsert(conn, studies, "study_uid", [
+                {**i.record.study, "patient_pk": pat[i.record.patient["patient_id"]]} for i in items])
+            ser = _upsert(conn, series, "series_uid", [
+                {**i.record.series, "study_pk": stu[i.record.study_uid]} for i in items])
+            touched_series = set(ser.values())
+            new_rows, replaced = [], []
+            for item in items:
+                row = {**item.record.instance, "path": item.path, "metadata": item.record.metadata,
+                       "series_pk": ser[item.record.series_uid]}
+                if item.replace:
+                    touched_series.add(item.replace.series_pk)
+                    replaced.append({**row, "b_sop": row["sop_uid"]})
+                else:
+                    new_rows.append(row)
+            if new_rows:
+                conn.execute(instances.insert(), new_rows)
+            if replaced:
+                cols = {k: bindparam(k) for k in replaced[0] if k != "b_sop"}
+                conn.execute(update(instances).where(instances.c.sop_uid == bindparam("b_sop"))
+                             .values(**cols), replaced)
+            _refresh_counts(conn, touched_series)
+
+    def replace_clinical(self, sheet: str, source: str, rows: Iterable[tuple[str, int, dict]]) -> int:
+        """Replace the clinical rows of every patient present in ``rows`` (idempotent)."""
+        rows = list(rows)
+        pids = sorted({pid for pid, _n, _d in rows})
+        with self.engine.begin() as conn:
+            if pids:
+                conn.execute(clinical_rows.delete().where(
+                    (clinical_rows.c.sheet == sheet) & clinical_rows.c.patient_id.in_(pids)))
+                conn.execute(clinical_rows.insert(), [
+                    {"sheet": sheet, "patient_id": pid, "row_number": n, "source": source,
+                     "data": json.dumps(data, sort_keys=True)} for pid, n, data in rows])
+        return len(rows)
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+        sqlite_pragmas(engine)
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+
+
+def _scoped(stmt, where: UidPath):
+    stmt = stmt.select_from(instances.join(series, instances.c.series_pk == series.c.pk)
+                            .join(studies, series.c.study_pk == studies.c.pk))
+    if where.study:
+        stmt = stmt.where(studies.c.study_uid == where.study)
+    if where.series:
+        stmt = stmt.where(series.c.series_uid == where.series)
+    if where.instance:
+        stmt = stmt.where(instances.c.sop_uid == where.instance)
+    return stmt
+
+
+def _not_found(where: UidPath) -> str:
+    parts = [f"{name} {uid}" for name, uid in (("study", where.study), ("series", where.series),
+                                               ("instance", where.instance)) if uid]
+    return "no such " + ", ".join(parts) if parts else "the archive is empty"
+
+
+def _insert_ignore(conn: Connection, table, rows: list[dict], key: str) -> None:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    conn.execute(insert(table).on_conflict_do_nothing(index_elements=[key]), rows)
+
+
+def _upsert(conn: Connection, table, key: str, rows: list[dict]) -> dict[str, int]:
+    """Insert rows whose key is new (first writer wins); return key → pk for all."""
+    unique = list({r[key]: r for r in rows}.values())
+    _insert_ignore(conn, table, unique, key)
+    keys = [r[key] for r in unique]
+    found = conn.execute(select(table.c[key], table.c.pk).where(table.c[key].in_(keys)))
+    return {k: pk for k, pk in found}
+
+
+def _refresh_counts(conn: Connection, series_pks: set[int]) -> None:
+    """Recompute counts and ModalitiesInStudy from the rows (idempotent, no drift)."""
+    if not series_pks:
+        return
+    sp = sorted(series_pks)
+    n_inst = select(func.count()).where(instances.c.series_pk == series.c.pk).scalar_subquery()
+    conn.execute(update(series).where(series.c.pk.in_(sp))
+                 .values(num_instances=n_inst, version=series.c.version + 1))
+    study_pks = sorted(conn.execute(select(series.c.study_pk).where(series.c.pk.in_(sp))
+                                    .distinct()).scalars())
+    ser_of = series.c.study_pk == studies.c.pk
+    conn.execute(update(studies).where(studies.c.pk.in_(study_pks)).values(
+        num_series=select(func.count()).where(ser_of).scalar_subquery(),
+        num_instances=select(func.coalesce(func.sum(series.c.num_instances), 0)).where(ser_of)
+        .scalar_subquery(),
+        version=studies.c.version + 1))
+    mods: dict[int, set[str]] = {pk: set() for pk in study_pks}
+    for study_pk, modality in conn.execute(
+            select(series.c.study_pk, series.c.modality).where(series.c.study_pk.in_(study_pks))
+            .distinct()):
+        if modality:
+            mods[study_pk].add(modality)
+    conn.execute(update(studies).where(studies.c.pk == bindparam("b_pk"))
+                 .values(modalities=bindparam("b_mods")),
+                 [{"b_pk": pk, "b_mods": "\\".join(sorted(m))} for pk, m in mods.items()])
+    patient_pks = sorted(conn.execute(select(studies.c.patient_pk).where(
+        studies.c.pk.in_(study_pks)).distinct()).scalars())
+    st_of = studies.c.patient_pk == patients.c.pk
+    conn.execute(update(patients).where(patients.c.pk.in_(patient_pks)).values(
+        num_studies=select(func.count()).where(st_of).scalar_subquery(),
+        num_series=select(func.coalesce(func.sum(studies.c.num_series), 0)).where(st_of)
+        .scalar_subquery(),
+        num_instances=select(func.coalesce(func.sum(studies.c.num_instances), 0)).where(st_of)
+        .scalar_subquery()))

@@ -1,0 +1,197 @@
+"""LocalArchive: the embedded archive (index database + file store)."""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from . import matching
+from .errors import NotFound, Unavailable
+from .index import Existing, Index, Pending
+from .ingest import IngestError, InstanceRecord, frames_from_json, parse_file
+from .protocol import (FailureReason, Level, Query, SearchResult, StoredInstance,
+                       StoreOutcome, StoreResult, UidPath)
+from .schema import instances, series, studies
+from .store import FileStore, Received
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A received file that parsed: ready for the (serial) place-and-index step."""
+
+    received: Received
+    record: InstanceRecord
+
+
+class LocalArchive:
+    """Index + files under ``data_dir``. Thread-safe; several processes may share it."""
+
+    def __init__(self, data_dir: Path, index_url: str, *, duplicate_policy: str = "reject",
+                 index: Index | None = None, metadata_cache: int = 64) -> None:
+        self.files = FileStore(Path(data_dir))
+        self.index = index or Index(index_url)
+        self.duplicate_policy = duplicate_policy
+        self._cache: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
+        self._cache_size = metadata_cache
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ reads
+    def ping(self) -> None:
+        self.index.ping()
+
+    def search(self, query: Query) -> SearchResult:
+        try:
+            with self.index.engine.connect() as conn:
+                return matching.run(conn, query, lambda lvl, pk: self._first_metadata(conn, lvl, pk))
+        except SQLAlchemyError as exc:
+            raise Unavailable(f"index query failed: {exc.__class__.__name__}") from exc
+
+    def instances(self, where: UidPath) -> Iterator[StoredInstance]:
+        for row in self.index.instance_rows(where):
+            yield self._stored(row)
+
+    def instance(self, where: UidPath) -> StoredInstance:
+        return next(self.instances(where))
+
+    def metadata(self, where: UidPath) -> bytes:
+        """JSON array of instance metadata; series documents are cached by version."""
+        if where.instance or not where.series:
+            return b"[" + b",".join(self.index.metadata_rows(where)) + b"]"
+        version = self.index.version(where)
+        if version is None:
+            raise NotFound(f"no such series {where.series}")
+        key = (where.study or "", where.series, version)
+        with self._lock:
+            doc = self._cache.get(key)
+            if doc is not None:
+                self._cache.move_to_end(key)
+                return doc
+        doc = b"[" + b",".join(self.index.metadata_rows(where)) + b"]"
+        with self._lock:
+            self._cache[key] = doc
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return doc
+
+    def _stored(self, row) -> StoredInstance:
+        return StoredInstance(
+            study_uid=row.study_uid, series_uid=row.series_uid, sop_uid=row.sop_uid,
+            sop_class_uid=row.sop_class_uid, transfer_syntax=row.transfer_syntax,
+            path=self.files.abspath(row.path), size=row.size,
+            number_of_frames=row.number_of_frames or 0, frames=frames_from_json(row.frames))
+
+    def _first_metadata(self, conn, level: Level, pk: int) -> bytes | None:
+        stmt = select(instances.c.metadata).select_from(
+            instances.join(series, instances.c.series_pk == series.c.pk))
+        if level is Level.INSTANCE:
+            stmt = stmt.where(instances.c.pk == pk)
+        elif level is Level.SERIES:
+            stmt = stmt.where(series.c.pk == pk)
+        elif level is Level.STUDY:
+            stmt = stmt.where(series.c.study_pk == pk)
+        else:
+            stmt = stmt.join(studies, series.c.study_pk == studies.c.pk).where(
+                studies.c.patient_pk == pk)
+        stmt = stmt.order_by(series.c.series_number, series.c.pk, instances.c.instance_number,
+                             instances.c.pk).limit(1)
+        return conn.execute(stmt).scalar()
+
+    # ----------------------------------------------------------------- writes
+    def store(self, source: Path | BinaryIO, *, expected_study: str | None = None,
+              move: bool = False) -> StoreResult:
+        """Store one file. ``move=True`` takes ownership of a temp file under ``tmp/``."""
+        try:
+            if move and isinstance(source, Path):
+                received = self.files.hash_file(source)
+            else:
+                received = self.files.receive(source)
+        except OSError as exc:
+            return StoreResult(StoreOutcome.FAILED, reason=FailureReason.OUT_OF_RESOURCES,
+                               message=f"cannot receive file: {exc.strerror or exc}")
+        prepared = self.prepare(received)
+        if isinstance(prepared, StoreResult):
+            return prepared
+        return self.commit([prepared], expected_study=expected_study)[0]
+
+    def prepare(self, received: Received) -> Prepared | StoreResult:
+        """Parse a received temp file; on failure discard it and say why."""
+        try:
+            record = parse_file(received.path, sha256=received.sha256, size=received.size)
+        except IngestError as exc:
+            received.path.unlink(missing_ok=True)
+            return StoreResult(StoreOutcome.FAILED, reason=exc.reason, message=exc.message)
+        return Prepared(received, record)
+
+    def commit(self, batch: list[Prepared], *, expected_study: str | None = None) -> list[StoreResult]:
+        """Place and index a batch: duplicates and conflicts decided against the index."""
+        results: list[StoreResult] = []
+        with self._lock:
+            for segment in _segments(batch):
+                try:
+                    results += self._commit(segment, expected_study)
+                except IntegrityError:
+                    # Another process indexed one of these meanwhile: decide one at a time.
+                    for p in segment:
+                        results += self._commit([p], expected_study)
+        return results
+
+    def _commit(self, batch: list[Prepared], expected_study: str | None) -> list[StoreResult]:
+        existing = self.index.existing([p.record.sop_uid for p in batch])
+        decided = [self._decide(p, existing.get(p.record.sop_uid), expected_study) for p in batch]
+        pending = [item for _r, item in decided if item is not None]
+        try:
+            self.index.add(pending)
+        except BaseException:
+            for item in pending:  # not indexed: take the new files away again
+                self.files.remove(item.path)
+            raise
+        for item in pending:
+            if item.replace and item.replace.path != item.path:
+                self.files.remove(item.replace.path)
+        return [r for r, _item in decided]
+
+    def _decide(self, p: Prepared, old: Existing | None,
+                expected_study: str | None) -> tuple[StoreResult, Pending | None]:
+        rec = p.record
+        ident = dict(sop_class_uid=rec.instance["sop_class_uid"], sop_uid=rec.sop_uid,
+                     study_uid=rec.study_uid, series_uid=rec.series_uid)
+        rel = self.files.relpath(rec.study_uid, rec.series_uid, rec.sop_uid, p.received.sha256)
+        if expected_study and rec.study_uid != expected_study:
+            p.received.path.unlink(missing_ok=True)
+            return StoreResult(StoreOutcome.FAILED, reason=FailureReason.STUDY_MISMATCH, message=(
+                f"StudyInstanceUID {rec.study_uid} is not the study {expected_study} of the request"),
+                **ident), None
+        if old and old.sha256 == p.received.sha256:
+            if self.files.abspath(old.path).exists():
+                p.received.path.unlink(missing_ok=True)
+            else:  # the indexed file went missing: this copy repairs it
+                self.files.place(p.received, old.path)
+            return StoreResult(StoreOutcome.DUPLICATE, message="identical instance already stored",
+                               **ident), None
+        if old and self.duplicate_policy != "overwrite":
+            p.received.path.unlink(missing_ok=True)
+            return StoreResult(StoreOutcome.FAILED, reason=FailureReason.DUPLICATE_SOP_INSTANCE,
+                               message=f"SOPInstanceUID {rec.sop_uid} is already stored with "
+                                       "different content", **ident), None
+        self.files.place(p.received, rel)
+        outcome = StoreOutcome.REPLACED if old else StoreOutcome.STORED
+        return StoreResult(outcome, **ident), Pending(rec, rel, replace=old)
+
+
+def _segments(batch: list[Prepared]) -> Iterator[list[Prepared]]:
+    """Split so that no SOPInstanceUID repeats within a segment (later copies see earlier ones)."""
+    segment: list[Prepared] = []
+    seen: set[str] = set()
+    for p in batch:
+        if p.record.sop_uid in seen:
+            yield segment
+            segment, seen = [], set()
+        segment.append(p)
+        seen.add(p.record.sop_uid)
+    if segment:
+        yield segment

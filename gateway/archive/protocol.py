@@ -1,0 +1,164 @@
+"""The one Archive protocol that DICOMweb, the DIMSE SCP and FHIR depend on.
+
+Backends: :class:`gateway.archive.local.LocalArchive` (embedded index + files) and
+the remote DIMSE backend (a PACS fronted with a pull-through cache). Both raise
+the errors of :mod:`gateway.archive.errors` only.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+
+
+class Level(str, enum.Enum):
+    """Query/retrieve levels (PS3.4 C.3). ``dimse`` is the QueryRetrieveLevel value."""
+
+    PATIENT = "PATIENT"
+    STUDY = "STUDY"
+    SERIES = "SERIES"
+    INSTANCE = "INSTANCE"
+
+    @property
+    def dimse(self) -> str:
+        return "IMAGE" if self is Level.INSTANCE else self.value
+
+
+class FailureReason(enum.IntEnum):
+    """Why an instance was not stored (PS3.18 10.5.3 FailureReason, PS3.4 B.2.3)."""
+
+    PROCESSING_FAILURE = 0x0110
+    DUPLICATE_SOP_INSTANCE = 0x0111
+    OUT_OF_RESOURCES = 0xA700
+    SOP_CLASS_MISMATCH = 0xA900
+    STUDY_MISMATCH = 0xA901
+    CANNOT_UNDERSTAND = 0xC000
+
+
+class StoreOutcome(str, enum.Enum):
+    STORED = "stored"        # new instance, now indexed
+    DUPLICATE = "duplicate"  # same SOPInstanceUID and identical bytes: nothing to do
+    REPLACED = "replaced"    # different bytes, overwrite policy in force
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class UidPath:
+    """Where in the hierarchy a request points; ``None`` means 'any'."""
+
+    study: str | None = None
+    series: str | None = None
+    instance: str | None = None
+
+    @property
+    def level(self) -> Level:
+        if self.instance:
+            return Level.INSTANCE
+        if self.series:
+            return Level.SERIES
+        return Level.STUDY
+
+
+@dataclass(frozen=True)
+class Query:
+    """A search in C-FIND terms, the language both backends speak.
+
+    ``filters`` maps attribute keywords to PS3.4 C.2.2.2 matching strings: single
+    value, ``*``/``?`` wildcards, ``a-b`` ranges (DA/TM/DT), backslash UID lists.
+    An empty string asks for the attribute to be returned (universal matching).
+    """
+
+    level: Level
+    filters: Mapping[str, str] = field(default_factory=dict)
+    includefields: frozenset[str] = frozenset()
+    include_all: bool = False
+    fuzzy: bool = False
+    limit: int | None = None
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Matches in the DICOM JSON model (PS3.18 F.2), without RetrieveURL."""
+
+    matches: list[dict]
+    truncated: bool = False  # more matches exist beyond ``limit``
+
+
+@dataclass(frozen=True)
+class Fragment:
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """A stored instance as the read paths need it: one local file, never re-parsed."""
+
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    path: Path
+    size: int
+    number_of_frames: int
+    # Byte ranges of each frame's data in the file (one or more fragments per frame),
+    # or None when frames cannot be cut by offset (deflate, big endian, 1-bit).
+    frames: tuple[tuple[Fragment, ...], ...] | None = None
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    outcome: StoreOutcome
+    sop_class_uid: str = ""
+    sop_uid: str = ""
+    study_uid: str = ""
+    series_uid: str = ""
+    reason: FailureReason | None = None
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is not StoreOutcome.FAILED
+
+
+@runtime_checkable
+class Archive(Protocol):
+    """What every backend offers. Reads are by UID path; writes take a file."""
+
+    def search(self, query: Query) -> SearchResult:
+        """Match ``query`` at its level (PS3.4 C.2.2.2 semantics)."""
+
+    def instances(self, where: UidPath) -> Iterator[StoredInstance]:
+        """Every instance under ``where`` in a stable order (series, instance number).
+
+        Raises NotFound if ``where`` names nothing.
+        """
+
+    def instance(self, where: UidPath) -> StoredInstance:
+        """One instance (``where.instance`` set); NotFound if absent."""
+
+    def metadata(self, where: UidPath) -> bytes:
+        """DICOM JSON array of every instance under ``where``.
+
+        BulkDataURI values are relative to the DICOMweb root (``studies/...``);
+        the HTTP layer prefixes its public base.
+        """
+
+    def store(self, source: Path | BinaryIO, *, expected_study: str | None = None,
+              move: bool = False) -> StoreResult:
+        """Store one DICOM Part 10 file; never raises for bad input (see StoreResult)."""
+
+    def ping(self) -> None:
+        """Raise Unavailable unless the backend can answer queries."""
+
+
+def frame_numbers_valid(numbers: Sequence[int], count: int) -> bool:
+    """Frames are numbered from 1 (PS3.18 10.4.1.1.4)."""
+    return bool(numbers) and all(1 <= n <= count for n in numbers)
+
+
+BinaryChunks = Iterator[bytes]
+"""Streams of bytes, produced lazily so that large bodies never sit in memory."""

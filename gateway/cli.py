@@ -1,0 +1,209 @@
+"""The ``tcia-gateway`` command line (DESIGN.md §2)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .config import Settings, SettingsError, parse_hostport
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+GUNICORN_CONF = REPO_ROOT / "deploy" / "gunicorn.conf.py"
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.obj["settings"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", type=click.Path(dir_okay=False), envvar="GATEWAY_CONFIG",
+              help="TOML settings file (keys as in the README's settings table).")
+@click.pass_context
+def main(ctx: click.Context, config: str | None) -> None:
+    """DICOMweb, DIMSE and FHIR R4 gateway for TCIA-style imaging archives."""
+    if config:  # children (gunicorn workers, the SCP) load the same file
+        os.environ["GATEWAY_CONFIG"] = str(Path(config).resolve())
+    try:
+        ctx.obj = {"settings": Settings.load(config)}
+    except SettingsError as exc:
+        raise click.UsageError(str(exc))
+
+
+@main.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--patients", default=105, show_default=True, type=click.IntRange(1),
+              help="Number of patients (COVID-19-AR has 105).")
+@click.option("--seed", default=0, show_default=True, help="Random seed; same seed, same bytes.")
+@click.option("--ct-slices", default=64, show_default=True, type=click.IntRange(1),
+              help="Axial slices per chest CT series.")
+@click.option("--xr-size", default=1024, show_default=True, type=click.IntRange(64),
+              help="Radiograph width in pixels.")
+@click.option("--ct-fraction", type=click.FloatRange(0, 1), default=None,
+              help="Fraction of patients with a chest CT (default: COVID-19-AR's 23 of 105).")
+def synth(out: Path, patients: int, seed: int, ct_slices: int, xr_size: int,
+          ct_fraction: float | None) -> None:
+    """Write a synthetic COVID-19-AR-shaped cohort (NBIA layout + clinical sheets) to OUT."""
+    from .synth import write_cohort
+    t0 = time.monotonic()
+    summary = write_cohort(out, patients=patients, seed=seed, ct_slices=ct_slices,
+                           xr_size=xr_size, ct_fraction=ct_fraction, progress=sys.stderr.isatty())
+    click.echo(f"wrote {summary.patients} patients, {summary.studies} studies, "
+               f"{summary.instances} instances ({summary.bytes / 1e6:.0f} MB) to {out} "
+               f"in {time.monotonic() - t0:.1f} s")
+
+
+@main.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--clinical", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              multiple=True, help="Clinical sheet (xlsx, or csv); may be given twice.")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="Parallel parse processes (default: IMPORT_WORKERS).")
+@click.pass_context
+def import_(ctx: click.Context, paths: tuple[Path, ...], clinical: tuple[Path, ...],
+            workers: int | None) -> None:
+    """Import DICOM files, folders (recursive) and .zip archives, and the clinical sheet."""
+    report = do_import(_settings(ctx), list(paths), list(clinical), workers=workers)
+    if report.rejected and not (report.new or report.duplicate or report.replaced):
+        ctx.exit(1)
+
+
+def do_import(settings: Settings, paths: list[Path], clinical: list[Path], *,
+              workers: int | None = None):
+    from .archive import open_local
+    from .archive.importer import import_clinical, run_import
+    archive = open_local(settings)
+    t0 = time.monotonic()
+    report = run_import(archive, paths, workers=workers or settings.import_workers,
+                        on_reject=lambda name, why: click.echo(f"rejected {name}: {why}", err=True))
+    dt = time.monotonic() - t0
+    click.echo(f"imported: {report.summary()} in {dt:.1f} s "
+               f"({(report.new + report.replaced) / dt if dt else 0:.0f} instances/s)")
+    for sheet in clinical:
+        from .mapping.sheet import SheetError
+        try:
+            res = import_clinical(archive, sheet)
+        except SheetError as exc:
+            raise click.ClickException(str(exc))
+        click.echo(f"clinical: {res.patients} patient rows, {res.imaging} imaging rows "
+                   f"from {res.source}")
+    return report
+
+
+@main.command()
+@click.option("--http", "http_bind", default=None, help="HOST:PORT (default: HTTP_BIND).")
+@click.pass_context
+def serve(ctx: click.Context, http_bind: str | None) -> None:
+    """Serve HTTP (DICOMweb, WADO-URI, FHIR, viewer) under gunicorn."""
+    settings = _settings(ctx)
+    env = _child_env(settings, http_bind=http_bind)
+    os.execvpe(sys.executable, _gunicorn_argv(), env)
+
+
+@main.command()
+@click.option("--patients", default=105, show_default=True, type=click.IntRange(1),
+              help="Cohort size synthesised on an empty data dir.")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Data directory (default: DATA_DIR).")
+@click.option("--http", "http_bind", default=None, help="HOST:PORT for HTTP (default: HTTP_BIND).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the synthetic cohort.")
+@click.pass_context
+def demo(ctx: click.Context, patients: int, data_dir: Path | None, http_bind: str | None,
+         seed: int) -> None:
+    """Synthesise and import the demo cohort on an empty data dir, then serve it."""
+    settings = _settings(ctx)
+    changes = {}
+    if data_dir:
+        changes["data_dir"] = data_dir
+    if http_bind:
+        parse_hostport(http_bind, "--http")
+        changes["http_bind"] = http_bind
+        if "GATEWAY_PUBLIC_URL" not in os.environ:
+            changes["public_url"] = f"http://{http_bind}"
+    settings = settings.replace(**changes)
+    _ensure_demo_data(settings, patients, seed)
+    _serve_all(settings)
+
+
+def _ensure_demo_data(settings: Settings, patients: int, seed: int) -> None:
+    from .archive import open_local
+    archive = open_local(settings)
+    if archive.index.counts()["instances"]:
+        click.echo(f"data dir {settings.data_dir} is populated: serving it")
+        return
+    from .synth import write_cohort
+    cohort = settings.data_dir / "cohort"
+    click.echo(f"empty data dir: synthesising {patients} patients into {cohort}")
+    t0 = time.monotonic()
+    summary = write_cohort(cohort, patients=patients, seed=seed, progress=sys.stderr.isatty())
+    click.echo(f"synthesised {summary.instances} instances in {time.monotonic() - t0:.1f} s")
+    do_import(settings, [summary.root], [summary.xlsx])
+
+
+def _serve_all(settings: Settings) -> None:
+    """Run gunicorn (and the DIMSE SCP when available) until interrupted."""
+    env = _child_env(settings)
+    procs = [subprocess.Popen([sys.executable, *_gunicorn_argv()[1:]], env=env)]
+    dimse = _dimse_argv()
+    if dimse:
+        procs.append(subprocess.Popen([sys.executable, *dimse], env=env))
+    base = settings.public_base
+    click.echo(f"serving: DICOMweb {base}/dicomweb  WADO-URI {base}/wado  FHIR {base}/fhir  "
+               f"health {base}/healthz")
+    _viewer_hint(settings)
+    if dimse:
+        click.echo(f"DIMSE SCP: {settings.ae_title}@{settings.dimse_bind}")
+    _wait(procs)
+
+
+def _viewer_hint(settings: Settings) -> None:
+    if (settings.data_dir / "viewer" / "index.html").exists():
+        click.echo(f"viewer: {settings.public_base}/viewer/")
+    elif "viewer" in main.commands:
+        click.echo("viewer: not installed (run `tcia-gateway viewer install`)")
+
+
+def _dimse_argv() -> list[str] | None:
+    return ["-m", "gateway", "dimse"] if "dimse" in main.commands else None
+
+
+def _wait(procs: list[subprocess.Popen]) -> None:
+    def stop(*_a) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    stop()
+    for p in procs:
+        p.wait(timeout=30)
+    code = max((p.returncode or 0) for p in procs)
+    sys.exit(code if code > 0 else 0)
+
+
+def _gunicorn_argv() -> list[str]:
+    argv = [sys.executable, "-m", "gunicorn"]
+    if GUNICORN_CONF.exists():
+        argv += ["-c", str(GUNICORN_CONF)]
+    return argv + ["gateway.wsgi:app"]
+
+
+def _child_env(settings: Settings, *, http_bind: str | None = None) -> dict[str, str]:
+    """Hand the effective settings to gunicorn workers and the SCP through GATEWAY_* env."""
+    env = dict(os.environ)
+    env["GATEWAY_DATA_DIR"] = str(settings.data_dir.resolve())
+    env["GATEWAY_HTTP_BIND"] = http_bind or settings.http_bind
+    env["GATEWAY_PUBLIC_URL"] = settings.public_url
+    return env
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,179 @@
+"""Typed, layered settings: defaults < TOML file < ``GATEWAY_*`` environment.
+
+Every key is documented beside its default (the ``doc`` metadata); the README's
+settings table is checked against this module by a test, so the two never drift.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "GATEWAY_"
+GiB = 1024**3
+
+
+class SettingsError(ValueError):
+    """A setting has a value of the wrong type or outside its allowed set."""
+
+
+def _doc(text: str, choices: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {"doc": text, "choices": choices}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Gateway configuration. Field names are the lower-case setting keys."""
+
+    data_dir: Path = field(default=Path("./var"), metadata=_doc(
+        "Files, index, viewer build and temporary uploads live here."))
+    database_url: str = field(default="", metadata=_doc(
+        "Index database. Empty means `sqlite:///{DATA_DIR}/index.sqlite`; "
+        "`postgresql://user@host/db` when several gateway processes share one archive."))
+    http_bind: str = field(default="127.0.0.1:8080", metadata=_doc(
+        "HOST:PORT gunicorn listens on."))
+    public_url: str = field(default="http://127.0.0.1:8080", metadata=_doc(
+        "Base for absolute links (BulkDataURI, RetrieveURL, FHIR links, Endpoint.address)."))
+    trust_proxy: bool = field(default=False, metadata=_doc(
+        "Honour `X-Forwarded-Proto/Host/Prefix` from a reverse proxy when building links."))
+    ae_title: str = field(default="TCIAGW", metadata=_doc(
+        "Our DICOM AE title (SCP and SCU)."))
+    dimse_bind: str = field(default="127.0.0.1:11112", metadata=_doc(
+        "HOST:PORT of the DIMSE SCP."))
+    pacs: str = field(default="", metadata=_doc(
+        "`AET@host:port` of a PACS to front. Empty: serve the embedded archive."))
+    pacs_retrieve: str = field(default="c-get", metadata=_doc(
+        "How to fetch from the PACS.", ("c-get", "c-move")))
+    known_aes: str = field(default="", metadata=_doc(
+        "`AET@host:port,...`: C-MOVE destinations our SCP may send to."))
+    cors_origins: str = field(default="*", metadata=_doc(
+        "Comma-separated origins allowed by CORS, `*` for any."))
+    max_upload_bytes: int = field(default=2 * GiB, metadata=_doc(
+        "Largest STOW-RS request body, in bytes; larger bodies get 413."))
+    workers: int = field(default=2 * (os.cpu_count() or 1), metadata=_doc(
+        "gunicorn worker processes (default 2 x cores)."))
+    duplicate_policy: str = field(default="reject", metadata=_doc(
+        "Same SOPInstanceUID, different bytes: `reject` (STOW FailureReason 0x0111, "
+        "importer 'rejected') or `overwrite`. Identical bytes always succeed.",
+        ("reject", "overwrite")))
+    import_workers: int = field(default=os.cpu_count() or 1, metadata=_doc(
+        "Processes that parse and store files during `import`."))
+    log_level: str = field(default="INFO", metadata=_doc(
+        "Python logging level.", ("DEBUG", "INFO", "WARNING", "ERROR")))
+
+    # ---------------------------------------------------------------- derived
+    @property
+    def index_url(self) -> str:
+        """The SQLAlchemy URL of the index, defaulting to a file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir.resolve() / 'index.sqlite'}"
+
+    @property
+    def public_base(self) -> str:
+        return self.public_url.rstrip("/")
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with ``changes`` applied and validated (tests build settings this way)."""
+        return _validated(dataclasses.replace(self, **changes))
+
+    # ---------------------------------------------------------------- loading
+    @classmethod
+    def load(cls, config_file: str | os.PathLike[str] | None = None,
+             env: Mapping[str, str] | None = None) -> "Settings":
+        """Defaults, then the TOML file (``--config`` or ``GATEWAY_CONFIG``), then env."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        path = config_file or env.get(ENV_PREFIX + "CONFIG")
+        if path:
+            values.update(_from_toml(Path(path)))
+        for f in dataclasses.fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = raw
+        coerced = {name: _coerce(name, value) for name, value in values.items()}
+        return _validated(cls(**coerced))
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """(KEY, default, doc) rows, for the README and `--help`."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        default = f.default
+        shown = "2 × cores" if f.name in ("workers",) else (
+            "cores" if f.name == "import_workers" else str(default))
+        rows.append((f.name.upper(), shown, f.metadata["doc"]))
+    return rows
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"cannot read config file {path}: {exc}") from exc
+    table = data.get("gateway", data)
+    unknown = sorted(k for k in table if k.lower() not in _FIELDS)
+    if unknown:
+        raise SettingsError(f"{path}: unknown setting(s) {', '.join(unknown)}")
+    return {k.lower(): v for k, v in table.items()}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = _FIELDS[name].type
+    try:
+        if kind in ("Path", Path):
+            return Path(value)
+        if kind in ("bool", bool):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(f"not a boolean: {value!r}")
+            return text in ("1", "true", "yes", "on")
+        if kind in ("int", int):
+            return int(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"{ENV_PREFIX}{name.upper()}: {exc}") from exc
+
+
+def _validated(s: Settings) -> Settings:
+    for f in dataclasses.fields(s):
+        choices = f.metadata.get("choices")
+        if choices and getattr(s, f.name) not in choices:
+            raise SettingsError(
+                f"{ENV_PREFIX}{f.name.upper()}={getattr(s, f.name)!r}: expected one of {', '.join(choices)}")
+    for key in ("http_bind", "dimse_bind"):
+        parse_hostport(getattr(s, key), f"{ENV_PREFIX}{key.upper()}")
+    if s.pacs:
+        parse_ae_address(s.pacs, f"{ENV_PREFIX}PACS")
+    for item in filter(None, (x.strip() for x in s.known_aes.split(","))):
+        parse_ae_address(item, f"{ENV_PREFIX}KNOWN_AES")
+    if not (1 <= len(s.ae_title) <= 16):
+        raise SettingsError(f"{ENV_PREFIX}AE_TITLE must be 1 to 16 characters")
+    if s.max_upload_bytes <= 0 or s.workers <= 0 or s.import_workers <= 0:
+        raise SettingsError("MAX_UPLOAD_BYTES, WORKERS and IMPORT_WORKERS must be positive")
+    return s
+
+
+def parse_hostport(text: str, what: str = "address") -> tuple[str, int]:
+    """``HOST:PORT`` → (host, port), with a message naming the setting on error."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise SettingsError(f"{what}: expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def parse_ae_address(text: str, what: str = "address") -> tuple[str, str, int]:
+    """``AET@host:port`` → (aet, host, port)."""
+    aet, sep, rest = text.strip().partition("@")
+    if not sep or not (1 <= len(aet) <= 16):
+        raise SettingsError(f"{what}: expected AET@HOST:PORT, got {text!r}")
+    host, port = parse_hostport(rest, what)
+    return aet, host, port

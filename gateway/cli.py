@@ -205,5 +205,25 @@ def _child_env(settings: Settings, *, http_bind: str | None = None) -> dict[str,
     return env
 
 
+# Commands that belong to a protocol package live there (``COMMANDS`` list of click
+# commands), so each package owns its CLI; a package not installed adds none.
+COMMAND_MODULES = ("gateway.dimse.commands", "gateway.viewer.commands")
+
+
+def _add_package_commands() -> None:
+    import importlib
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue
+            raise
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+_add_package_commands()
+
 if __name__ == "__main__":  # pragma: no cover
     main()

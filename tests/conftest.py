@@ -1,0 +1,64 @@
+"""Session fixtures shared by every suite: a small synthetic cohort, an archive
+loaded with it, and the gateway served by gunicorn on a free loopback port."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from gateway.config import Settings
+from tests.support.procs import GatewayServer, start_gateway
+
+SMALL = dict(patients=6, seed=7, ct_slices=12, xr_size=256)
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """Logs and screenshots kept after the run (CI uploads ./test-artifacts)."""
+    path = Path(__file__).resolve().parent.parent / "test-artifacts"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_cohort(tmp_path_factory: pytest.TempPathFactory):
+    """A 6-patient synthetic cohort (radiographs, one CT, compressed syntaxes)."""
+    from gateway.synth import write_cohort
+    return write_cohort(tmp_path_factory.mktemp("cohort"), **SMALL)
+
+
+@pytest.fixture(scope="session")
+def loaded_data_dir(tmp_path_factory: pytest.TempPathFactory, small_cohort) -> Path:
+    """A data dir with the small cohort and its clinical sheet imported (read-only use!)."""
+    from gateway.archive import open_local
+    from gateway.archive.importer import import_clinical, run_import
+    data = tmp_path_factory.mktemp("data")
+    archive = open_local(Settings().replace(data_dir=data))
+    report = run_import(archive, [small_cohort.root], workers=2, progress=False)
+    assert report.new == small_cohort.instances and not report.rejected
+    import_clinical(archive, small_cohort.xlsx)
+    return data
+
+
+@pytest.fixture
+def data_copy(tmp_path: Path, loaded_data_dir: Path) -> Path:
+    """A private copy of the loaded data dir, for tests that write."""
+    target = tmp_path / "data"
+    shutil.copytree(loaded_data_dir, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def gateway_server(loaded_data_dir: Path, artifacts_dir: Path) -> Iterator[GatewayServer]:
+    """The gateway under gunicorn on the loaded (read-only) data dir."""
+    server = start_gateway(loaded_data_dir, artifacts_dir / "logs")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings for an empty data dir of this test."""
+    return Settings().replace(data_dir=tmp_path / "data")

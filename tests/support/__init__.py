@@ -1,0 +1,1 @@
+"""Shared test infrastructure: free ports, readiness polling, processes stopped by PID."""

@@ -122,8 +122,6 @@ def demo(ctx: click.Context, patients: int, data_dir: Path | None, http_bind: st
     if http_bind:
         parse_hostport(http_bind, "--http")
         changes["http_bind"] = http_bind
-        if "GATEWAY_PUBLIC_URL" not in os.environ:
-            changes["public_url"] = f"http://{http_bind}"
     settings = settings.replace(**changes)
     _ensure_demo_data(settings, patients, seed)
     _serve_all(settings)

@@ -36,7 +36,8 @@ class Settings:
     http_bind: str = field(default="127.0.0.1:8080", metadata=_doc(
         "HOST:PORT gunicorn listens on."))
     public_url: str = field(default="http://127.0.0.1:8080", metadata=_doc(
-        "Base for absolute links (BulkDataURI, RetrieveURL, FHIR links, Endpoint.address)."))
+        "Base for absolute links (BulkDataURI, RetrieveURL, FHIR links, Endpoint.address). "
+        "When unset and HTTP_BIND is set, `http://{HTTP_BIND}`."))
     trust_proxy: bool = field(default=False, metadata=_doc(
         "Honour `X-Forwarded-Proto/Host/Prefix` from a reverse proxy when building links."))
     ae_title: str = field(default="TCIAGW", metadata=_doc(
@@ -78,6 +79,8 @@ class Settings:
 
     def replace(self, **changes: Any) -> "Settings":
         """A copy with ``changes`` applied and validated (tests build settings this way)."""
+        if "http_bind" in changes and self.public_url == f"http://{self.http_bind}":
+            changes = _derive_public_url(changes)
         return _validated(dataclasses.replace(self, **changes))
 
     # ---------------------------------------------------------------- loading
@@ -95,7 +98,7 @@ class Settings:
             if raw is not None:
                 values[f.name] = raw
         coerced = {name: _coerce(name, value) for name, value in values.items()}
-        return _validated(cls(**coerced))
+        return _validated(cls(**_derive_public_url(coerced)))
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
@@ -110,6 +113,13 @@ def settings_table() -> list[tuple[str, str, str]]:
             "cores" if f.name == "import_workers" else str(default))
         rows.append((f.name.upper(), shown, f.metadata["doc"]))
     return rows
+
+
+def _derive_public_url(values: dict[str, Any]) -> dict[str, Any]:
+    """PUBLIC_URL not given but HTTP_BIND is: links point at where we listen."""
+    if "public_url" not in values and "http_bind" in values:
+        return {**values, "public_url": f"http://{values['http_bind']}"}
+    return values
 
 
 def _from_toml(path: Path) -> dict[str, Any]:

@@ -6,11 +6,12 @@ same statements run on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
 from sqlalchemy import (bindparam, create_engine, func, select, text, update)
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import NotFound, Unavailable
@@ -142,6 +143,9 @@ class Index:
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
+        target = make_url(url).database
+        if target and target != ":memory:":
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
         sqlite_pragmas(engine)
         return engine

@@ -188,6 +188,7 @@ def import_clinical(archive: LocalArchive, path: Path) -> ClinicalReport:
     from ..mapping.sheet import read_clinical
     sheets = read_clinical(path)
     counts = Counter()
+    touched: set[str] = set()
     for name, rows in (("patients", sheets.patients), ("imaging", sheets.imaging)):
         numbered: dict[str, int] = Counter()
         items = []
@@ -198,4 +199,9 @@ def import_clinical(archive: LocalArchive, path: Path) -> ClinicalReport:
             numbered[pid] += 1
             items.append((pid, numbered[pid], row))
         counts[name] = archive.index.replace_clinical(name, path.name, items)
+        touched.update(pid for pid, _n, _row in items)
+    # FHIR: rebuild exactly these patients' resources from their rows (idempotent).
+    from ..fhir.repository import Repository
+    from ..mapping.rebuild import rebuild
+    rebuild(archive, Repository(archive.index.engine), touched)
     return ClinicalReport(counts["patients"], counts["imaging"], path.name)

@@ -1,0 +1,212 @@
+"""ImagingStudy and Endpoint, built from the archive on every request (Archive protocol only).
+
+Nothing is copied into the FHIR tables, so a study imported, STOWed or C-STOREd a moment ago is
+already an ImagingStudy, with today's series and instance counts. Two archive searches per
+page: the studies, then their series (one UID-list query).
+"""
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import hashlib
+import re
+from typing import Any, Iterable, Mapping
+
+import orjson
+
+from ..archive.protocol import Archive, Level, Query
+from ..archive.uids import is_uid
+from . import search as S
+from .outcome import invalid, not_supported
+
+FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+ENDPOINT_REF = "Endpoint/{id}"
+
+
+def _first(item: Mapping, tag: str) -> Any:
+    return (item.get(tag, {}).get("Value") or [None])[0]
+
+
+def _versioned(resource: dict) -> dict:
+    """Archive-built resources carry a content hash as versionId (no stored history)."""
+    digest = hashlib.sha256(orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    return {"resourceType": resource["resourceType"], "id": resource["id"],
+            "meta": {"versionId": digest}, **{k: v for k, v in resource.items()
+                                              if k not in ("resourceType", "id")}}
+
+
+class ImagingBuilder:
+    """Turns archive query results into ImagingStudy/Endpoint resources (fixed parts: imaging.yaml)."""
+
+    def __init__(self, config: Mapping[str, Any], public_base: str) -> None:
+        self.config = config
+        self.public_base = public_base.rstrip("/")
+        self.modality_system = config["modality_system"]
+        self.endpoint_id = config["endpoint"]["id"]
+
+    # --------------------------------------------------------------- Endpoint
+    def endpoint(self) -> dict:
+        body = {"resourceType": "Endpoint", **copy.deepcopy(dict(self.config["endpoint"]))}
+        body["address"] = f"{self.public_base}/dicomweb"
+        return _versioned(body)
+
+    def endpoints(self, request: S.SearchRequest) -> list[dict]:
+        """The one Endpoint, if it matches the (token) clauses."""
+        resource = self.endpoint()
+        for clause in request.clauses:
+            field = clause.param.paths[0]
+            value = resource.get(field)
+            codes = [(c.get("system"), c.get("code")) for c in ([value] if isinstance(value, dict) else [])]
+            codes = codes or [(None, value)]
+            hit = any((s is S.ANY or s == sys) and (c is S.ANY or c == code)
+                      for s, c in clause.values for sys, code in codes)
+            if hit == (clause.modifier == "not"):
+                return []
+        return [resource]
+
+    # ----------------------------------------------------------- ImagingStudy
+    def read(self, archive: Archive, uid: str) -> dict | None:
+        if not is_uid(uid):
+            return None
+        found = archive.search(Query(Level.STUDY, {"StudyInstanceUID": uid}))
+        studies = self._build(archive, found.matches)
+        return studies[0] if studies else None
+
+    def for_patients(self, archive: Archive, patient_ids: Iterable[str]) -> list[dict]:
+        matches: list[dict] = []
+        for pid in dict.fromkeys(patient_ids):
+            if pid and not any(c in pid for c in "*?\\"):
+                matches += archive.search(Query(Level.STUDY, {"PatientID": pid})).matches
+        return self._build(archive, matches)
+
+    def search(self, archive: Archive, request: S.SearchRequest) -> tuple[list[dict], int]:
+        """One page of ImagingStudy matches and the total."""
+        matches = [m for filters in self._filters(request)
+                   for m in archive.search(Query(Level.STUDY, filters)).matches]
+        dates = [c for c in request.clauses if c.param.name == "started"]
+        matches = [m for m in matches if all(_date_ok(c, _first(m, "00080020")) for c in dates)]
+        page = matches[request.offset: request.offset + request.count] if request.count else []
+        return self._build(archive, page), len(matches)
+
+    def _filters(self, request: S.SearchRequest) -> list[dict]:
+        filters: dict[str, str] = {}
+        patients: set[str] | None = None
+        uids: set[str] | None = None
+        for clause in request.clauses:
+            name = clause.param.name
+            if clause.modifier:
+                raise not_supported(400, f"Modifier :{clause.modifier} is not supported on "
+                                         f"ImagingStudy {name}", f"{name}:{clause.modifier}")
+            if name in ("patient", "subject"):
+                patients = set(clause.values) if patients is None else patients & set(clause.values)
+            elif name in ("_id", "identifier"):
+                found = {self._uid(name, system, code) for system, code in clause.values}
+                uids = found if uids is None else uids & found
+            elif name == "modality":
+                filters["ModalitiesInStudy"] = "\\".join(self._modality(s, c) for s, c in clause.values)
+            elif name == "started":
+                filters["StudyDate"] = _dicom_range(clause)
+        if uids is not None:
+            uids = {u for u in uids if is_uid(u)}
+            if not uids:
+                return []
+            filters["StudyInstanceUID"] = "\\".join(sorted(uids))
+        if patients is None:
+            return [filters]
+        return [{**filters, "PatientID": p} for p in sorted(patients)
+                if p and not any(c in p for c in "*?\\")]
+
+    def _uid(self, name: str, system: Any, code: Any) -> str:
+        if code is S.ANY:
+            raise invalid(f"{name} needs a value", name)
+        if name == "identifier" and system not in (S.ANY, self.config["identifier_system"]):
+            return ""  # another identifier system: nothing of ours matches
+        return code[len("urn:oid:"):] if code.startswith("urn:oid:") else code
+
+    def _modality(self, system: Any, code: Any) -> str:
+        if code is S.ANY or system not in (S.ANY, self.modality_system):
+            raise invalid("modality takes a DICOM (DCM) modality code", "modality")
+        return code
+
+    def _build(self, archive: Archive, studies: list[dict]) -> list[dict]:
+        if not studies:
+            return []
+        uids = [_first(s, "0020000D") for s in studies]
+        series = archive.search(Query(Level.SERIES, {"StudyInstanceUID": "\\".join(uids)})).matches
+        by_study: dict[str, list[dict]] = {}
+        for item in series:
+            by_study.setdefault(_first(item, "0020000D"), []).append(item)
+        return [self._study(s, by_study.get(_first(s, "0020000D"), [])) for s in studies]
+
+    def _coding(self, code: str | None) -> dict:
+        code = code or "OT"  # R4 needs series.modality; a series without Modality is "Other"
+        coding = {"system": self.modality_system, "code": code}
+        display = self.config.get("modalities", {}).get(code)
+        return {**coding, "display": display} if display else coding
+
+    def _study(self, study: dict, series: list[dict]) -> dict:
+        uid = _first(study, "0020000D")
+        pid = str(_first(study, "00100020") or "")
+        resource: dict[str, Any] = {
+            "resourceType": "ImagingStudy", "id": uid,
+            "identifier": [{"system": self.config["identifier_system"], "value": f"urn:oid:{uid}"}],
+            "status": "available",
+            "modality": [self._coding(m) for m in (study.get("00080061", {}).get("Value") or [])],
+            "subject": ({"reference": f"Patient/{pid}"} if FHIR_ID.match(pid)
+                        else {"display": pid or "unknown patient"}),
+        }
+        started = _iso_date(_first(study, "00080020"))
+        if started:
+            resource["started"] = started  # date precision: DICOM dates carry no time zone
+        resource["endpoint"] = [{"reference": ENDPOINT_REF.format(id=self.endpoint_id)}]
+        resource["numberOfSeries"] = int(_first(study, "00201206") or len(series))
+        resource["numberOfInstances"] = int(_first(study, "00201208") or 0)
+        if _first(study, "00081030"):
+            resource["description"] = str(_first(study, "00081030"))
+        resource["series"] = [self._series(s) for s in sorted(
+            series, key=lambda s: (_first(s, "00200011") or 0, _first(s, "0020000E")))]
+        return _versioned(resource)
+
+    def _series(self, item: dict) -> dict:
+        out: dict[str, Any] = {"uid": _first(item, "0020000E")}
+        if _first(item, "00200011") is not None:
+            out["number"] = int(_first(item, "00200011"))
+        out["modality"] = self._coding(_first(item, "00080060"))
+        if _first(item, "0008103E"):
+            out["description"] = str(_first(item, "0008103E"))
+        out["numberOfInstances"] = int(_first(item, "00201209") or 0)
+        return out
+
+
+def _iso_date(value: Any) -> str | None:
+    try:
+        return dt.datetime.strptime(str(value), "%Y%m%d").date().isoformat()
+    except (TypeError, ValueError):
+        return None
+
+
+def _date_ok(clause: S.Clause, dicom_date: Any) -> bool:
+    day = _iso_date(dicom_date)
+    if day is None:
+        return False
+    lo, hi = S.date_range(day)
+    return any(S.date_matches(prefix, q_lo, q_hi, lo, hi) for prefix, q_lo, q_hi in clause.values)
+
+
+def _dicom_range(clause: S.Clause) -> str:
+    """A coarse DICOM StudyDate range covering the clause (exact test: ``_date_ok``)."""
+    lows, highs = [], []
+    for prefix, q_lo, q_hi in clause.values:
+        if prefix in ("ne",):
+            return ""
+        if prefix in ("eq", "ge", "gt", "sa"):
+            lows.append(q_lo[:10].replace("-", ""))
+        if prefix in ("eq", "le", "lt", "eb"):
+            highs.append(q_hi[:10].replace("-", ""))
+        if prefix in ("le", "lt", "eb"):
+            lows.append("")
+        if prefix in ("ge", "gt", "sa"):
+            highs.append("")
+    low = "" if "" in lows or not lows else min(lows)
+    high = "" if "" in highs or not highs else max(highs)
+    return f"{low}-{high}" if (low or high) else ""

@@ -1,0 +1,300 @@
+"""FHIR resources in the index database: pre-serialised JSON plus search columns.
+
+One row per resource (``fhir_resources``: body bytes with meta, the patient it belongs to) and
+one row per searchable value (``fhir_index``: token system/code, normalised string, number,
+date range). A search is one SELECT over indexed columns with the total as a window count, so
+the hot path never parses JSON. Rebuilding a patient's resources keeps versionId and
+lastUpdated of those that did not change (idempotent re-import).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import orjson
+from sqlalchemy import (Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData,
+                        String, Table, UniqueConstraint, and_, delete, exists, func, not_, or_,
+                        select)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+from . import search as S
+
+metadata = MetaData()
+
+resources_t = Table(
+    "fhir_resources", metadata,
+    Column("pk", Integer, primary_key=True),
+    Column("type", String(40), nullable=False),
+    Column("id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("last_updated", String(40), nullable=False),
+    Column("patient_id", String(64)),
+    Column("digest", String(64), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    UniqueConstraint("type", "id", name="uq_fhir_resources_type_id"),
+)
+index_t = Table(
+    "fhir_index", metadata,
+    Column("pk", Integer, primary_key=True),
+    Column("res_pk", Integer, ForeignKey("fhir_resources.pk"), nullable=False),
+    Column("param", String(40), nullable=False),
+    Column("system", String(255)),
+    Column("value", String(255)),
+    Column("num", Float),
+    Column("lo", String(32)),
+    Column("hi", String(32)),
+)
+Index("ix_fhir_resources_patient", resources_t.c.type, resources_t.c.patient_id, resources_t.c.pk)
+Index("ix_fhir_index_value", index_t.c.param, index_t.c.value, index_t.c.res_pk)
+Index("ix_fhir_index_res", index_t.c.res_pk, index_t.c.param)
+Index("ix_fhir_index_num", index_t.c.param, index_t.c.num)
+Index("ix_fhir_index_date", index_t.c.param, index_t.c.lo)
+
+
+@dataclass(frozen=True)
+class Stored:
+    type: str
+    id: str
+    version: int
+    last_updated: str
+    patient_id: str | None
+    body: bytes
+
+
+class Repository:
+    """Read, search and (re)write stored resources; thread-safe, one engine per process."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        try:
+            metadata.create_all(engine)
+        except OperationalError:  # another worker created them at the same moment
+            metadata.create_all(engine)
+
+    # ------------------------------------------------------------------ write
+    def replace_patients(self, patient_ids: Iterable[str], items: Sequence[dict]) -> dict[str, int]:
+        """Make the stored resources of these patients exactly ``items`` (unchanged ones kept)."""
+        pids = sorted(set(patient_ids))
+        counts = {"created": 0, "updated": 0, "unchanged": 0, "deleted": 0}
+        now = _now()
+        with self.engine.begin() as conn:
+            old = {(r.type, r.id): r for r in conn.execute(
+                select(resources_t.c.pk, resources_t.c.type, resources_t.c.id, resources_t.c.version,
+                       resources_t.c.digest).where(resources_t.c.patient_id.in_(pids)))} if pids else {}
+            for resource in items:
+                key = (resource["resourceType"], resource["id"])
+                digest = hashlib.sha256(orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)).hexdigest()
+                prior = old.pop(key, None)
+                if prior is not None and prior.digest == digest:
+                    counts["unchanged"] += 1
+                    continue
+                version = prior.version + 1 if prior is not None else 1
+                if prior is not None:
+                    _delete(conn, [prior.pk])
+                    counts["updated"] += 1
+                else:
+                    conn.execute(delete(resources_t).where(and_(  # same id under another patient
+                        resources_t.c.type == key[0], resources_t.c.id == key[1])))
+                    counts["created"] += 1
+                self._insert(conn, resource, version, now, digest)
+            _delete(conn, [r.pk for r in old.values()])
+            counts["deleted"] = len(old)
+        return counts
+
+    def _insert(self, conn, resource: dict, version: int, now: str, digest: str) -> None:
+        meta = {**resource.get("meta", {}), "versionId": str(version), "lastUpdated": now}
+        body = {"resourceType": resource["resourceType"], "id": resource["id"], "meta": meta,
+                **{k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")}}
+        pk = conn.execute(resources_t.insert().values(
+            type=resource["resourceType"], id=resource["id"], version=version, last_updated=now,
+            patient_id=patient_of(resource), digest=digest, body=orjson.dumps(body))).inserted_primary_key[0]
+        rows = [{**_EMPTY_ROW, "res_pk": pk, **row} for row in index_rows(resource)]
+        if rows:
+            conn.execute(index_t.insert(), rows)
+
+    # ------------------------------------------------------------------- read
+    def read(self, kind: str, rid: str) -> Stored | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(*_COLS).where(and_(
+                resources_t.c.type == kind, resources_t.c.id == rid))).first()
+        return Stored(*row) if row else None
+
+    def search(self, request: S.SearchRequest, *, count_only: bool = False) -> tuple[list[Stored], int | None]:
+        """One page of matches and the total (one query: the total is a window count)."""
+        where = self._where(request.type, request.clauses)
+        with self.engine.connect() as conn:
+            if count_only or request.count == 0:
+                total = conn.execute(select(func.count()).select_from(resources_t).where(where)).scalar()
+                return [], total
+            stmt = (select(*_COLS, func.count().over().label("total")).where(where)
+                    .order_by(resources_t.c.pk).limit(request.count).offset(request.offset))
+            rows = conn.execute(stmt).all()
+            if rows:
+                return [Stored(*r[:-1]) for r in rows], rows[0].total
+            total = conn.execute(select(func.count()).select_from(resources_t).where(where)).scalar() \
+                if request.offset else 0
+            return [], total
+
+    def of_patients(self, patient_ids: Iterable[str], types: Iterable[str] | None = None) -> list[Stored]:
+        """Every stored resource of these patients (the Patient itself included), stable order."""
+        pids = list(dict.fromkeys(patient_ids))
+        if not pids:
+            return []
+        stmt = select(*_COLS).where(resources_t.c.patient_id.in_(pids))
+        if types is not None:
+            stmt = stmt.where(resources_t.c.type.in_(list(types)))
+        with self.engine.connect() as conn:
+            return [Stored(*r) for r in conn.execute(stmt.order_by(resources_t.c.pk))]
+
+    def patients(self, ids: Iterable[str]) -> list[Stored]:
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return []
+        with self.engine.connect() as conn:
+            return [Stored(*r) for r in conn.execute(select(*_COLS).where(and_(
+                resources_t.c.type == "Patient", resources_t.c.id.in_(ids))).order_by(resources_t.c.pk))]
+
+    # ------------------------------------------------------------ SQL pieces
+    def _where(self, kind: str, clauses: list[S.Clause]):
+        conds = [resources_t.c.type == kind]
+        for clause in clauses:
+            conds.append(_condition(clause))
+        return and_(*conds)
+
+
+_EMPTY_ROW = {"system": None, "value": None, "num": None, "lo": None, "hi": None}
+_COLS = (resources_t.c.type, resources_t.c.id, resources_t.c.version, resources_t.c.last_updated,
+         resources_t.c.patient_id, resources_t.c.body)
+
+
+def _delete(conn, pks: list[int]) -> None:
+    if pks:
+        conn.execute(delete(index_t).where(index_t.c.res_pk.in_(pks)))
+        conn.execute(delete(resources_t).where(resources_t.c.pk.in_(pks)))
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _condition(clause: S.Clause):
+    param = clause.param
+    if param.name == "_id":
+        return resources_t.c.id.in_([code for _s, code in clause.values])
+    if param.type == "reference":
+        if clause.modifier == "missing":
+            return resources_t.c.patient_id.is_(None) if clause.values[0] else \
+                resources_t.c.patient_id.is_not(None)
+        return resources_t.c.patient_id.in_(list(clause.values))
+    has = exists().where(and_(index_t.c.res_pk == resources_t.c.pk, index_t.c.param == param.name))
+    if clause.modifier == "missing":
+        return not_(has) if clause.values[0] else has
+    alternatives = or_(*(_value_condition(param.type, clause.modifier, v) for v in clause.values))
+    matched = exists().where(and_(index_t.c.res_pk == resources_t.c.pk,
+                                  index_t.c.param == param.name, alternatives))
+    return not_(matched) if clause.modifier == "not" else matched
+
+
+def _value_condition(kind: str, modifier: str | None, value: Any):
+    c = index_t.c
+    if kind == "token":
+        system, code = value
+        conds = []
+        if code is not S.ANY:
+            conds.append(c.value == code)
+        if system is not S.ANY:
+            conds.append(c.system.is_(None) if system == "" else c.system == system)
+        return and_(*conds) if conds else c.param.is_not(None)
+    if kind == "string":
+        if modifier == "exact":
+            return c.value == value
+        pattern = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return c.value.like(("%" if modifier == "contains" else "") + pattern + "%", escape="\\")
+    if kind == "date":
+        prefix, q_lo, q_hi = value
+        return _date_sql(prefix, q_lo, q_hi)
+    prefix, number, half, system, code = value
+    conds = [_number_sql(prefix, number, half)]
+    if system:
+        conds.append(c.system == system)
+    if code:
+        conds.append(c.value == code)
+    return and_(*conds)
+
+
+def _date_sql(prefix: str, q_lo: str, q_hi: str):
+    lo, hi = index_t.c.lo, index_t.c.hi
+    return {"eq": and_(lo >= q_lo, hi <= q_hi), "ne": not_(and_(lo >= q_lo, hi <= q_hi)),
+            "gt": hi > q_hi, "sa": lo > q_hi, "lt": lo < q_lo, "eb": hi < q_lo,
+            "ge": hi >= q_lo, "le": lo <= q_hi}[prefix]
+
+
+def _number_sql(prefix: str, number: float, half: float):
+    num = index_t.c.num
+    if prefix == "eq":
+        return and_(num >= number - half, num < number + half)
+    if prefix == "ne":
+        return or_(num < number - half, num >= number + half)
+    if prefix == "ap":
+        spread = abs(number) * 0.1
+        return and_(num >= number - spread, num <= number + spread)
+    return {"gt": num > number, "sa": num > number, "lt": num < number, "eb": num < number,
+            "ge": num >= number, "le": num <= number}[prefix]
+
+
+# ------------------------------------------------------------------ extraction
+def patient_of(resource: dict) -> str | None:
+    """The patient compartment a resource belongs to (the Patient itself, or its subject)."""
+    if resource["resourceType"] == "Patient":
+        return resource["id"]
+    for key in ("subject", "patient"):
+        ref = (resource.get(key) or {}).get("reference", "")
+        if ref.startswith("Patient/"):
+            return ref.split("/", 1)[1]
+    return None
+
+
+def index_rows(resource: dict) -> list[dict]:
+    """The search-index rows of a resource, from the parameter table (search.PARAMS)."""
+    rows: list[dict] = []
+    for param in S.PARAMS.get(resource["resourceType"], {}).values():
+        if param.type == "reference" or param.name == "_id":
+            continue
+        for path in param.paths:
+            for value in _values(resource, path.split(".")):
+                rows += [{"param": param.name, **r} for r in _index_values(param.type, value)]
+    return rows
+
+
+def _values(node: Any, parts: list[str]) -> Iterable[Any]:
+    if isinstance(node, list):
+        for item in node:
+            yield from _values(item, parts)
+    elif not parts:
+        yield node
+    elif isinstance(node, dict) and parts[0] in node:
+        yield from _values(node[parts[0]], parts[1:])
+
+
+def _index_values(kind: str, value: Any) -> list[dict]:
+    if kind == "token":
+        if isinstance(value, dict) and "coding" in value:
+            return [{"system": c.get("system"), "value": c.get("code")} for c in value["coding"]]
+        if isinstance(value, dict):  # Coding or Identifier
+            return [{"system": value.get("system"), "value": value.get("code", value.get("value"))}]
+        return [{"system": None, "value": json.dumps(value) if isinstance(value, bool) else str(value)}]
+    if kind == "string":
+        if isinstance(value, dict):  # HumanName
+            parts = [value.get("text"), value.get("family"), *value.get("given", [])]
+            return [{"value": S.normalise(p)} for p in parts if p]
+        return [{"value": S.normalise(value)}]
+    if kind == "date":
+        found = S.date_range(str(value)[:19] if "T" in str(value) else str(value))
+        return [{"lo": found[0], "hi": found[1]}] if found else []
+    if kind == "quantity" and isinstance(value, dict) and "value" in value:
+        return [{"num": float(value["value"]), "system": value.get("system"), "value": value.get("code")}]
+    return []

@@ -1,0 +1,146 @@
+"""The /fhir blueprint: views only adapt (negotiate, one service call, respond).
+
+Every error becomes an OperationOutcome: unknown type 404, unknown or malformed parameter 400,
+unknown id 404, unsupported interaction 405 (with Allow), unacceptable format 406.
+"""
+from __future__ import annotations
+
+import logging
+
+import orjson
+from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import HTTPException
+
+from .. import __version__, context
+from ..archive.errors import ArchiveError, InvalidQuery, NotFound, Unavailable
+from .capability import capability_statement
+from .outcome import FhirError, error_body, not_found, not_supported
+from .search import PARAMS
+from .service import FhirService
+
+log = logging.getLogger(__name__)
+bp = Blueprint("fhir", __name__, url_prefix="/fhir")
+FHIR_JSON = "application/fhir+json; charset=utf-8"
+JSON_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir",
+                        "json", "text/json", "*/*", "application/*", "fhir+json"})
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def _service() -> FhirService:
+    return current_app.extensions["tcia_fhir"]
+
+
+def _base() -> str:
+    """Absolute base of our FHIR links: PUBLIC_URL, or the proxy's view when TRUST_PROXY."""
+    settings = context.settings()
+    if settings.trust_proxy and request.headers.get("X-Forwarded-Host"):
+        proto = request.headers.get("X-Forwarded-Proto", request.scheme)
+        prefix = request.headers.get("X-Forwarded-Prefix", "").rstrip("/")
+        return f"{proto}://{request.headers['X-Forwarded-Host']}{prefix}/fhir"
+    return settings.public_base + "/fhir"
+
+
+def _lenient() -> bool:
+    prefer = request.headers.get("Prefer", "")
+    return any(p.strip().replace(" ", "") == "handling=lenient" for p in prefer.split(";") + prefer.split(","))
+
+
+def _args() -> list[tuple[str, str]]:
+    items = list(request.args.items(multi=True))
+    if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
+        items += list(request.form.items(multi=True))
+    return items
+
+
+def _respond(body: bytes, status: int = 200, headers: dict | None = None) -> Response:
+    if request.args.get("_pretty") == "true":
+        body = orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2)
+    return Response(body, status=status, headers=headers, content_type=FHIR_JSON)
+
+
+@bp.before_request
+def _negotiate() -> None:
+    """JSON only: `_format` or Accept asking for anything else is 406 (R4 http 3.1.0.1.10)."""
+    wanted = request.args.get("_format")
+    if wanted is not None and wanted.split(";")[0].strip() not in JSON_TYPES:
+        raise FhirError(406, "not-supported", f"_format={wanted} is not supported: JSON only",
+                        expression="_format")
+    accept = request.headers.get("Accept")
+    if accept and wanted is None:
+        ranges = [part.split(";")[0].strip() for part in accept.split(",")]
+        if not any(r in JSON_TYPES for r in ranges):
+            raise FhirError(406, "not-supported", f"Accept: {accept} is not supported: JSON only")
+
+
+@bp.get("/metadata")
+def metadata():
+    return _respond(orjson.dumps(capability_statement(_base(), __version__)))
+
+
+@bp.get("/<kind>")
+def search_type(kind: str):
+    return _respond(_service().search(context.archive(), kind, _args(), base=_base(),
+                                      lenient=_lenient()))
+
+
+@bp.post("/<kind>/_search")
+def search_post(kind: str):
+    return search_type(kind)
+
+
+@bp.get("/<kind>/<rid>")
+def read(kind: str, rid: str):
+    found = _service().read(context.archive(), kind, rid)
+    etag = f'W/"{found.version}"'
+    headers = {"ETag": etag}
+    if found.last_updated:
+        headers["Last-Modified"] = found.last_updated
+    if request.headers.get("If-None-Match") in (etag, f'"{found.version}"'):
+        return Response(status=304, headers=headers)
+    return _respond(found.body, headers=headers)
+
+
+@bp.get("/Patient/<rid>/$everything")
+def everything(rid: str):
+    return _respond(_service().everything(context.archive(), rid, _args(), base=_base(),
+                                          lenient=_lenient()))
+
+
+@bp.route("/", defaults={"rest": ""}, methods=ALL_METHODS)
+@bp.route("/<path:rest>", methods=ALL_METHODS)
+def unsupported(rest: str):
+    """Anything no view above takes: an unknown type (404) or an interaction we lack (405)."""
+    parts = [p for p in rest.split("/") if p]
+    if parts and parts[0] not in PARAMS and not parts[0].startswith("$"):
+        FhirService.check_type(parts[0])
+    if not parts or len(parts) > 4:
+        raise not_found(f"No FHIR interaction at /fhir/{rest}")
+    allow = "GET" if len(parts) <= 2 or parts[-1] == "$everything" else ""
+    raise not_supported(405, f"{request.method} /fhir/{rest} is not supported: this server is "
+                             "read-only (read, search-type, Patient/$everything)").with_headers(
+        {"Allow": allow or "GET"})
+
+
+@bp.errorhandler(FhirError)
+def _fhir_error(error: FhirError):
+    return Response(error_body(error), status=error.status, headers=error.headers,
+                    content_type=FHIR_JSON)
+
+
+@bp.errorhandler(ArchiveError)
+def _archive_error(error: ArchiveError):
+    status = 404 if isinstance(error, NotFound) else 400 if isinstance(error, InvalidQuery) else (
+        503 if isinstance(error, Unavailable) else 502)
+    code = {404: "not-found", 400: "invalid", 503: "transient"}.get(status, "exception")
+    return _fhir_error(FhirError(status, code, getattr(error, "message", str(error))))
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(error: HTTPException):
+    return _fhir_error(FhirError(error.code or 500, "processing", error.description or error.name))
+
+
+@bp.errorhandler(Exception)
+def _unexpected(error: Exception):
+    log.exception("FHIR request failed")
+    return _fhir_error(FhirError(500, "exception", f"internal error: {error.__class__.__name__}"))

@@ -1,0 +1,271 @@
+"""Search parameters (as data) and the parsing of a search request into clauses.
+
+Supported parameters per resource are listed once, in ``PARAMS``: the CapabilityStatement, the
+repository's index columns and the parser all read this table, so what is advertised is what
+works. Anything else is a 400 naming the parameter, unless ``Prefer: handling=lenient``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Iterable
+
+from .outcome import invalid, not_supported
+
+ANY = object()  # token: any system / any code
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str               # token | string | date | reference | quantity
+    paths: tuple[str, ...]  # dotted element paths the value comes from
+    doc: str = ""
+
+
+def _p(name: str, kind: str, *paths: str, doc: str = "") -> Param:
+    return Param(name, kind, paths, doc)
+
+
+_PATIENT = _p("patient", "reference", "subject", doc="The patient (subject) the resource is about")
+_SUBJECT = _p("subject", "reference", "subject", doc="Alias of patient")
+_ID = _p("_id", "token", "id", doc="Logical id")
+
+PARAMS: dict[str, dict[str, Param]] = {
+    "Patient": {p.name: p for p in (
+        _ID, _p("identifier", "token", "identifier"), _p("name", "string", "name"),
+        _p("gender", "token", "gender"), _p("birthdate", "date", "birthDate"),
+        _p("deceased", "token", "deceasedBoolean"),
+        _p("address-postalcode", "string", "address.postalCode"))},
+    "Condition": {p.name: p for p in (
+        _ID, _PATIENT, _SUBJECT, _p("category", "token", "category"),
+        _p("clinical-status", "token", "clinicalStatus"),
+        _p("verification-status", "token", "verificationStatus"), _p("code", "token", "code"),
+        _p("onset-date", "date", "onsetDateTime"))},
+    "Observation": {p.name: p for p in (
+        _ID, _PATIENT, _SUBJECT, _p("category", "token", "category"), _p("code", "token", "code"),
+        _p("date", "date", "effectiveDateTime"), _p("status", "token", "status"),
+        _p("value-quantity", "quantity", "valueQuantity"),
+        _p("value-concept", "token", "valueCodeableConcept"))},
+    "DiagnosticReport": {p.name: p for p in (
+        _ID, _PATIENT, _SUBJECT, _p("category", "token", "category"), _p("code", "token", "code"),
+        _p("date", "date", "effectiveDateTime"), _p("status", "token", "status"))},
+    "Encounter": {p.name: p for p in (
+        _ID, _PATIENT, _SUBJECT, _p("class", "token", "class"), _p("type", "token", "type"),
+        _p("status", "token", "status"))},
+    "MolecularSequence": {p.name: p for p in (
+        _ID, _p("patient", "reference", "patient"), _p("type", "token", "type"))},
+    "ImagingStudy": {p.name: p for p in (
+        _ID, _PATIENT, _SUBJECT, _p("identifier", "token", "identifier"),
+        _p("started", "date", "started"), _p("modality", "token", "modality"))},
+    "Endpoint": {p.name: p for p in (
+        _ID, _p("connection-type", "token", "connectionType"), _p("status", "token", "status"))},
+}
+STORED = ("Patient", "Condition", "Observation", "DiagnosticReport", "Encounter", "MolecularSequence")
+# _include / _revinclude values we follow: (source type, parameter) -> target type
+INCLUDES: dict[tuple[str, str], str] = {
+    **{(t, p): "Patient" for t in STORED[1:] + ("ImagingStudy",) for p in ("patient", "subject")
+       if p in PARAMS[t]},
+    ("ImagingStudy", "endpoint"): "Endpoint",
+}
+RESULT_PARAMS = frozenset({"_count", "_offset", "_include", "_revinclude", "_summary", "_elements",
+                           "_total", "_totalMethod", "_format", "_pretty"})
+PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+MODIFIERS = {"token": {"not", "missing"}, "string": {"exact", "contains", "missing"},
+             "date": {"missing"}, "quantity": {"missing"}, "reference": {"missing"}}
+DEFAULT_COUNT, MAX_COUNT = 50, 1000
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One parameter occurrence: its values are ORed; clauses are ANDed."""
+
+    param: Param
+    modifier: str | None
+    values: tuple
+
+
+@dataclass
+class SearchRequest:
+    type: str
+    clauses: list[Clause] = field(default_factory=list)
+    count: int = DEFAULT_COUNT
+    offset: int = 0
+    includes: list[tuple[str, str]] = field(default_factory=list)
+    revincludes: list[tuple[str, str]] = field(default_factory=list)
+    summary: str | None = None
+    elements: tuple[str, ...] = ()
+    total: bool = True
+    ignored: list[str] = field(default_factory=list)
+    link_params: list[tuple[str, str]] = field(default_factory=list)  # for self/next links
+
+
+def parse(kind: str, args: Iterable[tuple[str, str]], *, lenient: bool = False) -> SearchRequest:
+    """Validate and parse a search's query parameters (raises FhirError 400 naming the parameter)."""
+    request = SearchRequest(kind)
+    for key, raw in args:
+        name, _, modifier = key.partition(":")
+        if name in RESULT_PARAMS:
+            _result_param(request, name, modifier, raw)
+        elif name in PARAMS[kind]:
+            param = PARAMS[kind][name]
+            request.clauses.append(_clause(param, modifier or None, raw, key))
+        elif lenient:
+            request.ignored.append(key)
+            continue
+        else:
+            raise invalid(f"Unknown search parameter {key!r} for {kind}", key)
+        if name not in ("_offset", "_format"):
+            request.link_params.append((key, raw))
+    return request
+
+
+def _result_param(request: SearchRequest, name: str, modifier: str, raw: str) -> None:
+    if modifier:
+        raise invalid(f"{name} takes no modifier", f"{name}:{modifier}")
+    if name in ("_count", "_offset"):
+        if not raw.isdigit():
+            raise invalid(f"{name} must be a non-negative integer, not {raw!r}", name)
+        if name == "_count":
+            request.count = min(int(raw), MAX_COUNT)
+        else:
+            request.offset = int(raw)
+    elif name in ("_include", "_revinclude"):
+        source, _, target_param = raw.partition(":")
+        param = target_param.split(":")[0]
+        if (source, param) not in INCLUDES:
+            raise not_supported(400, f"{name}={raw} is not supported", name)
+        if name == "_include" and source != request.type:
+            raise invalid(f"_include={raw} does not start from {request.type}", name)
+        if name == "_revinclude" and INCLUDES[(source, param)] != request.type:
+            raise invalid(f"_revinclude={raw} does not point at {request.type}", name)
+        (request.includes if name == "_include" else request.revincludes).append((source, param))
+    elif name == "_summary":
+        if raw not in ("true", "false", "count", "text", "data"):
+            raise invalid(f"_summary={raw} is not one of true, false, count, text, data", name)
+        request.summary = None if raw == "false" else raw
+    elif name == "_elements":
+        request.elements = tuple(e.strip() for e in raw.split(",") if e.strip())
+    elif name == "_total":
+        if raw not in ("none", "estimate", "accurate"):
+            raise invalid(f"_total={raw} is not one of none, estimate, accurate", name)
+        request.total = raw != "none"
+
+
+def _clause(param: Param, modifier: str | None, raw: str, key: str) -> Clause:
+    if modifier and modifier not in MODIFIERS.get(param.type, ()):
+        raise not_supported(400, f"Modifier :{modifier} is not supported on {param.name}", key)
+    if modifier == "missing":
+        if raw not in ("true", "false"):
+            raise invalid(f"{key} must be true or false", key)
+        return Clause(param, modifier, (raw == "true",))
+    parts = _split(raw)
+    if not parts:
+        raise invalid(f"{key} has no value", key)
+    parser = {"token": _token, "string": _string, "date": _date, "reference": _reference,
+              "quantity": _quantity}[param.type]
+    return Clause(param, modifier, tuple(parser(p, key) for p in parts))
+
+
+def _split(raw: str) -> list[str]:
+    """Comma-separated alternatives; ``\\,`` is a literal comma (FHIR R4 search 3.1.1.5.7)."""
+    parts = re.split(r"(?<!\\),", raw)
+    return [p.replace("\\,", ",").strip() for p in parts if p.strip()]
+
+
+def _token(text: str, key: str) -> tuple[Any, Any]:
+    if "|" not in text:
+        return ANY, text
+    system, _, code = text.partition("|")
+    return system, (code if code else ANY)
+
+
+def _string(text: str, key: str) -> str:
+    return normalise(text)
+
+
+def normalise(text: str) -> str:
+    """Case- and space-insensitive form for string search (R4 search: string matching)."""
+    return " ".join(str(text).lower().split())
+
+
+def _reference(text: str, key: str) -> str:
+    ref = text.rstrip("/")
+    parts = ref.split("/")
+    if len(parts) >= 2 and parts[-2] != "Patient":
+        raise invalid(f"{key}={text} is not a Patient reference", key)
+    return parts[-1]
+
+
+_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?"
+                   r"(Z|[+-]\d{2}:\d{2})?)?)?)?$")
+
+
+def _prefix(text: str) -> tuple[str, str]:
+    if text[:2] in PREFIXES and not text[:2].isdigit():
+        return text[:2], text[2:]
+    return "eq", text
+
+
+def date_range(text: str) -> tuple[str, str] | None:
+    """The instant range [lo, hi] a FHIR date/dateTime value covers, as sortable strings."""
+    m = _DATE.match(text)
+    if not m:
+        return None
+    year, month, day, hour, minute, second = (int(g) if g else None for g in m.groups()[:6])
+    try:
+        lo = dt.datetime(year, month or 1, day or 1, hour or 0, minute or 0, second or 0)
+    except ValueError:
+        return None
+    if month is None:
+        hi = lo.replace(year=year + 1)
+    elif day is None:
+        hi = (lo.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    elif hour is None:
+        hi = lo + dt.timedelta(days=1)
+    elif second is None:
+        hi = lo + dt.timedelta(minutes=1)
+    else:
+        hi = lo + dt.timedelta(seconds=1)
+    hi -= dt.timedelta(microseconds=1)
+    return lo.isoformat(timespec="microseconds"), hi.isoformat(timespec="microseconds")
+
+
+def _date(text: str, key: str) -> tuple[str, str, str]:
+    prefix, value = _prefix(text)
+    found = date_range(value)
+    if found is None:
+        raise invalid(f"{key}={text} is not a FHIR date (YYYY[-MM[-DD[Thh:mm[:ss][zone]]]])", key)
+    if prefix == "ap":
+        raise not_supported(400, f"prefix ap is not supported on {key}", key)
+    return prefix, found[0], found[1]
+
+
+def date_matches(prefix: str, q_lo: str, q_hi: str, lo: str, hi: str) -> bool:
+    """R4 search 3.1.1.4.2: compare the target's range with the value's range."""
+    if prefix == "eq":
+        return lo >= q_lo and hi <= q_hi
+    if prefix == "ne":
+        return not (lo >= q_lo and hi <= q_hi)
+    if prefix in ("gt", "sa"):
+        return hi > q_hi if prefix == "gt" else lo > q_hi
+    if prefix in ("lt", "eb"):
+        return lo < q_lo if prefix == "lt" else hi < q_lo
+    if prefix == "ge":
+        return hi >= q_lo
+    return lo <= q_hi  # le
+
+
+def _quantity(text: str, key: str) -> tuple:
+    prefix, rest = _prefix(text)
+    number, _, unit = rest.partition("|")
+    system, _, code = unit.partition("|") if "|" in unit else ("", "", unit)
+    try:
+        value = Decimal(number)
+    except InvalidOperation:
+        raise invalid(f"{key}={text} is not [prefix]number[|system|code]", key) from None
+    exponent = value.as_tuple().exponent
+    half = Decimal(5).scaleb(exponent - 1) if isinstance(exponent, int) else Decimal(0)
+    return prefix, float(value), float(half), system or None, code or None

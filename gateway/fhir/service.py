@@ -1,0 +1,176 @@
+"""What the FHIR routes ask for: read, search (with includes and paging), $everything.
+
+Stored resources come from the repository; ImagingStudy and Endpoint from the archive
+(imaging.py). Every answer is bytes ready to send, or a FhirError.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import orjson
+
+from ..archive.protocol import Archive
+from . import bundle
+from . import search as S
+from .imaging import ImagingBuilder
+from .outcome import invalid, issue, not_found, outcome
+from .repository import Repository, Stored
+from .resources import is_resource_type
+
+ARCHIVE_TYPES = ("ImagingStudy", "Endpoint")
+EVERYTHING_PARAMS = frozenset({"_count", "_offset", "_type", "_format", "_pretty"})
+
+
+@dataclass(frozen=True)
+class Match:
+    type: str
+    id: str
+    body: bytes
+    patient_id: str | None
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    body: bytes
+    version: str
+    last_updated: str | None
+
+
+def _from_stored(row: Stored) -> Match:
+    return Match(row.type, row.id, row.body, row.patient_id)
+
+
+def _from_dict(resource: dict) -> Match:
+    ref = (resource.get("subject") or {}).get("reference", "")
+    pid = ref.split("/", 1)[1] if ref.startswith("Patient/") else None
+    return Match(resource["resourceType"], resource["id"], orjson.dumps(resource), pid)
+
+
+class FhirService:
+    def __init__(self, repository: Repository, imaging: ImagingBuilder) -> None:
+        self.repository = repository
+        self.imaging = imaging
+
+    @staticmethod
+    def check_type(kind: str) -> None:
+        if kind not in S.PARAMS:
+            what = "is not supported here" if is_resource_type(kind) else "is not a FHIR resource type"
+            raise not_found(f"Resource type {kind!r} {what}")
+
+    # ------------------------------------------------------------------- read
+    def read(self, archive: Archive, kind: str, rid: str) -> ReadResult:
+        self.check_type(kind)
+        if kind in ARCHIVE_TYPES:
+            found = (self.imaging.read(archive, rid) if kind == "ImagingStudy"
+                     else self.imaging.endpoint() if rid == self.imaging.endpoint_id else None)
+            if found is not None:
+                return ReadResult(orjson.dumps(found), found["meta"]["versionId"], None)
+        else:
+            row = self.repository.read(kind, rid)
+            if row is not None:
+                return ReadResult(row.body, str(row.version), row.last_updated)
+        raise not_found(f"{kind}/{rid} is not known")
+
+    # ----------------------------------------------------------------- search
+    def search(self, archive: Archive, kind: str, args: list[tuple[str, str]], *, base: str,
+               lenient: bool) -> bytes:
+        self.check_type(kind)
+        request = S.parse(kind, args, lenient=lenient)
+        if request.summary == "count":
+            request.count = 0
+        matches, total = self._matches(archive, request)
+        entries = [bundle.entry(base, m.type, m.id, bundle.shape(m.body, request)) for m in matches]
+        entries += [bundle.entry(base, m.type, m.id, bundle.shape(m.body, request), "include")
+                    for m in self._included(archive, request, matches)]
+        if request.ignored:
+            entries.append(self._ignored_entry(request.ignored))
+        links = [("self", bundle.link_url(base, kind, request.link_params, request.offset))]
+        if request.count and request.offset + request.count < (total or 0):
+            links.append(("next", bundle.link_url(base, kind, request.link_params,
+                                                  request.offset + request.count)))
+        if request.offset and request.count:
+            links.append(("previous", bundle.link_url(base, kind, request.link_params,
+                                                      max(0, request.offset - request.count))))
+        return bundle.searchset(entries, total=total if request.total else None, links=links)
+
+    def _matches(self, archive: Archive, request: S.SearchRequest) -> tuple[list[Match], int]:
+        if request.type == "ImagingStudy":
+            studies, total = self.imaging.search(archive, request)
+            return [_from_dict(s) for s in studies], total
+        if request.type == "Endpoint":
+            found = self.imaging.endpoints(request)
+            page = found[request.offset: request.offset + request.count] if request.count else []
+            return [_from_dict(r) for r in page], len(found)
+        rows, total = self.repository.search(request)
+        return [_from_stored(r) for r in rows], total or 0
+
+    def _included(self, archive: Archive, request: S.SearchRequest,
+                  matches: list[Match]) -> list[Match]:
+        seen = {(m.type, m.id) for m in matches}
+        out: list[Match] = []
+        pids = [m.patient_id for m in matches if m.patient_id]
+        for source, param in request.includes:
+            target = S.INCLUDES[(source, param)]
+            if target == "Patient":
+                out += [_from_stored(r) for r in self.repository.patients(pids)]
+            elif matches:
+                out.append(_from_dict(self.imaging.endpoint()))
+        ids = [m.id for m in matches]
+        for source, param in request.revincludes:
+            if source == "ImagingStudy" and param == "endpoint":
+                raise invalid("_revinclude=ImagingStudy:endpoint is not supported", "_revinclude")
+            if source == "ImagingStudy":
+                out += [_from_dict(s) for s in self.imaging.for_patients(archive, ids)]
+            else:
+                out += [_from_stored(r) for r in self.repository.of_patients(ids, [source])]
+        unique = []
+        for m in out:
+            if (m.type, m.id) not in seen:
+                seen.add((m.type, m.id))
+                unique.append(m)
+        return unique
+
+    @staticmethod
+    def _ignored_entry(ignored: list[str]) -> bytes:
+        body = outcome([issue("warning", "not-supported", f"Unknown search parameter {p!r} ignored "
+                                                           "(Prefer: handling=lenient)", p)
+                        for p in ignored])
+        return b'{"resource":' + orjson.dumps(body) + b',"search":{"mode":"outcome"}}'
+
+    # ------------------------------------------------------------- everything
+    def everything(self, archive: Archive, pid: str, args: Iterable[tuple[str, str]], *,
+                   base: str, lenient: bool) -> bytes:
+        """Patient/$everything: the patient, its stored resources, its studies and the Endpoint."""
+        count, offset, types, link_params = S.MAX_COUNT, 0, None, []
+        for key, raw in args:
+            if key not in EVERYTHING_PARAMS:
+                if lenient:
+                    continue
+                raise invalid(f"Unknown parameter {key!r} for $everything", key)
+            if key in ("_count", "_offset"):
+                if not raw.isdigit():
+                    raise invalid(f"{key} must be a non-negative integer", key)
+                count, offset = (int(raw), offset) if key == "_count" else (count, int(raw))
+            elif key == "_type":
+                types = {t.strip() for t in raw.split(",") if t.strip()}
+            if key not in ("_offset", "_format"):
+                link_params.append((key, raw))
+        patient = self.repository.read("Patient", pid)
+        studies = self.imaging.for_patients(archive, [pid])
+        if patient is None and not studies:
+            raise not_found(f"Patient/{pid} is not known")
+        items = [_from_stored(r) for r in self.repository.of_patients([pid])]
+        items.sort(key=lambda m: m.type != "Patient")
+        items += [_from_dict(s) for s in studies]
+        if studies:
+            items.append(_from_dict(self.imaging.endpoint()))
+        if types is not None:
+            items = [m for m in items if m.type in types]
+        page = items[offset: offset + count]
+        path = f"Patient/{pid}/$everything"
+        links = [("self", bundle.link_url(base, path, link_params, offset))]
+        if offset + count < len(items):
+            links.append(("next", bundle.link_url(base, path, link_params, offset + count)))
+        entries = [bundle.entry(base, m.type, m.id, m.body) for m in page]
+        return bundle.searchset(entries, total=len(items), links=links)

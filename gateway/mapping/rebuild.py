@@ -1,0 +1,54 @@
+"""Rebuild the FHIR resources of patients from their stored clinical rows (idempotent).
+
+Called by the clinical sheet import after the rows are stored: reads ``clinical_rows``, links
+imaging rows to DICOM studies through the Archive protocol, maps with the engine and replaces
+exactly these patients' resources (unchanged resources keep their versionId).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from typing import Iterable
+
+from sqlalchemy import select
+
+from ..archive.protocol import Archive
+from ..archive.schema import clinical_rows
+from ..fhir.repository import Repository
+from . import link
+from .engine import Engine, MapReport
+
+log = logging.getLogger(__name__)
+
+
+def load_rows(repository: Repository, patient_ids: Iterable[str] | None = None) -> dict[str, dict]:
+    """patient id → {"patients": [(n, row)], "imaging": [(n, row)]} from the index database."""
+    stmt = select(clinical_rows.c.sheet, clinical_rows.c.patient_id, clinical_rows.c.row_number,
+                  clinical_rows.c.data).order_by(clinical_rows.c.patient_id, clinical_rows.c.sheet,
+                                                 clinical_rows.c.row_number)
+    if patient_ids is not None:
+        stmt = stmt.where(clinical_rows.c.patient_id.in_(list(patient_ids)))
+    out: dict[str, dict] = defaultdict(lambda: {"patients": [], "imaging": []})
+    with repository.engine.connect() as conn:
+        for sheet, pid, number, data in conn.execute(stmt):
+            out[pid][sheet].append((number, json.loads(data)))
+    return out
+
+
+def rebuild(archive: Archive, repository: Repository, patient_ids: Iterable[str] | None = None,
+            engine: Engine | None = None) -> tuple[MapReport, dict[str, int]]:
+    """Map and store the resources of ``patient_ids`` (all patients with rows when None)."""
+    engine = engine or Engine()
+    rows = load_rows(repository, patient_ids)
+    pids = sorted(set(patient_ids) if patient_ids is not None else set(rows))
+    report = MapReport()
+    made: list[dict] = []
+    for pid in pids:
+        sheets = rows.get(pid, {"patients": [], "imaging": []})
+        links = link.link(sheets["imaging"], link.studies_of(archive, pid)) if sheets["imaging"] \
+            else link.Links()
+        made += engine.map_patient(pid, sheets["patients"], sheets["imaging"], links, report)
+    counts = repository.replace_patients(pids, made)
+    log.info("FHIR mapping: %s; stored %s", report.summary(), counts)
+    return report, counts

@@ -101,3 +101,30 @@ def _filter(key: str, values: list[str]) -> tuple[str, str]:
         raise InvalidQuery(f"query parameter {key!r} given {len(values)} times; only UID and "
                            "code string attributes take lists", key)
     return name, values[0]
+
+
+RETRIEVE_URL = "00081190"
+_PATH = {Level.STUDY: (("studies", "0020000D"),),
+         Level.SERIES: (("studies", "0020000D"), ("series", "0020000E")),
+         Level.INSTANCE: (("studies", "0020000D"), ("series", "0020000E"),
+                          ("instances", "00080018"))}
+
+
+def with_retrieve_urls(matches: list[dict], level: Level, root: str) -> list[dict]:
+    """Add RetrieveURL (0008,1190) to each match (PS3.18 10.6.3.3), in tag order."""
+    steps = _PATH.get(level)
+    if not steps:
+        return matches
+    out = []
+    for match in matches:
+        parts = []
+        for name, tag in steps:
+            value = match.get(tag, {}).get("Value")
+            if not value:
+                break
+            parts.append(f"{name}/{value[0]}")
+        else:
+            match = dict(sorted({**match, RETRIEVE_URL: {
+                "vr": "UR", "Value": [root + "/" + "/".join(parts)]}}.items()))
+        out.append(match)
+    return out

@@ -1,0 +1,18 @@
+"""DICOMweb (QIDO-RS, WADO-RS, STOW-RS, WADO-URI) over the Archive protocol.
+
+``register(app)`` adds the ``/dicomweb`` and ``/wado`` blueprints, ``/openapi.json``,
+CORS for those roots and the family's error handler (see docs/dicomweb.md).
+"""
+from __future__ import annotations
+
+from flask import Flask
+
+from . import cors, openapi, routes, wado_uri
+
+
+def register(app: Flask) -> None:
+    """Called by ``gateway.create_app``; blueprints carry their own error handlers."""
+    for bp in (routes.bp, wado_uri.bp):
+        app.register_blueprint(bp)
+    app.register_blueprint(openapi.bp)
+    cors.install(app)

@@ -1,0 +1,46 @@
+"""CORS for the DICOMweb roots, so an OHIF served from another origin can use them.
+
+``CORS_ORIGINS`` is ``*`` or a comma list of origins. Preflights (OPTIONS) are
+answered by Flask's automatic OPTIONS handling; this hook adds the headers. Headers
+a viewer must read (ETag, Warning, Content-Encoding) are exposed.
+"""
+from __future__ import annotations
+
+from flask import Flask, Response, request
+
+from .. import context
+
+ROOTS = ("/dicomweb", "/wado", "/openapi.json")
+EXPOSED = "ETag, Warning, Content-Type, Content-Length, Content-Encoding, Location"
+METHODS = "GET, HEAD, POST, OPTIONS"
+DEFAULT_HEADERS = "Accept, Accept-Encoding, Authorization, Cache-Control, Content-Type, If-None-Match"
+
+
+def allowed_origin(origin: str | None, setting: str) -> str | None:
+    """The Access-Control-Allow-Origin value for ``origin``, or None to refuse."""
+    allowed = [o.strip().rstrip("/") for o in setting.split(",") if o.strip()]
+    if "*" in allowed:
+        return "*"
+    if origin and origin.rstrip("/") in allowed:
+        return origin
+    return None
+
+
+def install(app: Flask) -> None:
+    @app.after_request
+    def _cors(response: Response) -> Response:
+        if not request.path.startswith(ROOTS):
+            return response
+        value = allowed_origin(request.headers.get("Origin"), context.settings().cors_origins)
+        if value is None:
+            return response
+        response.headers["Access-Control-Allow-Origin"] = value
+        if value != "*":
+            response.vary.add("Origin")
+        response.headers["Access-Control-Expose-Headers"] = EXPOSED
+        if request.method == "OPTIONS":
+            response.headers["Access-Control-Allow-Methods"] = METHODS
+            response.headers["Access-Control-Allow-Headers"] = (
+                request.headers.get("Access-Control-Request-Headers") or DEFAULT_HEADERS)
+            response.headers["Access-Control-Max-Age"] = "86400"
+        return response

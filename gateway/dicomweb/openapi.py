@@ -1,0 +1,157 @@
+"""``/openapi.json``: an OpenAPI 3.1 description of the DICOMweb and WADO-URI routes.
+
+Paths come from the app's own URL map (so a new route cannot be forgotten silently:
+a test checks every rule has a described operation); what each one means is data
+below, written once.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import orjson
+from flask import Blueprint, Flask, Response, current_app
+
+from .. import __version__
+from .web import public_base
+
+bp = Blueprint("openapi", __name__)
+
+_ARG = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
+PATH_DOC = {"study": "StudyInstanceUID", "series": "SeriesInstanceUID",
+            "instance": "SOPInstanceUID", "frame": "Frame number (from 1)",
+            "frame_list": "Comma-separated frame numbers, from 1 (e.g. 1,2,5)",
+            "tag": "Tag of the bulk data element, 8 hex digits (as in the BulkDataURI)"}
+
+
+def _q(name: str, doc: str, schema: dict | None = None, repeat: bool = False) -> dict:
+    schema = schema or {"type": "string"}
+    if repeat:
+        schema = {"type": "array", "items": schema}
+    return {"name": name, "in": "query", "description": doc, "schema": schema,
+            "explode": True, "required": False}
+
+
+QIDO_PARAMS = [
+    {"name": "match", "in": "query", "style": "form", "explode": True, "required": False,
+     "description": "{attributeID}={value}: match on any indexed attribute by keyword or tag "
+     "(PatientID or 00100020): single value, * and ? wildcards, DA/TM ranges (a-b, a-, -b), "
+     "UID lists (comma or backslash), empty value = return it. PS3.18 8.3.4.1.",
+     "schema": {"type": "object", "additionalProperties": {"type": "string"}}},
+    _q("includefield", "Attribute keyword/tag to return, comma list or repeated; `all` returns "
+       "every non-bulk attribute of the first instance.", repeat=True),
+    _q("fuzzymatching", "true: each word of a person name query matches a name word prefix.",
+       {"type": "boolean"}),
+    _q("limit", "Maximum results (server maximum 5000).", {"type": "integer", "minimum": 0}),
+    _q("offset", "Results to skip (stable order).", {"type": "integer", "minimum": 0}),
+]
+RENDER_PARAMS = [
+    _q("accept", "Media type, overrides the Accept header (image/jpeg, image/png, image/gif)."),
+    _q("quality", "JPEG quality 1-100 (default 90).", {"type": "integer"}),
+    _q("viewport", "vw,vh[,sx,sy,sw,sh]: fit inside vw x vh keeping the aspect ratio."),
+    _q("window", "center,width[,linear|linear-exact|sigmoid]; default: the image's own window."),
+]
+WADO_URI_PARAMS = [
+    _q("requestType", "Must be WADO."), _q("studyUID", "StudyInstanceUID."),
+    _q("seriesUID", "SeriesInstanceUID."), _q("objectUID", "SOPInstanceUID."),
+    _q("contentType", "application/dicom, image/jpeg (default for images), image/png, image/gif."),
+    _q("transferSyntax", "For application/dicom: default Explicit VR Little Endian; * = as stored."),
+    _q("frameNumber", "Frame to render (from 1).", {"type": "integer"}),
+    _q("rows", "Maximum rows of the rendered image.", {"type": "integer"}),
+    _q("columns", "Maximum columns of the rendered image.", {"type": "integer"}),
+    _q("windowCenter", "VOI window center.", {"type": "number"}),
+    _q("windowWidth", "VOI window width.", {"type": "number"}),
+    _q("imageQuality", "JPEG quality 1-100.", {"type": "integer"}),
+]
+JSON_ARRAY = {"application/dicom+json": {"schema": {"type": "array", "items": {"type": "object"}}}}
+MULTIPART = {"multipart/related": {"schema": {"type": "string", "format": "binary"}}}
+IMAGES = {t: {"schema": {"type": "string", "format": "binary"}}
+          for t in ("image/jpeg", "image/png", "image/gif")}
+ERRORS = {"400": "Malformed request (the message names the parameter)", "404": "No such resource",
+          "406": "Requested media type or transfer syntax not available",
+          "502": "PACS answered with a failure", "503": "Archive unavailable",
+          "504": "PACS timeout"}
+
+# endpoint → (tag, summary, query parameters, success responses)
+OPERATIONS: dict[str, tuple[str, str, list, dict]] = {}
+for _ep, _summary in (("search_studies", "Search for studies"),
+                      ("search_series", "Search for series"),
+                      ("search_study_series", "Search for series of a study"),
+                      ("search_instances", "Search for instances"),
+                      ("search_study_instances", "Search for instances of a study"),
+                      ("search_series_instances", "Search for instances of a series")):
+    OPERATIONS["dicomweb." + _ep] = ("QIDO-RS", _summary + " (PS3.18 10.6)", QIDO_PARAMS, {
+        "200": ("Matches (empty array when none); Warning: 299 when more can be requested",
+                JSON_ARRAY), "304": ("Not modified (If-None-Match)", None)})
+for _level in ("study", "series", "instance"):
+    OPERATIONS[f"dicomweb.retrieve_{_level}"] = ("WADO-RS", f"Retrieve {_level} instances as "
+        "multipart/related; type=application/dicom (Accept transfer-syntax: UID, * = as stored; "
+        "default Explicit VR Little Endian) (PS3.18 10.4)", [], {"200": ("Instances", MULTIPART)})
+    OPERATIONS[f"dicomweb.{_level}_metadata"] = ("WADO-RS", f"Metadata of the {_level} "
+        "(DICOM JSON with absolute BulkDataURIs)", [], {
+            "200": ("Metadata", JSON_ARRAY), "304": ("Not modified (If-None-Match)", None)})
+OPERATIONS.update({
+    "dicomweb.retrieve_frames": ("WADO-RS", "Retrieve frames: one part per frame, each with "
+                                 "transfer-syntax= (PS3.18 10.4.1.1.4)", [],
+                                 {"200": ("Frames", MULTIPART)}),
+    "dicomweb.retrieve_bulk": ("WADO-RS", "Retrieve bulk data named by a BulkDataURI", [],
+                               {"200": ("Bulk data", MULTIPART)}),
+    "dicomweb.rendered_many": ("WADO-RS", "Rendered images of every image instance, one part "
+                               "each", RENDER_PARAMS, {"200": ("Images", MULTIPART)}),
+    "dicomweb.rendered_one": ("WADO-RS", "Rendered instance or frame", RENDER_PARAMS,
+                              {"200": ("Image", IMAGES)}),
+    "dicomweb.thumbnail_many": ("WADO-RS", "Thumbnail of a representative image (128 px "
+                                "default)", RENDER_PARAMS, {"200": ("Image", IMAGES)}),
+    "dicomweb.thumbnail_one": ("WADO-RS", "Thumbnail of an instance or frame", RENDER_PARAMS,
+                               {"200": ("Image", IMAGES)}),
+    "dicomweb.store": ("STOW-RS", "Store instances: multipart/related; type=application/dicom, "
+                       "chunked or not (PS3.18 10.5)", [], {
+                           "200": ("All stored", {"application/dicom+json": {"schema": {"type": "object"}}}),
+                           "202": ("Some failed (FailedSOPSequence with FailureReason)", None),
+                           "409": ("None stored", None), "413": ("Body exceeds MAX_UPLOAD_BYTES", None),
+                           "415": ("Not multipart/related of application/dicom", None)}),
+    "wado_uri.wado": ("WADO-URI", "Retrieve a DICOM object or a rendered image (PS3.18 9)",
+                      WADO_URI_PARAMS, {"200": ("Object", {"application/dicom": {}, **IMAGES})}),
+    "openapi.document": ("Meta", "This document", [], {"200": ("OpenAPI 3.1", {
+        "application/json": {"schema": {"type": "object"}}})}),
+})
+
+
+def _operation(endpoint: str, method: str, arguments: list[str]) -> dict:
+    tag, summary, query, ok = OPERATIONS[endpoint]
+    responses = {code: {"description": desc, **({"content": content} if content else {})}
+                 for code, (desc, content) in ok.items()}
+    responses.update({code: {"description": desc} for code, desc in ERRORS.items()})
+    params = [{"name": a, "in": "path", "required": True, "description": PATH_DOC.get(a, a),
+               "schema": {"type": "integer" if a == "frame" else "string"}} for a in arguments]
+    return {"tags": [tag], "summary": summary, "operationId": f"{endpoint}.{method}",
+            "parameters": params + query, "responses": responses}
+
+
+def build(app: Flask, server: str) -> dict:
+    paths: dict[str, dict] = {}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint not in OPERATIONS:
+            continue
+        path = _ARG.sub(r"{\1}", rule.rule)
+        args = _ARG.findall(rule.rule)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            paths.setdefault(path, {})[method.lower()] = _operation(rule.endpoint, method.lower(),
+                                                                    args)
+    return {"openapi": "3.1.0",
+            "info": {"title": "tcia-gateway DICOMweb", "version": __version__,
+                     "description": "QIDO-RS, WADO-RS, STOW-RS and WADO-URI over the archive. "
+                                    "Conformance details: docs/dicomweb.md."},
+            "servers": [{"url": server}], "paths": dict(sorted(paths.items()))}
+
+
+@lru_cache(maxsize=8)
+def _cached(app_id: int, server: str) -> bytes:
+    return orjson.dumps(build(current_app, server))
+
+
+@bp.get("/openapi.json")
+def document() -> Response:
+    response = Response(_cached(id(current_app._get_current_object()), public_base()))
+    response.headers["Content-Type"] = "application/json"
+    return response

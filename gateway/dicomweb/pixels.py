@@ -1,0 +1,61 @@
+"""Frame bytes and decoded pixels of a stored instance.
+
+The fast path is the archive's frame table: one positioned read per fragment. Files
+whose frames cannot be cut by offset (deflate, big endian, 1-bit, odd encapsulations)
+and requests for native pixels of a compressed frame fall back to pydicom, which
+decodes exactly one frame (``pixel_array(path, index=...)``).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.encaps import get_frame
+from pydicom.pixels import pack_bits, pixel_array
+
+from ..archive.errors import NotAcceptable, NotFound
+from ..archive.protocol import StoredInstance
+from ..archive.store import read_frame
+from .media import UNCOMPRESSED
+
+# Elements rendering needs beyond the Image Pixel module (PS3.3 C.11.1, C.11.2).
+RENDER_TAGS = [0x00281050, 0x00281051, 0x00281052, 0x00281053, 0x00281054, 0x00281056,
+               0x00283000, 0x00283010, 0x00080060]
+
+
+def stored_frame(inst: StoredInstance, number: int) -> bytes:
+    """Frame ``number`` (from 1) as stored: compressed bitstream or native LE pixels."""
+    if inst.frames is not None:
+        return read_frame(inst, number)
+    if inst.transfer_syntax in UNCOMPRESSED:
+        return native_frame(inst, number)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(inst.path)
+        return get_frame(ds.PixelData, number - 1, number_of_frames=inst.number_of_frames)
+
+
+def decode(inst: StoredInstance, number: int) -> tuple[np.ndarray, Dataset]:
+    """One frame decoded (YBR → RGB) and the header elements that describe it."""
+    header = Dataset()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            array = pixel_array(str(inst.path), index=number - 1, ds_out=header,
+                                specific_tags=RENDER_TAGS)
+    except (NotImplementedError, RuntimeError, ValueError) as exc:
+        raise NotAcceptable(f"cannot decode pixel data of {inst.sop_uid} "
+                            f"({inst.transfer_syntax}): {exc}") from exc
+    except FileNotFoundError as exc:
+        raise NotFound(f"the file of instance {inst.sop_uid} is missing") from exc
+    return array, header
+
+
+def native_frame(inst: StoredInstance, number: int) -> bytes:
+    """Frame pixels as Explicit VR Little Endian bulk data (PS3.5 8.1.1, 8.2)."""
+    array, header = decode(inst, number)
+    if int(header.get("BitsAllocated", 8)) == 1:
+        return pack_bits(array.astype(np.uint8), pad=False)
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()

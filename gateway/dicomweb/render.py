@@ -1,0 +1,201 @@
+"""Rendered and thumbnail resources (PS3.18 8.3.5, 10.4.1.1.3): pixels → JPEG/PNG/GIF.
+
+Grey-scale pipeline per PS3.3 C.11: Modality LUT (rescale or LUT), then the VOI
+transform (the ``window`` query parameter, else the image's own first window or VOI
+LUT, else the frame's range), MONOCHROME1 inverted, then ``viewport`` scaling.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+from PIL import Image
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_modality_lut, apply_voi
+
+from ..archive.errors import InvalidQuery
+
+THUMBNAIL_SIZE = 128
+PIL_FORMAT = {"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF"}
+EXTENSION = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif"}
+FUNCTIONS = ("linear", "linear-exact", "sigmoid")  # PS3.18 8.3.5.1.4
+
+
+@dataclass(frozen=True)
+class RenderParams:
+    media: str
+    quality: int = 90
+    viewport: tuple[int, ...] | None = None          # vw, vh [, sx, sy, sw, sh]
+    window: tuple[float, float, str] | None = None   # center, width, function
+
+    def key(self) -> str:
+        return hashlib.sha1(repr(self).encode()).hexdigest()[:16]
+
+
+def parse_params(args: Mapping[str, str], media: str, *, thumbnail: bool = False) -> RenderParams:
+    """Query parameters of a rendered request; 400 naming the bad one."""
+    quality = _int(args.get("quality"), "quality", 90)
+    if not 1 <= quality <= 100:
+        raise InvalidQuery(f"quality={quality}: expected 1..100", "quality")
+    viewport = _viewport(args.get("viewport"))
+    if viewport is None and thumbnail:
+        viewport = (THUMBNAIL_SIZE, THUMBNAIL_SIZE)
+    return RenderParams(media, quality, viewport, _window(args.get("window")))
+
+
+def _int(text: str | None, name: str, default: int) -> int:
+    if text is None or text == "":
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidQuery(f"{name}={text!r}: expected an integer", name) from None
+
+
+def _viewport(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        values = tuple(int(float(v)) if v.strip() else 0 for v in text.split(","))
+    except ValueError:
+        raise InvalidQuery(f"viewport={text!r}: expected vw,vh[,sx,sy,sw,sh]", "viewport") from None
+    if len(values) not in (2, 6) or values[0] <= 0 or values[1] <= 0 or max(values[:2]) > 8192:
+        raise InvalidQuery(f"viewport={text!r}: expected vw,vh[,sx,sy,sw,sh] with 0 < vw,vh "
+                           "<= 8192", "viewport")
+    return values
+
+
+def _window(text: str | None) -> tuple[float, float, str] | None:
+    if not text:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        center, width = float(parts[0]), float(parts[1])
+    except (ValueError, IndexError):
+        raise InvalidQuery(f"window={text!r}: expected center,width[,function]", "window") from None
+    function = parts[2].lower() if len(parts) > 2 and parts[2] else "linear"
+    if function not in FUNCTIONS or width <= 0 or len(parts) > 3:
+        raise InvalidQuery(f"window={text!r}: width must be > 0 and function one of "
+                           f"{', '.join(FUNCTIONS)}", "window")
+    return center, width, function
+
+
+# ----------------------------------------------------------------- pipeline
+def render(array: np.ndarray, header: Dataset, params: RenderParams) -> bytes:
+    """Encode one decoded frame as the requested image type."""
+    if array.ndim == 3:  # colour: already RGB after decoding
+        image = Image.fromarray(_to_uint8_colour(array), "RGB")
+    else:
+        image = Image.fromarray(grey_levels(array, header, params.window), "L")
+    image = _apply_viewport(image, params.viewport)
+    return encode(image, params)
+
+
+def grey_levels(array: np.ndarray, header: Dataset,
+                window: tuple[float, float, str] | None) -> np.ndarray:
+    """Stored values → 8-bit display levels (PS3.3 C.11.1, C.11.2)."""
+    values = np.asarray(apply_modality_lut(array, header), dtype=np.float32)
+    if window is None and "VOILUTSequence" in header and "WindowCenter" not in header:
+        shown = _voi_lut(values, header)
+    else:
+        window = window or _own_window(header)
+        shown = _window_values(values, *window) if window else _full_range(values)
+    if header.get("PhotometricInterpretation") == "MONOCHROME1":
+        shown = 1.0 - shown
+    return np.rint(shown * 255.0).astype(np.uint8)
+
+
+def _own_window(header: Dataset) -> tuple[float, float, str] | None:
+    """The image's first window (PS3.3 C.11.2.1.2); CT carries lung + mediastinum."""
+    center, width = header.get("WindowCenter"), header.get("WindowWidth")
+    if center is None or width is None:
+        return None
+    c = float(center[0] if _multi(center) else center)
+    w = float(width[0] if _multi(width) else width)
+    function = str(header.get("VOILUTFunction", "LINEAR")).lower().replace("_", "-")
+    return (c, w, function if function in FUNCTIONS else "linear") if w > 0 else None
+
+
+def _multi(value: object) -> bool:
+    return isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue"
+
+
+def _window_values(x: np.ndarray, c: float, w: float, function: str) -> np.ndarray:
+    if function == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-4.0 * (x - c) / w))
+    if function == "linear-exact":
+        return np.clip((x - c) / w + 0.5, 0.0, 1.0)
+    if w <= 1:  # PS3.3 C.11.2.1.2.1: width 1 is a threshold
+        return (x >= c).astype(np.float32)
+    return np.clip((x - (c - 0.5)) / (w - 1.0) + 0.5, 0.0, 1.0)
+
+
+def _voi_lut(values: np.ndarray, header: Dataset) -> np.ndarray:
+    out = np.asarray(apply_voi(values, header, index=0), dtype=np.float32)
+    bits = int(header.VOILUTSequence[0].LUTDescriptor[2])
+    return np.clip(out / float((1 << bits) - 1), 0.0, 1.0)
+
+
+def _full_range(values: np.ndarray) -> np.ndarray:
+    low, high = float(values.min()), float(values.max())
+    if not math.isfinite(low) or high <= low:
+        return np.zeros_like(values)
+    return (values - low) / (high - low)
+
+
+def _to_uint8_colour(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return np.ascontiguousarray(array[..., :3])
+    top = float(array.max()) or 1.0
+    return np.rint(array[..., :3].astype(np.float32) / top * 255.0).astype(np.uint8)
+
+
+def _apply_viewport(image: Image.Image, viewport: tuple[int, ...] | None) -> Image.Image:
+    """Crop to the source region, then fit inside vw×vh keeping the aspect ratio."""
+    if not viewport:
+        return image
+    if len(viewport) == 6:
+        sx, sy, sw, sh = viewport[2:]
+        sw = sw or image.width - sx
+        sh = sh or image.height - sy
+        image = image.crop((sx, sy, sx + sw, sy + sh))
+    vw, vh = viewport[:2]
+    scale = min(vw / image.width, vh / image.height)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    if size == image.size:
+        return image
+    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
+def encode(image: Image.Image, params: RenderParams) -> bytes:
+    out = io.BytesIO()
+    if params.media == "image/jpeg":
+        image.save(out, "JPEG", quality=params.quality)
+    elif params.media == "image/png":
+        image.save(out, "PNG", compress_level=1)
+    else:
+        image.save(out, PIL_FORMAT[params.media])
+    return out.getvalue()
+
+
+# -------------------------------------------------------------- thumbnails
+def cache_path(cache_dir: Path, sop_uid: str, file_name: str, frame: int,
+               params: RenderParams) -> Path:
+    """Keyed by SOP UID, the stored file (its digest is in the name: a replaced instance
+    gets new thumbnails) and the parameters."""
+    digest = hashlib.sha1(f"{file_name}|{frame}|{params.key()}".encode()).hexdigest()[:20]
+    return cache_dir / sop_uid[-2:] / f"{sop_uid}_{digest}.{EXTENSION[params.media]}"
+
+
+def cache_put(path: Path, data: bytes) -> None:
+    """Atomic write: concurrent workers may render the same thumbnail."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

@@ -1,0 +1,72 @@
+"""Rendered and thumbnail responses (PS3.18 10.4.1.1.3, 10.4.1.1.4).
+
+Instance and frame resources answer one image. A study or series ``rendered``
+resource answers every image instance, one part each, rendered while streaming;
+its ``thumbnail`` is one representative image (the middle instance of the first
+series with pixel data). Thumbnails are cached on disk under ``<DATA_DIR>/cache``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Response
+
+from ..archive.errors import NotAcceptable, NotFound
+from ..archive.protocol import StoredInstance
+from . import multipart, pixels, render
+from .render import RenderParams
+
+
+def image_bytes(inst: StoredInstance, frame: int, params: RenderParams,
+                cache_dir: Path | None = None) -> bytes:
+    """One rendered frame; from (and into) the disk cache when ``cache_dir`` is given."""
+    if inst.number_of_frames == 0:
+        raise NotAcceptable(f"instance {inst.sop_uid} has no pixel data to render")
+    if not 1 <= frame <= inst.number_of_frames:
+        raise NotFound(f"frame {frame} does not exist: instance {inst.sop_uid} has "
+                       f"{inst.number_of_frames} frame(s), numbered from 1")
+    path = (render.cache_path(cache_dir, inst.sop_uid, inst.path.name, frame, params)
+            if cache_dir else None)
+    if path is not None:
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            pass
+    array, header = pixels.decode(inst, frame)
+    data = render.render(array, header, params)
+    if path is not None:
+        render.cache_put(path, data)
+    return data
+
+
+def image_response(inst: StoredInstance, frame: int, params: RenderParams,
+                   cache_dir: Path | None = None) -> Response:
+    data = image_bytes(inst, frame, params, cache_dir)
+    response = Response(data)
+    response.headers["Content-Type"] = params.media
+    return response
+
+
+def representative(instances: list[StoredInstance]) -> StoredInstance:
+    """Middle image of the first series that has pixel data (instances come ordered)."""
+    images = [i for i in instances if i.number_of_frames]
+    if not images:
+        raise NotAcceptable("nothing here has pixel data to render")
+    series = [i for i in images if i.series_uid == images[0].series_uid]
+    return series[len(series) // 2]
+
+
+def multipart_response(instances: list[StoredInstance], params: RenderParams) -> Response:
+    """Every image instance rendered (frame 1), streamed one part at a time."""
+    images = [i for i in instances if i.number_of_frames]
+    if not images:
+        raise NotAcceptable("nothing here has pixel data to render")
+    boundary = multipart.new_boundary()
+    parts = ((params.media, _lazy(inst, params)) for inst in images)
+    response = Response(multipart.stream(parts, boundary), direct_passthrough=True)
+    response.headers["Content-Type"] = multipart.content_type(params.media, boundary)
+    return response
+
+
+def _lazy(inst: StoredInstance, params: RenderParams):
+    yield image_bytes(inst, 1, params)

@@ -1,0 +1,109 @@
+"""WADO-RS instance retrieval and metadata (PS3.18 10.4).
+
+Retrieval streams: one instance at a time, each file in large chunks straight from
+disk; transcoding (an explicit transfer syntax other than the stored one) holds one
+instance in memory at most. Metadata is the archive's precomputed JSON; the only work
+per request is making BulkDataURIs absolute, and warm requests skip even that.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Iterable, Iterator
+
+from flask import Response
+
+from ..archive.errors import NotAcceptable
+from ..archive.protocol import StoredInstance, UidPath
+from . import multipart, transcode
+from .media import DICOM, SyntaxChoice, choose_syntax, part_type
+from .web import etag_of
+
+CHUNK = 4 << 20  # large reads: fewer syscalls per CT slice, still bounded memory
+METADATA_CACHE_BYTES = 128 << 20
+
+
+def plan_syntaxes(instances: list[StoredInstance],
+                  choices: list[SyntaxChoice]) -> list[tuple[StoredInstance, str]]:
+    """The transfer syntax of each part, decided before the first byte is sent: a 406
+    must come before the 200 status line, never halfway through a series."""
+    plan = []
+    for inst in instances:
+        target = choose_syntax(choices, inst.transfer_syntax, transcode.feasible)
+        if target is None:
+            wanted = ", ".join(c.syntax or "default" for c in choices) or "none"
+            raise NotAcceptable(
+                f"cannot send instance {inst.sop_uid} (stored as {inst.transfer_syntax}) in any "
+                f"acceptable transfer syntax ({wanted}); supported targets: "
+                f"{', '.join(transcode.targets_for(inst.transfer_syntax))}")
+        plan.append((inst, target))
+    return plan
+
+
+def file_chunks(inst: StoredInstance, chunk: int = CHUNK) -> Iterator[bytes]:
+    with open(inst.path, "rb") as fh:
+        while data := fh.read(chunk):
+            yield data
+
+
+def _body(inst: StoredInstance, target: str) -> Iterable[bytes]:
+    if target == inst.transfer_syntax:
+        return file_chunks(inst)
+    return transcode.lazy(inst.path, target)
+
+
+def retrieve_response(instances: list[StoredInstance], choices: list[SyntaxChoice]) -> Response:
+    """multipart/related; type="application/dicom", one part per instance (PS3.18 10.4.1.1.1)."""
+    plan = plan_syntaxes(instances, choices)
+    boundary = multipart.new_boundary()
+    parts = [(part_type(DICOM, target), inst, target) for inst, target in plan]
+    response = Response(multipart.stream(((ct, _body(i, t)) for ct, i, t in parts), boundary),
+                        direct_passthrough=True)
+    response.headers["Content-Type"] = multipart.content_type(DICOM, boundary)
+    if all(t == i.transfer_syntax for _ct, i, t in parts):  # sizes known: no chunked encoding
+        response.headers["Content-Length"] = str(multipart.stream_length(
+            [(ct, i.size) for ct, i, _t in parts], boundary))
+    return response
+
+
+class MetadataCache:
+    """Absolute-URI metadata bodies, reused while the archive hands back the same
+    document object (its own cache is keyed by series version, so identity = freshness)."""
+
+    def __init__(self, max_bytes: int = METADATA_CACHE_BYTES) -> None:
+        self._items: OrderedDict[tuple, tuple[bytes, bytes, str]] = OrderedDict()
+        self._bytes = 0
+        self._max = max_bytes
+        self._lock = threading.Lock()
+
+    def get(self, where: UidPath, root: str, doc: bytes) -> tuple[bytes, str]:
+        key = (where, root)
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None and hit[0] is doc:
+                self._items.move_to_end(key)
+                return hit[1], hit[2]
+        body = absolute_bulk_uris(doc, root)
+        etag = etag_of(body)
+        if where.instance:  # single instances are cheap: do not crowd out series
+            return body, etag
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old[1])
+            self._items[key] = (doc, body, etag)
+            self._bytes += len(body)
+            while self._bytes > self._max and self._items:
+                _k, gone = self._items.popitem(last=False)
+                self._bytes -= len(gone[1])
+        return body, etag
+
+
+METADATA = MetadataCache()
+
+
+def absolute_bulk_uris(doc: bytes, root: str) -> bytes:
+    """Stored BulkDataURIs are relative to the DICOMweb root: prefix ours, in one pass."""
+    if b'"BulkDataURI":"' not in doc:
+        return doc
+    return doc.replace(b'"BulkDataURI":"', b'"BulkDataURI":"' + root.encode() + b"/")

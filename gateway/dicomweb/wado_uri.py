@@ -1,0 +1,104 @@
+"""WADO-URI (PS3.18 9): ``/wado?requestType=WADO&studyUID=&seriesUID=&objectUID=``.
+
+Legacy viewers (Cornerstone's ``wadouri:`` loader) fetch whole Part 10 files here;
+``contentType=image/jpeg`` (the default for images, PS3.18 9.1.2.2.? ) renders
+one frame with the same pipeline as WADO-RS rendered resources.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from .. import context
+from ..archive.errors import InvalidQuery, NotAcceptable
+from ..archive.protocol import StoredInstance, UidPath
+from . import rendered, transcode
+from .errors import register_handlers
+from .media import ANY_SYNTAX, DICOM, RENDERED_TYPES, default_syntax
+from .render import RenderParams
+from .wado import file_chunks
+
+bp = Blueprint("wado_uri", __name__)
+register_handlers(bp)
+
+SUPPORTED = (DICOM, *RENDERED_TYPES)
+
+
+@bp.get("/wado")
+def wado() -> Response:
+    args = request.args
+    if args.get("requestType", "").upper() != "WADO":
+        raise InvalidQuery("requestType must be WADO (PS3.18 9.1.2.1.1)", "requestType")
+    uids = [(name, args.get(name, "").strip()) for name in ("studyUID", "seriesUID", "objectUID")]
+    missing = [name for name, value in uids if not value]
+    if missing:
+        raise InvalidQuery(f"missing required parameter {missing[0]}", missing[0])
+    if args.get("anonymize", "").lower() == "yes":
+        raise NotAcceptable("anonymize=yes is not supported (the archive holds de-identified "
+                            "TCIA data; nothing further is removed)")
+    inst = context.archive().instance(UidPath(*(v for _n, v in uids)))
+    content_type = _content_type(args.get("contentType"), inst)
+    if content_type == DICOM:
+        return _dicom(inst, args.get("transferSyntax"))
+    return rendered.image_response(inst, _int(args.get("frameNumber"), "frameNumber", 1),
+                                   _params(content_type))
+
+
+def _content_type(value: str | None, inst: StoredInstance) -> str:
+    """First supported of a comma list; default image/jpeg for images (PS3.18 9.4.1.1)."""
+    if not value:
+        return "image/jpeg" if inst.number_of_frames else DICOM
+    for item in value.split(","):
+        mime = item.split(";")[0].strip().lower()
+        if mime in ("*/*", "image/*"):
+            return "image/jpeg" if inst.number_of_frames else DICOM
+        if mime in SUPPORTED:
+            return mime
+    raise NotAcceptable(f"contentType {value!r} is not supported; use one of "
+                        f"{', '.join(SUPPORTED)}")
+
+
+def _dicom(inst: StoredInstance, syntax: str | None) -> Response:
+    """The Part 10 file: as stored when it already is in the wanted syntax (PS3.18 9.4.2.4)."""
+    syntax = (syntax or "").strip()
+    target = inst.transfer_syntax if syntax == ANY_SYNTAX else syntax or default_syntax(
+        inst.transfer_syntax)
+    if not transcode.feasible(inst.transfer_syntax, target):
+        raise NotAcceptable(f"cannot convert {inst.sop_uid} from {inst.transfer_syntax} to "
+                            f"{target}; available: "
+                            f"{', '.join(transcode.targets_for(inst.transfer_syntax))}")
+    if target == inst.transfer_syntax:
+        response = Response(file_chunks(inst), direct_passthrough=True)
+        response.headers["Content-Length"] = str(inst.size)
+    else:
+        response = Response(transcode.transcode(inst.path, target))
+    response.headers["Content-Type"] = DICOM
+    return response
+
+
+def _int(text: str | None, name: str, default: int) -> int:
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidQuery(f"{name}={text!r}: expected an integer", name) from None
+
+
+def _params(media: str) -> RenderParams:
+    """rows/columns bound the image; windowCenter/Width; imageQuality (PS3.18 9.4.1.2)."""
+    args = request.args
+    quality = _int(args.get("imageQuality"), "imageQuality", 90)
+    if not 1 <= quality <= 100:
+        raise InvalidQuery(f"imageQuality={quality}: expected 1..100", "imageQuality")
+    rows, cols = _int(args.get("rows"), "rows", 0), _int(args.get("columns"), "columns", 0)
+    viewport = None
+    if rows > 0 or cols > 0:
+        viewport = (cols or 8192, rows or 8192)
+    window = None
+    if args.get("windowCenter") or args.get("windowWidth"):
+        try:
+            window = (float(args["windowCenter"]), float(args["windowWidth"]), "linear")
+        except (KeyError, ValueError):
+            raise InvalidQuery("windowCenter and windowWidth must both be numbers",
+                               "windowCenter") from None
+    return RenderParams(media, quality, viewport, window)

@@ -1,0 +1,111 @@
+"""Bookkeeping of the pull-through cache: what is complete, who is fetching what.
+
+An instance in the cache is always complete (the file store writes atomically),
+but a series is complete only once its whole retrieval succeeded: that fact is a
+marker file under ``DATA_DIR/pacs-cache/``, visible to every process sharing the
+data dir (gunicorn workers, the DIMSE SCP). A per-series ``flock`` makes the
+processes take turns, and an in-process :class:`Flight` lets concurrent requests
+of one process share a retrieval and wake up as instances arrive.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ..archive.errors import ArchiveError, UpstreamTimeout
+from ..archive.store import safe_component
+
+
+class CacheState:
+    """Completion markers (``series/<uid>``, ``study/<uid>``) and per-series locks."""
+
+    def __init__(self, root: Path, ttl: float = 0.0) -> None:
+        self.root, self.ttl = root, ttl
+        for sub in ("series", "study", "locks"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+
+    def _path(self, kind: str, uid: str) -> Path:
+        return self.root / kind / safe_component(uid)
+
+    def complete(self, kind: str, uid: str) -> dict[str, Any] | None:
+        """The marker's content if ``uid`` is fully cached (and younger than the TTL)."""
+        path = self._path(kind, uid)
+        try:
+            if self.ttl and time.time() - path.stat().st_mtime > self.ttl:
+                return None
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def mark(self, kind: str, uid: str, content: dict[str, Any]) -> None:
+        """Write the marker atomically (temp + rename), after the data is in the cache."""
+        path = self._path(kind, uid)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(json.dumps(content))
+        os.replace(tmp, path)
+
+    def clear(self, kind: str, uid: str) -> None:
+        self._path(kind, uid).unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def lock(self, uid: str, timeout: float) -> Iterator[None]:
+        """Exclusive per-series lock across processes (and threads: one fd each)."""
+        fd = os.open(self._path("locks", uid), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise UpstreamTimeout(f"series {uid} has been retrieving in another "
+                                              f"process for over {timeout:g} s")
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+
+class Flight:
+    """One retrieval of one series in progress, shared by every request waiting on it."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.arrived: set[str] = set()
+        self.done = False
+        self.error: ArchiveError | None = None
+
+    def arrive(self, sop_uid: str) -> None:
+        with self._cond:
+            self.arrived.add(sop_uid)
+            self._cond.notify_all()
+
+    def finish(self, error: ArchiveError | None = None) -> None:
+        with self._cond:
+            self.done, self.error = True, error
+            self._cond.notify_all()
+
+    def wait(self, ready: Callable[[], bool], *, timeout: float, what: str,
+             poll: Callable[[], bool] = lambda: False, interval: float = 0.1) -> None:
+        """Until ``ready()`` (checked on every arrival) or ``poll()`` (checked every
+        ``interval``: another process may be the one storing) or the flight ends."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._cond:
+                if self.done or ready():
+                    return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise UpstreamTimeout(f"{what} did not arrive within {timeout:g} s")
+                self._cond.wait(min(interval, remaining))
+                if self.done or ready():
+                    return
+            if poll():  # outside the lock: arrivals must not wait for a database query
+                return

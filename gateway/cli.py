@@ -42,7 +42,7 @@ def main(ctx: click.Context, config: str | None) -> None:
 @click.option("--ct-slices", default=64, show_default=True, type=click.IntRange(1),
               help="Axial slices per chest CT series.")
 @click.option("--xr-size", default=1024, show_default=True, type=click.IntRange(64),
-              help="Radiograph width in pixels.")
+              help="Radiograph height in pixels (width is 0.85 x this).")
 @click.option("--ct-fraction", type=click.FloatRange(0, 1), default=None,
               help="Fraction of patients with a chest CT (default: COVID-19-AR's 23 of 105).")
 def synth(out: Path, patients: int, seed: int, ct_slices: int, xr_size: int,

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from flask import Flask
 
-from ..archive.index import make_engine
-from ..mapping.spec import load
-from .imaging import ImagingBuilder
-from .repository import Repository
-
 EXTENSION = "tcia_fhir"
 
 
 def register(app: Flask) -> None:
     """Validate the mapping (a broken mapping stops start-up with file and line), open the
     repository in the index database, and add the /fhir blueprint with its error handlers."""
+    from ..archive.index import make_engine
+    from ..mapping.spec import load
     from . import routes
+    from .imaging import ImagingBuilder
+    from .repository import Repository
     from .service import FhirService
     settings = app.extensions["tcia_gateway"]["settings"]
     spec = load()

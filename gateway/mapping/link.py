@@ -83,12 +83,15 @@ def link(rows: Iterable[tuple[int, dict]], studies: list[Study]) -> Links:
     rows = [(n, r) for n, r in rows if _days(r) is not None]
     votes: Counter[dt.date] = Counter()
     for _n, row in rows:
+        wanted = " ".join(str(row.get("image_study_description") or "").upper().split())
         for study in studies:
             if study.date and _fits(row, study):
-                votes[study.date - dt.timedelta(days=_days(row))] += 1
-    if not votes:
-        return Links()
-    diagnosis = max(votes, key=lambda d: (votes[d], -d.toordinal()))
+                # a fitting modality is a vote; an equal description breaks ties between dates
+                votes[study.date - dt.timedelta(days=_days(row))] += 2 + (study.description == wanted)
+    ranked = votes.most_common(2)
+    if not ranked or (len(ranked) == 2 and ranked[0][1] == ranked[1][1]):
+        return Links()  # no evidence, or two diagnosis dates explain the rows equally well
+    diagnosis = ranked[0][0]
     taken: set[str] = set()
     by_row: dict[int, Study] = {}
     for n, row in sorted(rows, key=lambda item: (_days(item[1]), _hours(item[1]), item[0])):

@@ -188,7 +188,7 @@ class _Context:
                 resources.model(resource), "dataAbsentReason")[0]:
             raise SpecError(f"{where}: missing: absent needs {resource}.dataAbsentReason, which R4 lacks")
         body = _merge(defaults.get("body") or Node(), node.get("body") or Node())
-        self.check_strings(path, node.get("id"), sheet, values, node.line)
+        self.check_strings(path, node.get("id"), sheet, values, node.lines.get("id", node.line))
         self.check_body(path, resources.model(resource), body, sheet, values)
         body = self.resolve_aliases(body, path)
         values = {k: self.finish_value(v, path) for k, v in values.items()}

@@ -23,3 +23,6 @@ accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 errorlog = "-"
 loglevel = _settings.log_level.lower()
+# gunicorn 27's control socket defaults to one fixed path per user: several gateways
+# (tests, benchmarks) on one machine would fight over it, and we do not use it.
+control_socket_disable = True

@@ -113,11 +113,11 @@ def unsupported(rest: str):
     parts = [p for p in rest.split("/") if p]
     if parts and parts[0] not in PARAMS and not parts[0].startswith("$"):
         FhirService.check_type(parts[0])
-    if not parts or len(parts) > 4:
+    if len(parts) > 4 or (not parts and request.method in ("GET", "HEAD")):
         raise not_found(f"No FHIR interaction at /fhir/{rest}")
     allow = "GET" if len(parts) <= 2 or parts[-1] == "$everything" else ""
     raise not_supported(405, f"{request.method} /fhir/{rest} is not supported: this server is "
-                             "read-only (read, search-type, Patient/$everything)").with_headers(
+                             "read-only (read, search-type, Patient/$everything; no batch/transaction)").with_headers(
         {"Allow": allow or "GET"})
 
 

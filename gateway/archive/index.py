@@ -6,6 +6,7 @@ same statements run on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
@@ -18,6 +19,8 @@ from .errors import NotFound, Unavailable
 from .ingest import InstanceRecord
 from .protocol import UidPath
 from .schema import clinical_rows, instances, metadata, patients, series, sqlite_pragmas, studies
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,11 +50,21 @@ class Index:
     def __init__(self, url: str, *, engine: Engine | None = None) -> None:
         self.url = url
         self.engine = engine or make_engine(url)
-        metadata.create_all(self.engine)
+        self._schema_ready = False
+        try:
+            self._ensure_schema()
+        except SQLAlchemyError as exc:  # e.g. PostgreSQL not up yet: /readyz reports it
+            log.warning("index database not reachable at start: %s", exc.__class__.__name__)
+
+    def _ensure_schema(self) -> None:
+        if not self._schema_ready:
+            metadata.create_all(self.engine)
+            self._schema_ready = True
 
     # ------------------------------------------------------------------ reads
     def ping(self) -> None:
         try:
+            self._ensure_schema()
             with self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except SQLAlchemyError as exc:

@@ -117,14 +117,18 @@ OPERATIONS.update({
 })
 
 
-def _operation(endpoint: str, method: str, arguments: list[str]) -> dict:
+def _operation_id(method: str, path: str) -> str:
+    return method + "".join(p.strip("{}").title() for p in path.split("/") if p)
+
+
+def _operation(endpoint: str, method: str, path: str, arguments: list[str]) -> dict:
     tag, summary, query, ok = OPERATIONS[endpoint]
     responses = {code: {"description": desc, **({"content": content} if content else {})}
                  for code, (desc, content) in ok.items()}
     responses.update({code: {"description": desc} for code, desc in ERRORS.items()})
     params = [{"name": a, "in": "path", "required": True, "description": PATH_DOC.get(a, a),
                "schema": {"type": "integer" if a == "frame" else "string"}} for a in arguments]
-    return {"tags": [tag], "summary": summary, "operationId": f"{endpoint}.{method}",
+    return {"tags": [tag], "summary": summary, "operationId": _operation_id(method, path),
             "parameters": params + query, "responses": responses}
 
 
@@ -137,7 +141,7 @@ def build(app: Flask, server: str) -> dict:
         args = _ARG.findall(rule.rule)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             paths.setdefault(path, {})[method.lower()] = _operation(rule.endpoint, method.lower(),
-                                                                    args)
+                                                                    path, args)
     return {"openapi": "3.1.0",
             "info": {"title": "tcia-gateway DICOMweb", "version": __version__,
                      "description": "QIDO-RS, WADO-RS, STOW-RS and WADO-URI over the archive. "

@@ -18,7 +18,7 @@ from pydicom.pixels import pack_bits, pixel_array
 from ..archive.errors import NotAcceptable, NotFound
 from ..archive.protocol import StoredInstance
 from ..archive.store import read_frame
-from .media import UNCOMPRESSED
+from .media import DEFLATED_LE, UNCOMPRESSED
 
 # Elements rendering needs beyond the Image Pixel module (PS3.3 C.11.1, C.11.2).
 RENDER_TAGS = [0x00281050, 0x00281051, 0x00281052, 0x00281053, 0x00281054, 0x00281056,
@@ -43,8 +43,12 @@ def decode(inst: StoredInstance, number: int) -> tuple[np.ndarray, Dataset]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            array = pixel_array(str(inst.path), index=number - 1, ds_out=header,
-                                specific_tags=RENDER_TAGS)
+            if inst.transfer_syntax == DEFLATED_LE:  # path-based decoding cannot inflate
+                header = pydicom.dcmread(inst.path)
+                array = pixel_array(header, index=number - 1)
+            else:
+                array = pixel_array(str(inst.path), index=number - 1, ds_out=header,
+                                    specific_tags=RENDER_TAGS)
     except (NotImplementedError, RuntimeError, ValueError) as exc:
         raise NotAcceptable(f"cannot decode pixel data of {inst.sop_uid} "
                             f"({inst.transfer_syntax}): {exc}") from exc

@@ -113,3 +113,16 @@ def test_malformed_bodies_raise(body: bytes, message: str) -> None:
 def test_invalid_boundary_is_refused() -> None:
     with pytest.raises(MultipartError):
         MultipartReader(io.BytesIO(b"").read, "")
+
+
+@pytest.mark.parametrize("ctype", [
+    'multipart/related; type="application/dicom"; boundary="q-b"',
+    "multipart/related; type=application/dicom; boundary=q-b",
+    'Multipart/Related;Type=application/dicom;Boundary="q-b"',
+])
+def test_request_content_type_quoted_or_bare(ctype: str) -> None:
+    from gateway.dicomweb.stow import boundary_of
+    parsed = parse_media_type(ctype)
+    assert parsed.inner == "application/dicom" and boundary_of(ctype) == "q-b"
+    body = multipart.encode([("application/dicom", b"DICM")], "q-b")
+    assert parse(body, boundary_of(ctype)) == [({"content-type": "application/dicom"}, b"DICM")]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -74,6 +75,7 @@ class Scu:
         self.peer, self.options = peer, options
         self.ae = AE(ae_title=options.calling_aet)
         options.timeouts.apply(self.ae)
+        self.stats: Counter[str] = Counter()  # operations asked for, by name (benchmarks, tests)
         self._sinks: dict[int, StoreSink] = {}
         self._sinks_lock = threading.Lock()
         qr_contexts, roles = cx.query_retrieve_requested()
@@ -86,6 +88,7 @@ class Scu:
 
     # ------------------------------------------------------------- plumbing
     def _run(self, pool: AssociationPool, what: str, op: Callable[[Association], T]) -> T:
+        self.stats[what] += 1
         delay = self.options.backoff
         for attempt in range(self.options.retries + 1):
             try:
@@ -209,6 +212,7 @@ class Scu:
 
     def _once(self, what: str, contexts: list, op: Callable[[Association], T]) -> T:
         """An operation on a one-off association (contexts the pools do not propose)."""
+        self.stats[what] += 1
         assoc = open_association(self.ae, self.peer, contexts, timeouts=self.options.timeouts)
         try:
             return op(assoc)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -79,17 +80,32 @@ def storescu(called: str, port: int, paths: Sequence[Path], *, calling: str = "D
     return runs
 
 
+@dataclass
+class FindResult:
+    responses: list[Dataset]
+    output: str  # DCMTK's verbose log: the final status is in "Received Final Find Response (...)"
+
+    @property
+    def final_status(self) -> str:
+        for line in self.output.splitlines():
+            if "Received Final Find Response" in line:
+                return line.split("(", 1)[1].rstrip(")")
+        return ""
+
+
 def findscu(called: str, port: int, keys: dict[str, str], out_dir: Path, *, root: str = "S",
-            calling: str = "DCMTK", check: bool = True) -> list[Dataset]:
-    """C-FIND with ``-k key=value`` pairs; the responses, read back from ``-X`` files."""
+            calling: str = "DCMTK") -> FindResult:
+    """C-FIND with ``-k key=value`` pairs (empty value: return key); the responses,
+    read back from the ``-X`` files, and the log that names the final status."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("rsp*.dcm"):
         old.unlink()
-    args = [f"-{root}", "-X", "-od", str(out_dir), *peer_args(called, port, calling)]
+    args = ["-v", f"-{root}", "-X", "-od", str(out_dir), *peer_args(called, port, calling)]
     for key, value in keys.items():
         args += ["-k", f"{key}={value}" if value != "" else key]
-    run("findscu", args, check=check)
-    return [dcmread(p) for p in sorted(out_dir.glob("rsp*.dcm"))]
+    proc = run("findscu", args)
+    return FindResult([dcmread(p) for p in sorted(out_dir.glob("rsp*.dcm"))],
+                      proc.stdout + proc.stderr)
 
 
 def getscu(called: str, port: int, keys: dict[str, str], out_dir: Path, *, calling: str = "DCMTK",

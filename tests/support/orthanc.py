@@ -130,12 +130,30 @@ def orthanc_config(root: Path, *, aet: str, http_port: int, dicom_port: int,
     return config
 
 
-def start_orthanc(root: Path, log_dir: Path, *, aet: str = "ORTHANC",
-                  modalities: Mapping[str, tuple[str, str, int]] | None = None,
-                  **overrides: Any) -> Orthanc:
-    """Start Orthanc on free loopback ports with a config written for this run."""
+def prepare_orthanc(root: Path, log_dir: Path, *, aet: str = "ORTHANC",
+                    modalities: Mapping[str, tuple[str, str, int]] | None = None,
+                    **overrides: Any) -> Orthanc:
+    """An Orthanc on free loopback ports, configured but not started (tests that need
+    the ports before the PACS is up, e.g. "PACS down at start")."""
     root.mkdir(parents=True, exist_ok=True)
     http_port, dicom_port = free_port(), free_port()
     config = orthanc_config(root, aet=aet, http_port=http_port, dicom_port=dicom_port,
                             modalities=modalities, **overrides)
-    return Orthanc(root, aet, http_port, dicom_port, config, log_dir).start()
+    return Orthanc(root, aet, http_port, dicom_port, config, log_dir)
+
+
+def start_orthanc(root: Path, log_dir: Path, *, aet: str = "ORTHANC",
+                  modalities: Mapping[str, tuple[str, str, int]] | None = None,
+                  **overrides: Any) -> Orthanc:
+    """Start Orthanc on free loopback ports with a config written for this run."""
+    return prepare_orthanc(root, log_dir, aet=aet, modalities=modalities, **overrides).start()
+
+
+def dataset_bytes(part10: bytes) -> bytes:
+    """A Part 10 file without preamble and File Meta group: the bytes two archives
+    must agree on (each writes its own meta: implementation UID, source AE...)."""
+    assert part10[128:132] == b"DICM", "not a Part 10 file"
+    # (0002,0000) UL group length, explicit VR little endian (PS3.10 7.1)
+    assert part10[132:136] == b"\x02\x00\x00\x00"
+    group_length = int.from_bytes(part10[140:144], "little")
+    return part10[144 + group_length:]

@@ -13,7 +13,8 @@ from .. import context
 ROOTS = ("/dicomweb", "/wado", "/openapi.json")
 EXPOSED = "ETag, Warning, Content-Type, Content-Length, Content-Encoding, Location"
 METHODS = "GET, HEAD, POST, OPTIONS"
-DEFAULT_HEADERS = "Accept, Accept-Encoding, Authorization, Cache-Control, Content-Type, If-None-Match"
+DEFAULT_HEADERS = ("Accept, Accept-Encoding, Authorization, Cache-Control, Content-Type, "
+                   "If-None-Match")
 
 
 def allowed_origin(origin: str | None, setting: str) -> str | None:

@@ -13,8 +13,15 @@ import orjson
 from flask import Blueprint, Response
 from werkzeug.exceptions import HTTPException
 
-from ..archive.errors import (ArchiveError, InvalidQuery, NotAcceptable, NotFound, Unavailable,
-                              UpstreamError, UpstreamTimeout)
+from ..archive.errors import (
+    ArchiveError,
+    InvalidQuery,
+    NotAcceptable,
+    NotFound,
+    Unavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from .media import MediaError
 from .multipart import MultipartError
 

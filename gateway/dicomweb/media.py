@@ -7,8 +7,8 @@ Clients differ in how they spell the same request: OHIF omits the quotes around
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -139,7 +139,8 @@ def parse_media_type(text: str) -> MediaRange:
         name, eq, value = piece.partition("=")
         name = name.strip().lower()
         if not eq or not name:
-            raise MediaError(f"malformed media type parameter {piece.strip()!r} in {text.strip()!r}")
+            raise MediaError(f"malformed media type parameter {piece.strip()!r} "
+                             f"in {text.strip()!r}")
         if name == "q":
             try:
                 q = float(_unquote(value))
@@ -198,9 +199,9 @@ def dicom_choices(ranges: list[MediaRange]) -> list[SyntaxChoice]:
     """Acceptable transfer syntaxes for ``application/dicom`` retrieval, best first."""
     out = []
     for r in ranges:
-        if r.multipart and r.inner in ("", "*/*", "application/*", DICOM):
-            out.append(SyntaxChoice(r.transfer_syntax, r.q))
-        elif r.mime in (DICOM, "*/*", "application/*", "multipart/*"):
+        wanted = r.inner in ("", "*/*", "application/*", DICOM) if r.multipart else \
+            r.mime in (DICOM, "*/*", "application/*", "multipart/*")
+        if wanted:
             out.append(SyntaxChoice(r.transfer_syntax, r.q))
     return out
 

@@ -9,8 +9,8 @@ and bodies of any size, which it hands out in chunks so no part is ever held who
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
 
 SMALL = 64 * 1024          # below this a part head is glued to its first chunk (one write)
 MAX_HEADER_BYTES = 16 * 1024
@@ -86,7 +86,7 @@ class Part:
     """One body part; read :meth:`chunks` before asking the reader for the next part."""
 
     headers: dict[str, str]
-    _reader: "MultipartReader"
+    _reader: MultipartReader
 
     @property
     def content_type(self) -> str | None:

@@ -55,7 +55,8 @@ WADO_URI_PARAMS = [
     _q("requestType", "Must be WADO."), _q("studyUID", "StudyInstanceUID."),
     _q("seriesUID", "SeriesInstanceUID."), _q("objectUID", "SOPInstanceUID."),
     _q("contentType", "application/dicom, image/jpeg (default for images), image/png, image/gif."),
-    _q("transferSyntax", "For application/dicom: default Explicit VR Little Endian; * = as stored."),
+    _q("transferSyntax", "For application/dicom: default Explicit VR Little Endian; "
+       "* = as stored."),
     _q("frameNumber", "Frame to render (from 1).", {"type": "integer"}),
     _q("rows", "Maximum rows of the rendered image.", {"type": "integer"}),
     _q("columns", "Maximum columns of the rendered image.", {"type": "integer"}),
@@ -72,49 +73,69 @@ ERRORS = {"400": "Malformed request (the message names the parameter)", "404": "
           "502": "PACS answered with a failure", "503": "Archive unavailable",
           "504": "PACS timeout"}
 
-# endpoint → (tag, summary, query parameters, success responses)
-OPERATIONS: dict[str, tuple[str, str, list, dict]] = {}
-for _ep, _summary in (("search_studies", "Search for studies"),
-                      ("search_series", "Search for series"),
-                      ("search_study_series", "Search for series of a study"),
-                      ("search_instances", "Search for instances"),
-                      ("search_study_instances", "Search for instances of a study"),
-                      ("search_series_instances", "Search for instances of a series")):
-    OPERATIONS["dicomweb." + _ep] = ("QIDO-RS", _summary + " (PS3.18 10.6)", QIDO_PARAMS, {
+NOT_MODIFIED = ("Not modified (If-None-Match)", None)
+STOW_JSON = {"application/dicom+json": {"schema": {"type": "object"}}}
+
+
+def _qido(summary: str) -> tuple[str, str, list, dict]:
+    return ("QIDO-RS", f"{summary} (PS3.18 10.6)", QIDO_PARAMS, {
         "200": ("Matches (empty array when none); Warning: 299 when more can be requested",
-                JSON_ARRAY), "304": ("Not modified (If-None-Match)", None)})
-for _level in ("study", "series", "instance"):
-    OPERATIONS[f"dicomweb.retrieve_{_level}"] = ("WADO-RS", f"Retrieve {_level} instances as "
-        "multipart/related; type=application/dicom (Accept transfer-syntax: UID, * = as stored; "
-        "default Explicit VR Little Endian) (PS3.18 10.4)", [], {"200": ("Instances", MULTIPART)})
-    OPERATIONS[f"dicomweb.{_level}_metadata"] = ("WADO-RS", f"Metadata of the {_level} "
-        "(DICOM JSON with absolute BulkDataURIs)", [], {
-            "200": ("Metadata", JSON_ARRAY), "304": ("Not modified (If-None-Match)", None)})
-OPERATIONS.update({
-    "dicomweb.retrieve_frames": ("WADO-RS", "Retrieve frames: one part per frame, each with "
-                                 "transfer-syntax= (PS3.18 10.4.1.1.4)", [],
-                                 {"200": ("Frames", MULTIPART)}),
-    "dicomweb.retrieve_bulk": ("WADO-RS", "Retrieve bulk data named by a BulkDataURI", [],
-                               {"200": ("Bulk data", MULTIPART)}),
-    "dicomweb.rendered_many": ("WADO-RS", "Rendered images of every image instance, one part "
-                               "each", RENDER_PARAMS, {"200": ("Images", MULTIPART)}),
-    "dicomweb.rendered_one": ("WADO-RS", "Rendered instance or frame", RENDER_PARAMS,
-                              {"200": ("Image", IMAGES)}),
-    "dicomweb.thumbnail_many": ("WADO-RS", "Thumbnail of a representative image (128 px "
-                                "default)", RENDER_PARAMS, {"200": ("Image", IMAGES)}),
-    "dicomweb.thumbnail_one": ("WADO-RS", "Thumbnail of an instance or frame", RENDER_PARAMS,
-                               {"200": ("Image", IMAGES)}),
-    "dicomweb.store": ("STOW-RS", "Store instances: multipart/related; type=application/dicom, "
-                       "chunked or not (PS3.18 10.5)", [], {
-                           "200": ("All stored", {"application/dicom+json": {"schema": {"type": "object"}}}),
-                           "202": ("Some failed (FailedSOPSequence with FailureReason)", None),
-                           "409": ("None stored", None), "413": ("Body exceeds MAX_UPLOAD_BYTES", None),
-                           "415": ("Not multipart/related of application/dicom", None)}),
-    "wado_uri.wado": ("WADO-URI", "Retrieve a DICOM object or a rendered image (PS3.18 9)",
-                      WADO_URI_PARAMS, {"200": ("Object", {"application/dicom": {}, **IMAGES})}),
-    "openapi.document": ("Meta", "This document", [], {"200": ("OpenAPI 3.1", {
-        "application/json": {"schema": {"type": "object"}}})}),
-})
+                JSON_ARRAY), "304": NOT_MODIFIED})
+
+
+def _retrieve(level: str) -> tuple[str, str, list, dict]:
+    return ("WADO-RS", (f"Retrieve the {level} as multipart/related; type=application/dicom "
+                        "(Accept transfer-syntax: a UID, * = as stored; default Explicit VR "
+                        "Little Endian) (PS3.18 10.4.1.1.1)"), [],
+            {"200": ("Instances", MULTIPART)})
+
+
+def _metadata(level: str) -> tuple[str, str, list, dict]:
+    return ("WADO-RS", f"Metadata of the {level} (DICOM JSON, absolute BulkDataURIs)", [],
+            {"200": ("Metadata", JSON_ARRAY), "304": NOT_MODIFIED})
+
+
+# endpoint → (tag, summary, query parameters, success responses)
+OPERATIONS: dict[str, tuple[str, str, list, dict]] = {
+    "dicomweb.search_studies": _qido("Search for studies"),
+    "dicomweb.search_series": _qido("Search for series"),
+    "dicomweb.search_study_series": _qido("Search for series of a study"),
+    "dicomweb.search_instances": _qido("Search for instances"),
+    "dicomweb.search_study_instances": _qido("Search for instances of a study"),
+    "dicomweb.search_series_instances": _qido("Search for instances of a series"),
+    **{f"dicomweb.retrieve_{lvl}": _retrieve(lvl) for lvl in ("study", "series", "instance")},
+    **{f"dicomweb.{lvl}_metadata": _metadata(lvl) for lvl in ("study", "series", "instance")},
+    "dicomweb.retrieve_frames": (
+        "WADO-RS", ("Retrieve frames: one part per frame, each with transfer-syntax= "
+                    "(PS3.18 10.4.1.1.4)"), [], {"200": ("Frames", MULTIPART)}),
+    "dicomweb.retrieve_bulk": (
+        "WADO-RS", "Retrieve bulk data named by a BulkDataURI", [],
+        {"200": ("Bulk data", MULTIPART)}),
+    "dicomweb.rendered_many": (
+        "WADO-RS", "Rendered images of every image instance, one part each", RENDER_PARAMS,
+        {"200": ("Images", MULTIPART)}),
+    "dicomweb.rendered_one": (
+        "WADO-RS", "Rendered instance or frame", RENDER_PARAMS, {"200": ("Image", IMAGES)}),
+    "dicomweb.thumbnail_many": (
+        "WADO-RS", "Thumbnail of a representative image (128 px by default)", RENDER_PARAMS,
+        {"200": ("Image", IMAGES)}),
+    "dicomweb.thumbnail_one": (
+        "WADO-RS", "Thumbnail of an instance or frame", RENDER_PARAMS,
+        {"200": ("Image", IMAGES)}),
+    "dicomweb.store": (
+        "STOW-RS", ("Store instances: multipart/related; type=application/dicom, chunked or "
+                    "not (PS3.18 10.5)"), [], {
+            "200": ("All stored", STOW_JSON),
+            "202": ("Some failed (FailedSOPSequence with FailureReason)", STOW_JSON),
+            "409": ("None stored", STOW_JSON), "413": ("Body exceeds MAX_UPLOAD_BYTES", None),
+            "415": ("Not multipart/related of application/dicom", None)}),
+    "wado_uri.wado": (
+        "WADO-URI", "Retrieve a DICOM object or a rendered image (PS3.18 9)", WADO_URI_PARAMS,
+        {"200": ("Object", {"application/dicom": {}, **IMAGES})}),
+    "openapi.document": (
+        "Meta", "This document", [],
+        {"200": ("OpenAPI 3.1", {"application/json": {"schema": {"type": "object"}}})}),
+}
 
 
 def _operation_id(method: str, path: str) -> str:

@@ -7,12 +7,13 @@ error names the offending parameter, because a 400 without a name is useless to 
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from ..archive.attributes import Attribute, resolve, vr_of
 from ..archive.errors import InvalidQuery
 from ..archive.protocol import Level, Query, UidPath
 
+ANYWHERE = UidPath()
 MAX_RESULTS = 5000  # per response; beyond it a Warning header says more can be requested
 RESERVED = frozenset({"limit", "offset", "fuzzymatching", "includefield"})
 # Multi-valued matching (PS3.4 C.2.2.2.1 lists): repeated keys and commas become "\".
@@ -21,7 +22,7 @@ TRUNCATED_WARNING = ('299 tcia-gateway "The number of results exceeded the maxim
                      'by the server. Additional results can be requested."')  # PS3.18 10.6.3.2
 
 
-def parse(level: Level, args: Iterable[tuple[str, str]], where: UidPath = UidPath()) -> Query:
+def parse(level: Level, args: Iterable[tuple[str, str]], where: UidPath = ANYWHERE) -> Query:
     """Build the archive query for a QIDO-RS request at ``level`` under ``where``."""
     grouped: dict[str, list[str]] = {}
     for key, value in args:

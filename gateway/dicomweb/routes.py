@@ -33,7 +33,7 @@ def _json_type() -> str:
 
 
 # ------------------------------------------------------------------ QIDO-RS
-def _search(level: Level, where: UidPath = UidPath()) -> Response:
+def _search(level: Level, where: UidPath = qido.ANYWHERE) -> Response:
     mimetype = _json_type()
     query = qido.parse(level, request.args.items(multi=True), where)
     result = context.archive().search(query)

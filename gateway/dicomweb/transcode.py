@@ -11,9 +11,9 @@ from __future__ import annotations
 import io
 import logging
 import warnings
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
 
 import pydicom
 from pydicom.pixels import get_decoder, get_encoder

@@ -4,8 +4,8 @@ gzip, CORS and links built from PUBLIC_URL or the proxy's forwarded host."""
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pydicom
 import pytest
@@ -69,7 +69,8 @@ def test_paging_is_stable_and_warns_when_cut(gateway_server, truth) -> None:
         more = offset + 4 < len(full)
         assert ("Warning" in r.headers) == more
         if more:
-            assert r.headers["Warning"].startswith("299 ") and "Additional results" in r.headers["Warning"]
+            warning = r.headers["Warning"]
+            assert warning.startswith("299 ") and "Additional results" in warning
         pages += rows
         offset += 4
         if not more:

@@ -4,8 +4,8 @@ exactly what it should (instances, files, no temp files left behind)."""
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import orjson
 import pydicom
@@ -84,11 +84,13 @@ def test_good_instances_are_stored_with_retrieve_urls(server, state, tmp_path) -
     refs = seq(r, "00081199")
     assert len(refs) == 2 and not seq(r, "00081198")
     study = uid("study", "good")
-    assert orjson.loads(r.content)["00081190"]["Value"] == [f"{server.url}/dicomweb/studies/{study}"]
-    assert refs[0]["00081190"]["Value"][0].startswith(f"{server.url}/dicomweb/studies/{study}/series/")
+    study_url = f"{server.url}/dicomweb/studies/{study}"
+    assert orjson.loads(r.content)["00081190"]["Value"] == [study_url]
+    assert refs[0]["00081190"]["Value"][0].startswith(study_url + "/series/")
     assert state.snapshot() == (before[0] + 2, before[1] + 2) and not state.temp_files()
     back = requests.get(refs[0]["00081190"]["Value"][0],
-                        headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'})
+                        headers={"Accept": "multipart/related; type=application/dicom; "
+                                           "transfer-syntax=*"})
     assert parts[0] in back.content
 
 
@@ -200,7 +202,7 @@ def test_quoted_and_bare_boundaries_chunked_or_not(server, state, tmp_path, spel
     for chunked in (False, True):
         name = f"q{len(spelling)}{chunked}"
         part = dicom_bytes(tmp_path, name, patient="STOW-Q", study="q", sop=name)
-        ctype = f'multipart/related; type="application/dicom"; ' + spelling.format(b="x-y-z")
+        ctype = 'multipart/related; type="application/dicom"; ' + spelling.format(b="x-y-z")
         r = post(server, [part], boundary="x-y-z", content_type=ctype, chunked=chunked)
         assert r.status_code == 200, r.text
 

@@ -168,7 +168,8 @@ def test_retrieve_instance_series_study_as_stored(client, items) -> None:
     assert _same_file(ds, compressed.path)
     ct = next(i for i in items if i.modality == "CT")
     got = client.retrieve_series(ct.study, ct.series, media_types=ANY)
-    assert sorted(d.SOPInstanceUID for d in got) == sorted(i.sop for i in items if i.series == ct.series)
+    expected = sorted(i.sop for i in items if i.series == ct.series)
+    assert sorted(d.SOPInstanceUID for d in got) == expected
     assert all(_same_file(d, by_sop[d.SOPInstanceUID].path) for d in got)
     got = client.retrieve_study(compressed.study, media_types=ANY)
     assert {d.SOPInstanceUID for d in got} == {i.sop for i in items if i.study == compressed.study}
@@ -195,7 +196,8 @@ def test_metadata_and_bulkdata(client, items, gateway_server) -> None:
     ct = [i for i in items if i.modality == "CT"]
     meta = client.retrieve_series_metadata(ct[0].study, ct[0].series)
     assert len(meta) == len(ct)
-    assert len(client.retrieve_study_metadata(ct[0].study)) == sum(i.study == ct[0].study for i in items)
+    in_study = sum(i.study == ct[0].study for i in items)
+    assert len(client.retrieve_study_metadata(ct[0].study)) == in_study
     one = client.retrieve_instance_metadata(ct[0].study, ct[0].series, ct[0].sop)
     uri = one["7FE00010"]["BulkDataURI"]
     assert uri.startswith(f"{gateway_server.url}/dicomweb/studies/{ct[0].study}/")

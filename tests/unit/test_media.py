@@ -4,9 +4,19 @@ from __future__ import annotations
 import pytest
 
 from gateway.dicomweb import media
-from gateway.dicomweb.media import (EXPLICIT_LE, OCTET, FrameChoice, MediaError, choose_syntax,
-                                    dicom_choices, frame_choice, json_type, parse_accept,
-                                    parse_media_type, rendered_type)
+from gateway.dicomweb.media import (
+    EXPLICIT_LE,
+    OCTET,
+    FrameChoice,
+    MediaError,
+    choose_syntax,
+    dicom_choices,
+    frame_choice,
+    json_type,
+    parse_accept,
+    parse_media_type,
+    rendered_type,
+)
 
 J2K = "1.2.840.10008.1.2.4.90"
 RLE = "1.2.840.10008.1.2.5"
@@ -72,10 +82,10 @@ def test_content_type_with_quoted_boundary() -> None:
     ('multipart/related; type="application/dicom"', J2K, EXPLICIT_LE),   # default
     ('multipart/related; type="application/dicom"', JPEG, JPEG),         # lossy: as stored
     ("*/*", RLE, EXPLICIT_LE),
-    (f'multipart/related; type="application/dicom"; transfer-syntax={EXPLICIT_LE}, '
-     f'multipart/related; type="application/dicom"; transfer-syntax={RLE}', RLE, RLE),
-    (f'multipart/related; type="application/dicom"; transfer-syntax={EXPLICIT_LE};q=0.5, '
-     f'multipart/related; type="application/dicom"; transfer-syntax={J2K}', RLE, J2K),
+    ((f'multipart/related; type="application/dicom"; transfer-syntax={EXPLICIT_LE}, '
+      f'multipart/related; type="application/dicom"; transfer-syntax={RLE}'), RLE, RLE),
+    ((f'multipart/related; type="application/dicom"; transfer-syntax={EXPLICIT_LE};q=0.5, '
+      f'multipart/related; type="application/dicom"; transfer-syntax={J2K}'), RLE, J2K),
 ])
 def test_instance_syntax_choice(header: str, stored: str, expected: str) -> None:
     assert choose_syntax(dicom_choices(parse_accept(header)), stored, always) == expected
@@ -85,7 +95,8 @@ def test_infeasible_syntaxes_are_skipped_and_none_means_406() -> None:
     choices = dicom_choices(parse_accept(
         f'multipart/related; type="application/dicom"; transfer-syntax={JPEG}, '
         f'multipart/related; type="application/dicom"; transfer-syntax={EXPLICIT_LE};q=0.2'))
-    only_explicit = lambda _s, d: d == EXPLICIT_LE  # noqa: E731
+    def only_explicit(_src: str, dst: str) -> bool:
+        return dst == EXPLICIT_LE
     assert choose_syntax(choices, J2K, only_explicit) == EXPLICIT_LE
     assert choose_syntax(choices, J2K, lambda _s, _d: False) is None
     assert dicom_choices(parse_accept("image/jpeg")) == []
@@ -101,12 +112,14 @@ def test_infeasible_syntaxes_are_skipped_and_none_means_406() -> None:
     # dicomweb-client defaults
     ('multipart/related; type="*/*"', J2K, FrameChoice("image/jp2", J2K, False)),
     ('multipart/related; type="*/*"', "1.2.840.10008.1.2", FrameChoice(OCTET, EXPLICIT_LE, False)),
-    ('multipart/related; type="application/octet-stream"', RLE, FrameChoice(OCTET, EXPLICIT_LE, True)),
+    ('multipart/related; type="application/octet-stream"', RLE,
+     FrameChoice(OCTET, EXPLICIT_LE, True)),
     (f'multipart/related; type="application/octet-stream"; transfer-syntax={EXPLICIT_LE}', J2K,
      FrameChoice(OCTET, EXPLICIT_LE, True)),
     ('multipart/related; type="image/jp2"', J2K, FrameChoice("image/jp2", J2K, False)),
-    ('multipart/related; type="image/x-dicom-rle"', RLE, FrameChoice("image/x-dicom-rle", RLE, False)),
-    (f'multipart/related; type="image/jp2", multipart/related; type="application/octet-stream"',
+    ('multipart/related; type="image/x-dicom-rle"', RLE,
+     FrameChoice("image/x-dicom-rle", RLE, False)),
+    ('multipart/related; type="image/jp2", multipart/related; type="application/octet-stream"',
      RLE, FrameChoice(OCTET, EXPLICIT_LE, True)),
     (None, RLE, FrameChoice("image/dicom-rle", RLE, False)),
 ])

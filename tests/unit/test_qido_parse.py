@@ -10,7 +10,7 @@ from gateway.archive import InvalidQuery, Level, UidPath
 from gateway.dicomweb import qido
 
 
-def q(text: str, level: Level = Level.STUDY, where: UidPath = UidPath()):
+def q(text: str, level: Level = Level.STUDY, where: UidPath = qido.ANYWHERE):
     return qido.parse(level, parse_qsl(text, keep_blank_values=True), where)
 
 
@@ -59,7 +59,8 @@ def test_limit_defaults_to_and_is_capped_by_the_server_maximum() -> None:
     ("fuzzymatching=yes", "fuzzymatching"), ("limit=1&limit=2", "limit"),
     ("NotAnAttribute=1", "NotAnAttribute"), ("_=1699999", "_"),
     ("includefield=Bogus", "Bogus"), ("PatientName=a&PatientName=b", "PatientName"),
-    ("ReferencedSeriesSequence.SeriesInstanceUID=1.2", "ReferencedSeriesSequence.SeriesInstanceUID"),
+    ("ReferencedSeriesSequence.SeriesInstanceUID=1.2",
+     "ReferencedSeriesSequence.SeriesInstanceUID"),
 ])
 def test_bad_parameters_are_named(text: str, name: str) -> None:
     with pytest.raises(InvalidQuery) as err:

@@ -16,8 +16,7 @@ from typing import Any, Iterable, Sequence
 
 import orjson
 from sqlalchemy import (Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData,
-                        String, Table, UniqueConstraint, and_, delete, exists, func, not_, or_,
-                        select)
+                        String, Table, UniqueConstraint, and_, delete, select)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
@@ -70,6 +69,8 @@ class Repository:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Hand-written SQL goes straight to the driver: its own bind-parameter style.
+        self._named = "colon" if engine.dialect.name == "sqlite" else "pyformat"
         try:
             metadata.create_all(engine)
         except OperationalError:  # another worker created them at the same moment
@@ -124,20 +125,20 @@ class Repository:
         return Stored(*row) if row else None
 
     def search(self, request: S.SearchRequest, *, count_only: bool = False) -> tuple[list[Stored], int | None]:
-        """One page of matches and the total (one query: the total is a window count)."""
-        where = self._where(request.type, request.clauses)
+        """One page of matches and the total: one hand-written SELECT (the hot path), the
+        total as a window count, so no second query unless the page is past the end."""
+        bind = _Binds(self._named)
+        where = where_sql(request.type, request.clauses, bind)
+        count_sql = f"SELECT COUNT(*) FROM fhir_resources r WHERE {where}"
         with self.engine.connect() as conn:
             if count_only or request.count == 0:
-                total = conn.execute(select(func.count()).select_from(resources_t).where(where)).scalar()
-                return [], total
-            stmt = (select(*_COLS, func.count().over().label("total")).where(where)
-                    .order_by(resources_t.c.pk).limit(request.count).offset(request.offset))
-            rows = conn.execute(stmt).all()
+                return [], conn.exec_driver_sql(count_sql, dict(bind)).scalar()
+            page = (f"SELECT {_SELECT}, COUNT(*) OVER () FROM fhir_resources r WHERE {where} "
+                    f"ORDER BY r.pk LIMIT {int(request.count)} OFFSET {int(request.offset)}")
+            rows = conn.exec_driver_sql(page, dict(bind)).all()
             if rows:
-                return [Stored(*r[:-1]) for r in rows], rows[0].total
-            total = conn.execute(select(func.count()).select_from(resources_t).where(where)).scalar() \
-                if request.offset else 0
-            return [], total
+                return [Stored(*r[:-1]) for r in rows], rows[0][-1]
+            return [], conn.exec_driver_sql(count_sql, dict(bind)).scalar() if request.offset else 0
 
     def of_patients(self, patient_ids: Iterable[str], types: Iterable[str] | None = None) -> list[Stored]:
         """Every stored resource of these patients (the Patient itself included), stable order."""
@@ -158,14 +159,6 @@ class Repository:
             return [Stored(*r) for r in conn.execute(select(*_COLS).where(and_(
                 resources_t.c.type == "Patient", resources_t.c.id.in_(ids))).order_by(resources_t.c.pk))]
 
-    # ------------------------------------------------------------ SQL pieces
-    def _where(self, kind: str, clauses: list[S.Clause]):
-        conds = [resources_t.c.type == kind]
-        for clause in clauses:
-            conds.append(_condition(clause))
-        return and_(*conds)
-
-
 _EMPTY_ROW = {"system": None, "value": None, "num": None, "lo": None, "hi": None}
 _COLS = (resources_t.c.type, resources_t.c.id, resources_t.c.version, resources_t.c.last_updated,
          resources_t.c.patient_id, resources_t.c.body)
@@ -181,69 +174,81 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _condition(clause: S.Clause):
+_SELECT = "r.type, r.id, r.version, r.last_updated, r.patient_id, r.body"
+_DATE_SQL = {"eq": "(i.lo >= {lo} AND i.hi <= {hi})", "ne": "NOT (i.lo >= {lo} AND i.hi <= {hi})",
+             "gt": "i.hi > {hi}", "sa": "i.lo > {hi}", "lt": "i.lo < {lo}", "eb": "i.hi < {lo}",
+             "ge": "i.hi >= {lo}", "le": "i.lo <= {hi}"}
+
+
+class _Binds(dict):
+    """Named bind parameters in the driver's style (sqlite3 ``:b0``, psycopg ``%(b0)s``)."""
+
+    def __init__(self, style: str = "colon") -> None:
+        super().__init__()
+        self.style = style
+
+    def __call__(self, value: Any) -> str:
+        name = f"b{len(self)}"
+        self[name] = value
+        return f":{name}" if self.style == "colon" else f"%({name})s"
+
+
+def where_sql(kind: str, clauses: list[S.Clause], bind: _Binds) -> str:
+    """The WHERE clause of a search over ``fhir_resources r`` (clauses ANDed, values ORed)."""
+    parts = [f"r.type = {bind(kind)}"] + [_clause_sql(c, bind) for c in clauses]
+    return " AND ".join(parts)
+
+
+def _clause_sql(clause: S.Clause, bind: _Binds) -> str:
     param = clause.param
     if param.name == "_id":
-        return resources_t.c.id.in_([code for _s, code in clause.values])
+        return f"r.id IN ({', '.join(bind(code) for _s, code in clause.values)})"
     if param.type == "reference":
         if clause.modifier == "missing":
-            return resources_t.c.patient_id.is_(None) if clause.values[0] else \
-                resources_t.c.patient_id.is_not(None)
-        return resources_t.c.patient_id.in_(list(clause.values))
-    has = exists().where(and_(index_t.c.res_pk == resources_t.c.pk, index_t.c.param == param.name))
+            return "r.patient_id IS NULL" if clause.values[0] else "r.patient_id IS NOT NULL"
+        return f"r.patient_id IN ({', '.join(bind(v) for v in clause.values)})"
+    has = f"EXISTS (SELECT 1 FROM fhir_index i WHERE i.res_pk = r.pk AND i.param = {bind(param.name)}"
     if clause.modifier == "missing":
-        return not_(has) if clause.values[0] else has
-    alternatives = or_(*(_value_condition(param.type, clause.modifier, v) for v in clause.values))
-    matched = exists().where(and_(index_t.c.res_pk == resources_t.c.pk,
-                                  index_t.c.param == param.name, alternatives))
-    return not_(matched) if clause.modifier == "not" else matched
+        return f"NOT {has})" if clause.values[0] else f"{has})"
+    alternatives = " OR ".join(_value_sql(param.type, clause.modifier, v, bind) for v in clause.values)
+    matched = f"{has} AND ({alternatives}))"
+    return f"NOT {matched}" if clause.modifier == "not" else matched
 
 
-def _value_condition(kind: str, modifier: str | None, value: Any):
-    c = index_t.c
+def _value_sql(kind: str, modifier: str | None, value: Any, bind: _Binds) -> str:
     if kind == "token":
         system, code = value
-        conds = []
-        if code is not S.ANY:
-            conds.append(c.value == code)
+        conds = [] if code is S.ANY else [f"i.value = {bind(code)}"]
         if system is not S.ANY:
-            conds.append(c.system.is_(None) if system == "" else c.system == system)
-        return and_(*conds) if conds else c.param.is_not(None)
+            conds.append("i.system IS NULL" if system == "" else f"i.system = {bind(system)}")
+        return " AND ".join(conds) or "1 = 1"
     if kind == "string":
         if modifier == "exact":
-            return c.value == value
+            return f"i.value = {bind(value)}"
         pattern = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return c.value.like(("%" if modifier == "contains" else "") + pattern + "%", escape="\\")
+        pattern = ("%" if modifier == "contains" else "") + pattern + "%"
+        return f"i.value LIKE {bind(pattern)} ESCAPE '\\'"
     if kind == "date":
         prefix, q_lo, q_hi = value
-        return _date_sql(prefix, q_lo, q_hi)
+        return _DATE_SQL[prefix].format(lo=bind(q_lo), hi=bind(q_hi))
     prefix, number, half, system, code = value
-    conds = [_number_sql(prefix, number, half)]
+    conds = [_number_sql(prefix, number, half, bind)]
     if system:
-        conds.append(c.system == system)
+        conds.append(f"i.system = {bind(system)}")
     if code:
-        conds.append(c.value == code)
-    return and_(*conds)
+        conds.append(f"i.value = {bind(code)}")
+    return " AND ".join(conds)
 
 
-def _date_sql(prefix: str, q_lo: str, q_hi: str):
-    lo, hi = index_t.c.lo, index_t.c.hi
-    return {"eq": and_(lo >= q_lo, hi <= q_hi), "ne": not_(and_(lo >= q_lo, hi <= q_hi)),
-            "gt": hi > q_hi, "sa": lo > q_hi, "lt": lo < q_lo, "eb": hi < q_lo,
-            "ge": hi >= q_lo, "le": lo <= q_hi}[prefix]
-
-
-def _number_sql(prefix: str, number: float, half: float):
-    num = index_t.c.num
-    if prefix == "eq":
-        return and_(num >= number - half, num < number + half)
-    if prefix == "ne":
-        return or_(num < number - half, num >= number + half)
+def _number_sql(prefix: str, number: float, half: float, bind: _Binds) -> str:
+    if prefix in ("eq", "ne"):
+        inside = f"(i.num >= {bind(number - half)} AND i.num < {bind(number + half)})"
+        return inside if prefix == "eq" else f"NOT {inside}"
     if prefix == "ap":
         spread = abs(number) * 0.1
-        return and_(num >= number - spread, num <= number + spread)
-    return {"gt": num > number, "sa": num > number, "lt": num < number, "eb": num < number,
-            "ge": num >= number, "le": num <= number}[prefix]
+        return f"(i.num >= {bind(number - spread)} AND i.num <= {bind(number + spread)})"
+    op = {"gt": ">", "sa": ">", "lt": "<", "eb": "<", "ge": ">=", "le": "<="}[prefix]
+    return f"i.num {op} {bind(number)}"
 
 
 # ------------------------------------------------------------------ extraction

@@ -1,8 +1,9 @@
 """WADO-URI (PS3.18 9): ``/wado?requestType=WADO&studyUID=&seriesUID=&objectUID=``.
 
 Legacy viewers (Cornerstone's ``wadouri:`` loader) fetch whole Part 10 files here;
-``contentType=image/jpeg`` (the default for images, PS3.18 9.1.2.2.? ) renders
-one frame with the same pipeline as WADO-RS rendered resources.
+``contentType=image/jpeg`` (our default for images when contentType is absent) renders
+one frame with the same pipeline as WADO-RS rendered resources. ``transferSyntax``
+defaults to Explicit VR Little Endian (PS3.18 9.4.2.4); ``*`` means "as stored".
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def wado() -> Response:
 
 
 def _content_type(value: str | None, inst: StoredInstance) -> str:
-    """First supported of a comma list; default image/jpeg for images (PS3.18 9.4.1.1)."""
+    """First supported of a comma list; absent: image/jpeg for images, else DICOM."""
     if not value:
         return "image/jpeg" if inst.number_of_frames else DICOM
     for item in value.split(","):

@@ -258,6 +258,11 @@ def test_bulk_data(server, objs) -> None:
     [(_h, body)] = parts(requests.get(meta["60003000"]["BulkDataURI"], headers={"Accept": octet}))
     assert body == bytes(range(256)) * 32
     assert get(server, ovl.url + "/bulk/00100010").status_code == 404
+    rle = named(objs, "rle.dcm")  # encapsulated pixel data: one part per frame
+    frames = parts(get(server, rle.url + "/bulk/7FE00010", OHIF_FRAMES))
+    expected = pydicom.encaps.generate_frames(pydicom.dcmread(rle.path).PixelData,
+                                              number_of_frames=3)
+    assert [b for _h, b in frames] == list(expected)
 
 
 # ------------------------------------------------------------------ rendered

@@ -91,6 +91,7 @@ def do_import(settings: Settings, paths: list[Path], clinical: list[Path], *,
             raise click.ClickException(str(exc))
         click.echo(f"clinical: {res.patients} patient rows, {res.imaging} imaging rows "
                    f"from {res.source}")
+        click.echo(f"FHIR: {res.fhir}")
     return report
 
 

@@ -181,6 +181,7 @@ class ClinicalReport:
     patients: int
     imaging: int
     source: str
+    fhir: str = ""  # what the mapping made of them (resources stored, cell warnings)
 
 
 def import_clinical(archive: LocalArchive, path: Path) -> ClinicalReport:
@@ -203,5 +204,6 @@ def import_clinical(archive: LocalArchive, path: Path) -> ClinicalReport:
     # FHIR: rebuild exactly these patients' resources from their rows (idempotent).
     from ..fhir.repository import Repository
     from ..mapping.rebuild import rebuild
-    rebuild(archive, Repository(archive.index.engine), touched)
-    return ClinicalReport(counts["patients"], counts["imaging"], path.name)
+    mapped, stored = rebuild(archive, Repository(archive.index.engine), touched)
+    fhir = f"{mapped.summary()}; " + ", ".join(f"{n} {k}" for k, n in stored.items())
+    return ClinicalReport(counts["patients"], counts["imaging"], path.name, fhir)

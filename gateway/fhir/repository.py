@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -18,9 +19,11 @@ import orjson
 from sqlalchemy import (Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData,
                         String, Table, UniqueConstraint, and_, delete, select)
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from . import search as S
+
+log = logging.getLogger(__name__)
 
 metadata = MetaData()
 
@@ -71,14 +74,25 @@ class Repository:
         self.engine = engine
         # Hand-written SQL goes straight to the driver: its own bind-parameter style.
         self._named = "colon" if engine.dialect.name == "sqlite" else "pyformat"
+        self._schema_ready = False
         try:
-            metadata.create_all(engine)
+            self._ensure_schema()
+        except SQLAlchemyError as exc:  # database not up yet: /readyz says so; retried on use
+            log.warning("FHIR tables not created at start: %s", exc.__class__.__name__)
+
+    def _ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        try:
+            metadata.create_all(self.engine)
         except OperationalError:  # another worker created them at the same moment
-            metadata.create_all(engine)
+            metadata.create_all(self.engine)
+        self._schema_ready = True
 
     # ------------------------------------------------------------------ write
     def replace_patients(self, patient_ids: Iterable[str], items: Sequence[dict]) -> dict[str, int]:
         """Make the stored resources of these patients exactly ``items`` (unchanged ones kept)."""
+        self._ensure_schema()
         pids = sorted(set(patient_ids))
         counts = {"created": 0, "updated": 0, "unchanged": 0, "deleted": 0}
         now = _now()
@@ -119,6 +133,7 @@ class Repository:
 
     # ------------------------------------------------------------------- read
     def read(self, kind: str, rid: str) -> Stored | None:
+        self._ensure_schema()
         with self.engine.connect() as conn:
             row = conn.execute(select(*_COLS).where(and_(
                 resources_t.c.type == kind, resources_t.c.id == rid))).first()
@@ -127,6 +142,7 @@ class Repository:
     def search(self, request: S.SearchRequest, *, count_only: bool = False) -> tuple[list[Stored], int | None]:
         """One page of matches and the total: one hand-written SELECT (the hot path), the
         total as a window count, so no second query unless the page is past the end."""
+        self._ensure_schema()
         bind = _Binds(self._named)
         where = where_sql(request.type, request.clauses, bind)
         count_sql = f"SELECT COUNT(*) FROM fhir_resources r WHERE {where}"
@@ -142,6 +158,7 @@ class Repository:
 
     def of_patients(self, patient_ids: Iterable[str], types: Iterable[str] | None = None) -> list[Stored]:
         """Every stored resource of these patients (the Patient itself included), stable order."""
+        self._ensure_schema()
         pids = list(dict.fromkeys(patient_ids))
         if not pids:
             return []
@@ -152,6 +169,7 @@ class Repository:
             return [Stored(*r) for r in conn.execute(stmt.order_by(resources_t.c.pk))]
 
     def patients(self, ids: Iterable[str]) -> list[Stored]:
+        self._ensure_schema()
         ids = list(dict.fromkeys(ids))
         if not ids:
             return []

@@ -18,6 +18,7 @@ import argparse
 import json
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -138,9 +139,24 @@ def throughput(s: requests.Session, t: Target, runs: int = 5) -> tuple[list[floa
     return rates, size
 
 
+def curl_throughput(t: Target, runs: int = 5) -> list[float]:
+    """The same retrieve with curl (a C client), so Python on the client side is not the
+    bottleneck being measured; empty when curl is not installed."""
+    if shutil.which("curl") is None:
+        return []
+    rates = []
+    for _ in range(runs):
+        out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{speed_download}",
+                              "-H", f"Accept: {AS_STORED}", t.series_url],
+                             capture_output=True, text=True, check=True).stdout
+        rates.append(float(out) / 1e6)
+    return rates
+
+
 def rss_growth(s: requests.Session, t: Target, master: int) -> tuple[float, float]:
     """Peak worker RSS growth (MB) over three whole-series retrieves, and the baseline."""
     pids = worker_pids(master)
+    assert pids, "no gunicorn worker found"
     s.get(f"{t.instance_url}/frames/1", headers={"Accept": OHIF_FRAMES})
     base = {p: rss_kb(p) for p in pids}
     peak = dict(base)
@@ -202,13 +218,14 @@ def run(args: argparse.Namespace, work: Path) -> None:
             target = Target(s, root)
             rows = latency_rows(s, root, target, args.requests)
             rates, size = throughput(s, target)
+            curl_rates = curl_throughput(target)
             growth, base = rss_growth(s, target, server.proc.pid)
     finally:
         server.stop()
-    report(rows, rates, size, growth, base, target, args)
+    report(rows, (rates, curl_rates), size, growth, base, target, args)
 
 
-def report(rows, rates, size, growth, base, target, args) -> None:
+def report(rows, all_rates, size, growth, base, target, args) -> None:
     result: dict[str, object] = {"bench": "dicomweb", "workers": args.workers,
                                  "ct_slices": target.slices}
     print(f"{'operation':44} {'n':>5} {'median ms':>10} {'p95 ms':>9}")
@@ -217,9 +234,15 @@ def report(rows, rates, size, growth, base, target, args) -> None:
         print(f"{name:44} {len(values):5d} {med:10.2f} {p95:9.2f}")
         key = name.split(" (")[0].replace(" ", "_").replace(",", "")
         result[key] = {"median_ms": round(med, 2), "p95_ms": round(p95, 2)}
+    rates, curl_rates = all_rates
     mbps = statistics.median(rates)
-    print(f"{'whole CT series as stored':44} {len(rates):5d} {size / 1e6:9.1f} MB "
+    print(f"{'whole CT series as stored (requests)':44} {len(rates):5d} {size / 1e6:9.1f} MB "
           f"{mbps:8.1f} MB/s (min {min(rates):.1f}, max {max(rates):.1f})")
+    if curl_rates:
+        result["series_mb_per_s_curl"] = round(statistics.median(curl_rates), 1)
+        print(f"{'whole CT series as stored (curl)':44} {len(curl_rates):5d} {size / 1e6:9.1f} MB "
+              f"{statistics.median(curl_rates):8.1f} MB/s (min {min(curl_rates):.1f}, "
+              f"max {max(curl_rates):.1f})")
     print(f"{'worker RSS growth, 3 series retrieves':44} {'':5} {growth:9.1f} MB "
           f"(baseline {base:.0f} MB; target < 50 MB)")
     result.update(series_mb=round(size / 1e6, 1), series_mb_per_s=round(mbps, 1),

@@ -98,15 +98,15 @@ def json_response(body: bytes, mimetype: str, *, etag: str | None = None,
     """A JSON answer with validators: 304 when the client's copy is current."""
     etag = etag or etag_of(body)
     extra = {"Cache-Control": "no-cache", "Vary": "Accept, Accept-Encoding", **(headers or {})}
+    packed = len(body) >= GZIP_MIN and wants_gzip()
+    tag = etag + "-gz" if packed else etag  # a strong ETag names one representation
     if _client_has(etag):
         response = Response(status=304, headers=extra)
-        response.headers["ETag"] = f'"{etag}"'
+        response.headers["ETag"] = f'"{tag}"'
         return response
-    tag = etag
-    if len(body) >= GZIP_MIN and wants_gzip():
+    if packed:
         body = GZIP.get(etag, body)
         extra["Content-Encoding"] = "gzip"
-        tag = etag + "-gz"  # a strong ETag names one representation (RFC 7232 2.1)
     response = Response(body, status=status, headers=extra)
     response.headers["Content-Type"] = mimetype  # exactly, without a charset parameter
     response.headers["ETag"] = f'"{tag}"'

@@ -34,6 +34,7 @@ class Item:
     sop: str
     modality: str
     study_date: str
+    study_time: str  # HHMMSS, as the index compares it
     study_description: str
     accession: str
     series_number: int
@@ -48,6 +49,7 @@ def items(small_cohort) -> list[Item]:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         out.append(Item(path, ds.PatientID, str(ds.PatientName), ds.StudyInstanceUID,
                         ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.Modality, ds.StudyDate,
+                        str(ds.StudyTime).split(".")[0].ljust(6, "0"),
                         ds.get("StudyDescription", ""), ds.get("AccessionNumber", ""),
                         int(ds.SeriesNumber), int(ds.InstanceNumber),
                         str(ds.file_meta.TransferSyntaxUID)))
@@ -93,6 +95,11 @@ def _first(items: list[Item]) -> Item:
     (lambda it: {"StudyDate": f"{it.study_date}-"}, lambda it, i: i.study_date >= it.study_date),
     (lambda it: {"StudyDate": f"-{it.study_date}"}, lambda it, i: i.study_date <= it.study_date),
     (lambda it: {"StudyDate": f"{it.study_date}-{it.study_date}"},
+     lambda it, i: i.study_date == it.study_date),
+    (lambda it: {"StudyTime": f"{it.study_time}-"}, lambda it, i: i.study_time >= it.study_time),
+    (lambda it: {"StudyTime": f"-{it.study_time[:4]}"},
+     lambda it, i: i.study_time <= it.study_time[:4] + "00"),  # HHMM = HHMM00
+    (lambda it: {"StudyDate": f"{it.study_date}-{it.study_date}", "StudyTime": "000000-235959"},
      lambda it, i: i.study_date == it.study_date),
     (lambda it: {"AccessionNumber": it.accession}, lambda it, i: i.accession == it.accession),
     (lambda it: {"StudyDescription": "*" + it.study_description.lower()[3:9] + "*"},

@@ -27,10 +27,12 @@ def allowed_origin(origin: str | None, setting: str) -> str | None:
     return None
 
 
-def install(app: Flask) -> None:
+def install(app: Flask, roots: tuple[str, ...] = ROOTS) -> None:
+    """Add CORS headers to responses under ``roots`` (other packages may reuse this)."""
+
     @app.after_request
     def _cors(response: Response) -> Response:
-        if not request.path.startswith(ROOTS):
+        if not request.path.startswith(roots):
             return response
         value = allowed_origin(request.headers.get("Origin"), context.settings().cors_origins)
         if value is None:

@@ -3,7 +3,8 @@
 Steps: ``npm pack @ohif/app@<version>`` into a temp dir (or take a tarball given for
 offline installs), check its integrity against the pin, extract ``package/dist`` into
 a staging dir next to the target, apply the rewrites (``rewrites.py``), verify the
-result, then swap it into place so a running gateway never serves half an install.
+result, gzip the text bundles once (``precompress.py``), then swap it into place so a
+running gateway never serves half an install.
 Re-running with the same version and tarball is a no-op that re-verifies.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Callable
 
 from ..config import Settings
 from . import PREFIX, viewer_root
+from .precompress import precompress
 from .rewrites import REWRITES, RewriteError, apply_rewrites, leftovers
 
 PACKAGE = "@ohif/app"
@@ -32,8 +34,8 @@ KNOWN_INTEGRITY = {
     "3.13.2": "sha512-WZdxmpmG7rqFgW9ZJLcbgr3XCtLi1KDNPoMaeY5PPe6j4G4fjEjjkycZM6C6Zk2F87BKxFfpq+jd5xXZB9E8EA==",
 }
 MARKER = ".tcia-gateway-install.json"
-# Bump when REWRITES change, so an existing install is redone rather than reused.
-REWRITES_REVISION = 1
+# Bump when REWRITES or the install steps change, so an existing install is redone.
+REWRITES_REVISION = 2
 NPM_TIMEOUT = 900
 
 
@@ -105,6 +107,9 @@ def _install_from(tarball: Path, target: Path, version: str, integrity: str,
         problems = verify(staging)
         if problems:
             raise InstallError("the rewritten build fails verification: " + "; ".join(problems))
+        packed = precompress(staging)
+        log(f"gzipped {packed.files} bundles: {packed.before / 1e6:.1f} MB -> "
+            f"{packed.after / 1e6:.1f} MB (served to clients that accept gzip)")
         _write_marker(staging, version, integrity, rewrites)
         swap_into_place(staging, target)
     except RewriteError as exc:

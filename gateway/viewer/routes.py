@@ -9,8 +9,9 @@
 - Unknown paths fall back to ``index.html`` (OHIF's client-side routes such as
   ``/viewer/viewer?StudyInstanceUIDs=…``) unless they name a static file type: a missing
   chunk gets a real 404, not HTML the browser would try to run as script.
-- Nothing is gzipped here (measured in docs/viewer.md: the wasm codecs gain nothing and
-  pixel data is never ours to compress); a reverse proxy may compress JS/CSS.
+- Nothing is compressed per request. JS/CSS/JSON were gzipped once at install
+  (``precompress.py``) and the ``.gz`` sibling goes to clients that accept gzip; the
+  wasm codecs are sent as they are (no measurable gain, docs/viewer.md).
 - Not installed: 404 saying how to install, as HTML for browsers, JSON otherwise.
 """
 from __future__ import annotations
@@ -92,9 +93,16 @@ def _resolve(root: Path, path: str) -> Path | None:
 
 
 def _file_response(path: Path) -> Response:
-    suffix = path.suffix.lower()
-    mimetype = CONTENT_TYPES.get(suffix, "application/octet-stream")
-    response = send_file(path, mimetype=mimetype, conditional=True, etag=True, max_age=None)
+    """The file, or its install-time ``.gz`` sibling when the client accepts gzip."""
+    mimetype = CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
+    packed = path.with_name(path.name + ".gz")
+    gzipped = request.accept_encodings["gzip"] > 0 and packed.is_file()
+    response = send_file(packed if gzipped else path, mimetype=mimetype, conditional=True,
+                         etag=True, max_age=None)
+    if gzipped:
+        response.headers["Content-Encoding"] = "gzip"
+    if packed.is_file():
+        response.vary.add("Accept-Encoding")
     response.headers["Cache-Control"] = IMMUTABLE if _HASHED.search(path.name) else REVALIDATE
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response

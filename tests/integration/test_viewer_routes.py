@@ -72,9 +72,21 @@ def test_files_are_served_with_their_type_and_cache_policy(viewer_server, path, 
     assert r.headers["Content-Type"] == content_type
     assert cache in r.headers["Cache-Control"]
     assert r.headers["X-Content-Type-Options"] == "nosniff"
-    assert "Content-Encoding" not in r.headers          # wasm and bundles go as they are
     name = path.removeprefix("/viewer/") or "index.html"
-    assert r.content == (viewer_server.data_dir / "viewer" / name).read_bytes()
+    assert r.content == (viewer_server.data_dir / "viewer" / name).read_bytes()  # decoded
+
+
+def test_big_bundles_go_gzipped_from_install_time_copies_and_wasm_never(viewer_server) -> None:
+    bundle = f"/viewer/{mini.APP_BUNDLE}"
+    packed = get(viewer_server, bundle, headers={"Accept-Encoding": "gzip"}, stream=True)
+    raw_bytes = packed.raw.read()
+    gz = viewer_server.data_dir / "viewer" / f"{mini.APP_BUNDLE}.gz"
+    assert packed.headers["Content-Encoding"] == "gzip" and raw_bytes == gz.read_bytes()
+    assert "Accept-Encoding" in packed.headers["Vary"]
+    plain = get(viewer_server, bundle, headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in plain.headers and plain.content.startswith(b"/* OHIF")
+    wasm = get(viewer_server, f"/viewer/{mini.WASM}", headers={"Accept-Encoding": "gzip"})
+    assert "Content-Encoding" not in wasm.headers and wasm.content == mini.WASM_BYTES
 
 
 def test_served_build_is_the_rewritten_one(viewer_server) -> None:

@@ -2,6 +2,7 @@
 install steps on a miniature npm tarball, the generated app-config and the FHIR link."""
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -145,6 +146,9 @@ def test_install_from_tarball_extracts_rewrites_verifies_and_marks(tmp_path, set
     assert result.root == root and not result.reused
     assert 'src="/viewer/app-config.js"' in read(root, "index.html")
     assert (root / mini.WASM).read_bytes() == mini.WASM_BYTES
+    assert gzip.decompress((root / f"{mini.APP_BUNDLE}.gz").read_bytes()) == \
+        (root / mini.APP_BUNDLE).read_bytes()            # gzipped after the rewrite
+    assert not (root / f"{mini.WASM}.gz").exists()      # wasm goes as it is
     marker = inst.read_marker(root)
     assert marker["version"] == "0.0.0-mini" and marker["integrity"].startswith("sha512-")
     assert inst.verify(root) == []

@@ -22,8 +22,9 @@ def create_app(settings: Settings | None = None, *, archive: Archive | None = No
     app.json.sort_keys = False
     app.extensions[EXTENSION] = {"settings": settings,
                                  "archive": archive or open_archive(settings)}
-    from . import errors, health
+    from . import cors, errors, health
     errors.register(app)
+    cors.install(app)
     app.register_blueprint(health.bp)
     for register in _feature_blueprints():
         register(app)

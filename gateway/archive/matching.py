@@ -52,9 +52,11 @@ def plan(query: Query) -> tuple[Select, list[Attribute], list[str]]:
         found = resolve(name)
         if isinstance(found, Attribute) and visible_at(found, query.level):
             returned.setdefault(found.keyword, found)
-        elif found is not None and not isinstance(found, Attribute):
+        elif isinstance(found, Attribute):  # indexed, but below this level: first instance's
+            extras.append(found.tag)
+        elif found is not None:
             extras.append(found)
-        elif found is None:
+        else:
             raise InvalidQuery(f"includefield {name!r} is not a DICOM attribute keyword or tag", name)
     conditions = []
     for name, value in query.filters.items():

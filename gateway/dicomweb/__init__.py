@@ -1,13 +1,13 @@
 """DICOMweb (QIDO-RS, WADO-RS, STOW-RS, WADO-URI) over the Archive protocol.
 
 ``register(app)`` adds the ``/dicomweb`` and ``/wado`` blueprints, ``/openapi.json``,
-CORS for those roots and the family's error handler (see docs/dicomweb.md).
+and the family's error handler (see docs/dicomweb.md); CORS is app-wide (gateway/cors.py).
 """
 from __future__ import annotations
 
 from flask import Flask
 
-from . import cors, openapi, routes, wado_uri
+from . import openapi, routes, wado_uri
 
 
 def register(app: Flask) -> None:
@@ -15,4 +15,3 @@ def register(app: Flask) -> None:
     for bp in (routes.bp, wado_uri.bp):
         app.register_blueprint(bp)
     app.register_blueprint(openapi.bp)
-    cors.install(app)

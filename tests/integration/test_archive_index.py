@@ -128,6 +128,10 @@ def test_includefield_extra_and_all(populated: LocalArchive) -> None:
     res = populated.search(Query(Level.STUDY, {"AccessionNumber": "ACCA"},
                                  includefields=frozenset({"00280004", "PhotometricInterpretation"})))
     assert res.matches[0]["00280004"]["Value"] == ["MONOCHROME2"]
+    res = populated.search(Query(Level.STUDY, {"AccessionNumber": "ACCA"},
+                                 includefields=frozenset({"Rows", "SOPClassUID"})))
+    assert res.matches[0]["00280010"]["Value"] == [8]  # lower-level indexed: first instance's
+    assert res.matches[0]["00080016"]["Value"] == ["1.2.840.10008.5.1.4.1.1.1"]
     res = populated.search(Query(Level.STUDY, {"AccessionNumber": "ACCA"}, include_all=True))
     m = res.matches[0]
     assert m["00280010"]["Value"] == [8] and "7FE00010" not in m  # no bulk data

@@ -1,4 +1,5 @@
-"""CORS for the DICOMweb roots, so an OHIF served from another origin can use them.
+"""CORS on every route but the same-origin viewer, so an OHIF or a browser FHIR app
+served from another origin can use the gateway (DESIGN.md §5).
 
 ``CORS_ORIGINS`` is ``*`` or a comma list of origins. Preflights (OPTIONS) are
 answered by Flask's automatic OPTIONS handling; this hook adds the headers. Headers
@@ -8,13 +9,14 @@ from __future__ import annotations
 
 from flask import Flask, Response, request
 
-from .. import context
+from . import context
 
-ROOTS = ("/dicomweb", "/wado", "/openapi.json")
-EXPOSED = "ETag, Warning, Content-Type, Content-Length, Content-Encoding, Location"
+SAME_ORIGIN = ("/viewer",)  # served by us for us: no CORS needed
+EXPOSED = ("ETag, Warning, Content-Type, Content-Length, Content-Encoding, Location, "
+           "Last-Modified")
 METHODS = "GET, HEAD, POST, OPTIONS"
 DEFAULT_HEADERS = ("Accept, Accept-Encoding, Authorization, Cache-Control, Content-Type, "
-                   "If-None-Match")
+                   "If-None-Match, Prefer")
 
 
 def allowed_origin(origin: str | None, setting: str) -> str | None:
@@ -27,12 +29,12 @@ def allowed_origin(origin: str | None, setting: str) -> str | None:
     return None
 
 
-def install(app: Flask, roots: tuple[str, ...] = ROOTS) -> None:
-    """Add CORS headers to responses under ``roots`` (other packages may reuse this)."""
+def install(app: Flask) -> None:
+    """Add CORS headers to every response outside the viewer."""
 
     @app.after_request
     def _cors(response: Response) -> Response:
-        if not request.path.startswith(roots):
+        if request.path.startswith(SAME_ORIGIN):
             return response
         value = allowed_origin(request.headers.get("Origin"), context.settings().cors_origins)
         if value is None:

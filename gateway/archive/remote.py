@@ -22,7 +22,7 @@ from pynetdicom.events import Event
 from ..config import parse_hostport
 from ..dimse.identifiers import find_identifier, result_json
 from ..dimse.pool import Peer
-from ..dimse.pullthrough import CacheState, Flight
+from ..dimse.pullthrough import CacheState, CacheWriter, Flight
 from ..dimse.receiver import MoveReceiver
 from ..dimse.scu import Scu, ScuOptions
 from ..dimse.status import Status, category
@@ -195,7 +195,7 @@ class RemoteArchive:
         try:
             with self.state.lock(series, timeout=self.max_wait):
                 if not self.state.complete("series", series):  # another process may have done it
-                    count = self._retrieve(study, series)
+                    count = self._retrieve(study, series, flight)
                     self.state.mark("series", series, {"study": study, "instances": count})
         except ArchiveError as exc:
             error = exc
@@ -207,20 +207,41 @@ class RemoteArchive:
                 self._flights.pop(series, None)
             flight.finish(error)
 
-    def _retrieve(self, study: str, series: str) -> int:
+    def _get(self, ident: Dataset, flight: Flight):
+        """C-GET into a CacheWriter; the writer is drained before the outcome counts."""
+        writer = CacheWriter(self.cache, flight)
+        try:
+            result = self.scu.get(ident, writer.sink)
+        except BaseException:
+            try:
+                writer.close()
+            except ArchiveError:
+                pass  # the retrieval error says more
+            raise
+        writer.close()
+        return result
+
+    def _move(self, ident: Dataset):
+        """C-MOVE to our own Storage SCP, which stores into the cache as instances come."""
+        assert self.receiver is not None
+        self.receiver.ensure_running()
+        where = f"{self.ae_title} at this host, port {self.receiver.bind[1]}, in its DICOM modalities"
+        return self.scu.move(
+            ident, self.ae_title,
+            unknown_hint=f": the PACS must know our AE as a C-MOVE destination (add {where})",
+            failed_hint=f"; if the PACS does not know our AE {self.ae_title} as a C-MOVE "
+                        f"destination, add {where}")
+
+    def _retrieve(self, study: str, series: str, flight: Flight) -> int:
         """One series into the cache by C-GET or C-MOVE; the number of instances."""
         ident = Dataset()
         ident.QueryRetrieveLevel = "SERIES"
         ident.StudyInstanceUID, ident.SeriesInstanceUID = study, series
         try:
             if self.receiver is not None:
-                self.receiver.ensure_running()
-                host, port = self.receiver.bind
-                result = self.scu.move(ident, self.ae_title, hint=(
-                    f": the PACS must know our AE {self.ae_title} as a C-MOVE destination "
-                    f"(add {self.ae_title} at this host, port {port}, to its DICOM modalities)"))
+                result = self._move(ident)
             else:
-                result = self.scu.get(ident, self._received)
+                result = self._get(ident, flight)
         except UpstreamError as exc:
             if exc.status is not None and exc.status != Status.MOVE_DESTINATION_UNKNOWN \
                     and category(exc.status) == "failure" and not self._find(

@@ -11,15 +11,25 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
+import logging
 import os
+import queue
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ..archive.errors import ArchiveError, UpstreamTimeout
+from pynetdicom.events import Event
+
+from ..archive.errors import ArchiveError, UpstreamError, UpstreamTimeout
+from ..archive.local import LocalArchive, Prepared
+from ..archive.protocol import FailureReason, StoreResult
 from ..archive.store import safe_component
+from .status import Status
+
+log = logging.getLogger(__name__)
 
 
 class CacheState:
@@ -109,3 +119,84 @@ class Flight:
                     return
             if poll():  # outside the lock: arrivals must not wait for a database query
                 return
+
+
+class CacheWriter:
+    """Stores the instances of one C-GET off the association's thread.
+
+    The PACS sends the next instance only after our C-STORE response (PS3.4
+    C.4.3.3), so storing inline (write + fsync, parse, index) would pace the PACS
+    at our disk's speed: ~15 ms per CT slice against ~3.5 ms for the transfer.
+    The handler answers once the bytes are queued (bounded: a full queue makes
+    the PACS wait), workers write and parse in parallel, and whoever holds the
+    commit lock indexes everything parsed so far in one transaction. Nothing is
+    in the cache before its file is complete; :meth:`close` waits for the queue
+    to drain and reports instances that could not be stored.
+    """
+
+    def __init__(self, cache: LocalArchive, flight: Flight, *, workers: int = 2,
+                 depth: int = 16) -> None:
+        self.cache, self.flight = cache, flight
+        self._queue: queue.Queue[bytes | None] = queue.Queue(depth)
+        self._prepared: list[Prepared] = []
+        self._lock = threading.Lock()
+        self._commit_lock = threading.Lock()
+        self.errors: list[str] = []
+        self.stored = 0
+        self._threads = [threading.Thread(target=self._work, name="cache-writer", daemon=True)
+                         for _ in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def sink(self, event: Event) -> int:
+        """EVT_C_STORE handler of the retrieval: queue the Part 10 bytes, answer Success."""
+        self._queue.put(event.encoded_dataset())
+        return Status.SUCCESS
+
+    def _work(self) -> None:
+        while (data := self._queue.get()) is not None:
+            try:
+                prepared = self.cache.prepare(self.cache.files.receive(io.BytesIO(data)))
+            except OSError as exc:
+                self._fail(f"cannot write the cache: {exc.strerror or exc}")
+                continue
+            if isinstance(prepared, StoreResult):
+                self._fail(prepared.message)
+                continue
+            with self._lock:
+                self._prepared.append(prepared)
+            self._commit()
+        self._commit()
+
+    def _commit(self) -> None:
+        with self._commit_lock:
+            with self._lock:
+                batch, self._prepared = self._prepared, []
+            if not batch:
+                return
+            try:
+                results = self.cache.commit(batch)
+            except Exception as exc:  # index unavailable: the files were taken away again
+                self._fail(f"cannot index the cache: {exc.__class__.__name__}")
+                return
+        for result in results:
+            if result.ok or result.reason is FailureReason.DUPLICATE_SOP_INSTANCE:
+                self.stored += 1
+                self.flight.arrive(result.sop_uid)
+            else:
+                self._fail(result.message)
+
+    def _fail(self, message: str) -> None:
+        log.warning("pull-through cache: %s", message)
+        with self._lock:
+            self.errors.append(message)
+
+    def close(self) -> None:
+        """Drain the queue and stop the workers; raise if an instance was not cached."""
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+        if self.errors:
+            raise UpstreamError(f"{len(self.errors)} instance(s) could not be cached: "
+                                f"{self.errors[0]}")

@@ -173,14 +173,18 @@ class Scu:
         return self._run(self.qr, "C-GET", op)
 
     def move(self, identifier: Dataset, destination: str, root: str = "S", *,
-             hint: str = "") -> SubOperations:
-        """C-MOVE (PS3.4 C.4.2) to ``destination``; the PACS opens its own association to it."""
+             unknown_hint: str = "", failed_hint: str = "") -> SubOperations:
+        """C-MOVE (PS3.4 C.4.2) to ``destination``; the PACS opens its own association to it.
+        ``unknown_hint`` is added to a 0xA801 answer, ``failed_hint`` to any other failure
+        before the first sub-operation (some PACSs, Orthanc 1.10 among them, answer 0xC000
+        when they do not know the destination)."""
         def op(assoc: Association) -> SubOperations:
             return self._retrieve(assoc.send_c_move(identifier, destination, cx.MOVE_MODELS[root]),
-                                  assoc, "C-MOVE", hint)
+                                  assoc, "C-MOVE", unknown_hint, failed_hint)
         return self._run(self.qr, "C-MOVE", op)
 
-    def _retrieve(self, responses, assoc: Association, what: str, hint: str = "") -> SubOperations:
+    def _retrieve(self, responses, assoc: Association, what: str, unknown_hint: str = "",
+                  failed_hint: str = "") -> SubOperations:
         since = time.monotonic()
         for rsp, _ident in responses:
             code = self._check(rsp, assoc, what, since)
@@ -190,10 +194,13 @@ class Scu:
             result = SubOperations.of(rsp)
             if category(code) == "success" and not result.failed:
                 return result
-            extra = hint if code == Status.MOVE_DESTINATION_UNKNOWN else ""
-            if result.failed or result.completed:
-                extra += (f"; {result.completed} sub-operations completed, {result.failed} failed, "
-                          f"{result.warning} with warnings")
+            if code == Status.MOVE_DESTINATION_UNKNOWN:
+                extra = unknown_hint
+            elif result.failed or result.completed:
+                extra = (f"; {result.completed} sub-operations completed, {result.failed} "
+                         f"failed, {result.warning} with warnings")
+            else:
+                extra = failed_hint
             raise self._failure(what, rsp, extra)
         raise transient(UpstreamError(f"{self.peer.kind} {self.peer} ended {what} without a final status"))
 

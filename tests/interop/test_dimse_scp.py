@@ -4,7 +4,6 @@ real Orthanc querying and retrieving through its REST API. Counts and values are
 checked against the synthetic cohort's files."""
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,8 @@ import pytest
 from gateway.config import Settings
 from tests.support import dcmtk
 from tests.support.orthanc import Orthanc, start_orthanc
-from tests.support.procs import Proc, free_port, port_open, wait_until
+from tests.support.procs import free_port
+from tests.support.remote import start_scp
 
 pytestmark = [pytest.mark.orthanc, pytest.mark.timeout(300)]
 AET = "TCIAGW"
@@ -56,31 +56,6 @@ def _values(ds: pydicom.Dataset, keyword: str) -> set[str]:
     if value is None or value == "":
         return set()
     return {str(value)} if isinstance(value, str) else {str(v) for v in value}
-
-
-@dataclass
-class Scp:
-    port: int
-    proc: Proc
-
-
-def start_scp(data_dir: Path, log_dir: Path, *, known_aes: str = "", port: int | None = None,
-              allowed: str = "") -> Scp:
-    """`python -m gateway dimse` on a free loopback port, ready when the port answers."""
-    port = port or free_port()
-    env = {"GATEWAY_DATA_DIR": str(data_dir), "GATEWAY_DIMSE_BIND": f"127.0.0.1:{port}",
-           "GATEWAY_AE_TITLE": AET, "GATEWAY_KNOWN_AES": known_aes,
-           "GATEWAY_LOG_LEVEL": "WARNING"}
-    if allowed:
-        env["GATEWAY_DIMSE_ALLOWED_AES"] = allowed
-    proc = Proc([sys.executable, "-m", "gateway", "dimse"], log_dir / f"scp-{port}.log", env,
-                cwd=Path(__file__).resolve().parents[2]).start()
-    try:
-        wait_until(lambda: port_open(port), timeout=30, what="gateway SCP", proc=proc)
-    except BaseException:
-        proc.stop()
-        raise
-    return Scp(port, proc)
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,8 @@ multipart bodies split into parts, and a check that the cache holds no partial f
 from __future__ import annotations
 
 import dataclasses
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,6 +14,8 @@ import requests
 
 from gateway.archive.local import LocalArchive
 from gateway.config import Settings
+
+from .procs import REPO, Proc, free_port, port_open, wait_until
 
 
 def remote_settings(data_dir: Path, pacs: str, **extra: Any) -> Any:
@@ -61,3 +65,30 @@ def cache_consistent(cache: LocalArchive) -> bool:
             return False
         pydicom.dcmread(path).PixelData  # noqa: B018 - raises on a truncated file
     return True
+
+
+@dataclass
+class Scp:
+    port: int
+    proc: Proc
+
+
+def start_scp(data_dir: Path, log_dir: Path, *, known_aes: str = "", port: int | None = None,
+              allowed: str = "", aet: str = "TCIAGW",
+              extra_env: dict[str, str] | None = None) -> Scp:
+    """`python -m gateway dimse` on a free loopback port, ready when the port answers."""
+    port = port or free_port()
+    env = {"GATEWAY_DATA_DIR": str(data_dir), "GATEWAY_DIMSE_BIND": f"127.0.0.1:{port}",
+           "GATEWAY_AE_TITLE": aet, "GATEWAY_KNOWN_AES": known_aes,
+           "GATEWAY_LOG_LEVEL": "WARNING"}
+    if allowed:
+        env["GATEWAY_DIMSE_ALLOWED_AES"] = allowed
+    env.update(extra_env or {})
+    proc = Proc([sys.executable, "-m", "gateway", "dimse"], log_dir / f"scp-{port}.log", env,
+                cwd=REPO).start()
+    try:
+        wait_until(lambda: port_open(port), timeout=30, what="gateway SCP", proc=proc)
+    except BaseException:
+        proc.stop()
+        raise
+    return Scp(port, proc)

@@ -141,3 +141,42 @@ def _series_of(page: Page, study: Study) -> str:
     """The series whose frames the viewer fetched for ``study`` (its displayed series)."""
     url = next(u for u in page.watch.frames if f"/studies/{study.study_uid}/series/" in u)
     return url.split("/series/")[1].split("/")[0]
+
+
+def test_upload_from_the_study_list_then_view_it(browser_context, e2e_data_dir, artifacts_dir,
+                                                 tmp_path, shots) -> None:
+    """dicomUploadEnabled (STOW-RS): the Upload dialog stores a file, the list shows it, it draws.
+    On its own gateway over a copy of the data, so the shared list keeps its counts."""
+    import shutil
+
+    from tests.support.dicomfiles import make_file
+    from tests.support.procs import start_gateway
+    data = tmp_path / "data"
+    shutil.copytree(e2e_data_dir, data, ignore=shutil.ignore_patterns("viewer"))
+    (data / "viewer").symlink_to(e2e_data_dir / "viewer")
+    upload = make_file(tmp_path / "upload" / "upload.dcm", patient="UPLOAD-TEST-1", study="up",
+                       modality="CR", size=256, AccessionNumber="UP0001",
+                       StudyDescription="XR CHEST UPLOADED")
+    server = start_gateway(data, artifacts_dir / "logs")
+    page = browser_context.new_page()
+    try:
+        page.add_init_script(ui.PROBE_JS)
+        watch = ui.Watch().attach(page)
+        ui.open_study_list(page, server.url, ["COVID-19-AR-"])
+        page.get_by_role("button", name="Upload").click()
+        with page.expect_response(lambda r: r.request.method == "POST"
+                                  and r.url == f"{server.url}/dicomweb/studies") as stow:
+            page.locator("input[type=file]").first.set_input_files(str(upload))
+        assert stow.value.status == 200
+        expect(page.get_by_text("1 file completed.")).to_be_visible()
+        page.get_by_role("button", name="Close", exact=True).first.click()
+        expect(ui.study_rows(page, "UPLOAD-TEST-1")).to_contain_text("XR CHEST UPLOADED")
+        ui.launch_basic_viewer(page, "UP0001")
+        ui.wait_first_image(page)
+        ui.skip_tour(page)
+        ui.assert_real_images(ui.canvas_stats(page), "uploaded CR")
+        page.screenshot(path=shots / "uploaded.png")
+        watch.assert_clean()
+    finally:
+        page.close()
+        server.stop()

@@ -44,6 +44,7 @@ class Study:
     modality: str
     syntax: str
     photometric: str
+    description: str
     instances: int
 
 
@@ -85,7 +86,8 @@ def e2e_studies(e2e_cohort) -> list[Study]:
         row.update(patient_id=ds.PatientID, study_uid=ds.StudyInstanceUID,
                    accession=ds.AccessionNumber, modality=ds.Modality,
                    syntax=str(ds.file_meta.TransferSyntaxUID),
-                   photometric=ds.PhotometricInterpretation)
+                   photometric=ds.PhotometricInterpretation,
+                   description=ds.get("StudyDescription", ""))
     return [Study(**row) for row in found.values()]
 
 

@@ -35,7 +35,8 @@ from .protocol import (FailureReason, Level, Query, SearchResult, StoredInstance
 log = logging.getLogger(__name__)
 
 # Failure statuses of a C-STORE to the PACS → STOW FailureReason (PS3.18 10.5.3, PS3.4 B.2.3).
-_STORE_REASONS = ((0xA700, 0xA7FF, FailureReason.OUT_OF_RESOURCES),
+_STORE_REASONS = ((0x0111, 0x0111, FailureReason.DUPLICATE_SOP_INSTANCE),
+                  (0xA700, 0xA7FF, FailureReason.OUT_OF_RESOURCES),
                   (0xA900, 0xA9FF, FailureReason.SOP_CLASS_MISMATCH),
                   (0xC000, 0xCFFF, FailureReason.CANNOT_UNDERSTAND))
 

@@ -107,6 +107,19 @@ def test_pacs_down_at_start(pacs_factory, gateway_for, big_ct: dict) -> None:
     assert len(requests.get(series_url(gateway, big_ct), timeout=120).json()) == SLICES
 
 
+def test_cached_series_is_served_with_the_pacs_stopped(pacs_factory, gateway_for,
+                                                      big_ct: dict) -> None:
+    """The second metadata request makes no association: it works with no PACS at all."""
+    pacs = pacs_factory().start()
+    gateway = gateway_for(pacs.address)
+    first = requests.get(series_url(gateway, big_ct), timeout=120)
+    assert first.status_code == 200 and len(first.json()) == SLICES
+    pacs.stop()
+    second = requests.get(series_url(gateway, big_ct), timeout=60)
+    assert second.status_code == 200 and second.content == first.content
+    assert requests.get(gateway.url + "/dicomweb/studies", timeout=60).status_code == 503
+
+
 def test_pacs_killed_in_the_middle_of_a_c_get(pacs_factory, gateway_for, big_ct: dict) -> None:
     pacs = pacs_factory().start()
     gateway = gateway_for(pacs.address)

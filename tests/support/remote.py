@@ -23,7 +23,7 @@ def remote_settings(data_dir: Path, pacs: str, **extra: Any) -> Any:
     timeouts, pool size, move port...) are read with getattr, so a namespace carries them."""
     fields = {f.name for f in dataclasses.fields(Settings)}
     known = {k: v for k, v in extra.items() if k in fields}
-    base = Settings().replace(data_dir=data_dir, pacs=pacs, ae_title="TCIAGW", **known)
+    base = Settings().replace(**{"data_dir": data_dir, "pacs": pacs, "ae_title": "TCIAGW", **known})
     unknown = {k: v for k, v in extra.items() if k not in fields}
     if not unknown:
         return base

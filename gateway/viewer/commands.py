@@ -34,7 +34,7 @@ def install(version: str | None, tarball: Path | None, force: bool) -> None:
         result = inst.install(settings, version=version or inst.DEFAULT_VERSION,
                               tarball=tarball, force=force, log=click.echo)
     except inst.InstallError as exc:
-        raise click.ClickException(str(exc))
+        raise click.ClickException(str(exc)) from exc
     verb = "kept" if result.reused else "installed"
     click.echo(f"viewer: {verb} {inst.PACKAGE}@{result.version} in {result.root} "
                f"({result.seconds:.1f} s); open {settings.public_base}/viewer/")

@@ -31,7 +31,8 @@ PACKAGE = "@ohif/app"
 DEFAULT_VERSION = "3.13.2"
 # npm's "integrity" of the published tarballs we know (registry metadata; `npm pack --json`).
 KNOWN_INTEGRITY = {
-    "3.13.2": "sha512-WZdxmpmG7rqFgW9ZJLcbgr3XCtLi1KDNPoMaeY5PPe6j4G4fjEjjkycZM6C6Zk2F87BKxFfpq+jd5xXZB9E8EA==",
+    "3.13.2": "sha512-WZdxmpmG7rqFgW9ZJLcbgr3XCtLi1KDNPoMaeY5PPe6j4G4fjEjjkycZM6C6Zk2F87BKxFfpq+jd5"
+              "xXZB9E8EA==",
 }
 MARKER = ".tcia-gateway-install.json"
 # Bump when REWRITES or the install steps change, so an existing install is redone.

@@ -77,7 +77,9 @@ function chestRegions(d, size) {
   const grey = (x, y) => { const i = (y * size + x) * 4; return (d[i] + d[i + 1] + d[i + 2]) / 3; };
   let x0 = size, x1 = -1, y0 = size, y1 = -1;
   for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) {
-    if (grey(x, y) > 16) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); }
+    if (grey(x, y) > 16) {
+      x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
+    }
   }
   if (x1 < x0) return {centre: 0, sides: 0};
   const w = x1 - x0 + 1, h = y1 - y0 + 1;

@@ -71,6 +71,17 @@ def test_study_list_shows_every_patient_and_filters_by_patient_id(
     page.watch.assert_clean()
 
 
+def test_data_source_follows_the_page_origin(page: Page, viewer_gateway, e2e_studies) -> None:
+    """Opened as http://localhost:… (PUBLIC_URL says 127.0.0.1) the viewer still queries its
+    own origin: app-config.js builds the roots from window.location.origin."""
+    origin = viewer_gateway.url.replace("127.0.0.1", "localhost")
+    hosts: set[str] = set()
+    page.on("request", lambda r: "/dicomweb/" in r.url and hosts.add(r.url.split("/")[2]))
+    ui.open_study_list(page, origin, patients(e2e_studies))
+    assert hosts == {origin.split("/")[2]}
+    page.watch.assert_clean()
+
+
 def test_ct_100_slices_draws_and_first_image_time(page: Page, viewer_gateway, e2e_studies,
                                                   shots, artifacts_dir) -> None:
     ct = pick(e2e_studies, modality="CT")

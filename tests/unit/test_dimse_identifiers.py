@@ -86,6 +86,7 @@ def test_answer_has_exactly_the_requested_keys() -> None:
     assert "PatientID" not in ds and ds.QueryRetrieveLevel == "STUDY"
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
 def test_retrieve_keys() -> None:
     paths = retrieve_paths(_identifier(QueryRetrieveLevel="SERIES", StudyInstanceUID="1.2",
                                        SeriesInstanceUID="1.2.3\\1.2.4"))

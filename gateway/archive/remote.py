@@ -112,7 +112,7 @@ class RemoteArchive:
         if where.instance:
             self.instance(where)
         else:
-            for _series in self._series_paths(where, ensure=True):
+            for _series in self._series_paths(where):
                 pass
         return self.cache.metadata(where)
 
@@ -121,7 +121,7 @@ class RemoteArchive:
         here, not mid-stream); later ones are retrieved as the iteration reaches them."""
         if where.instance:
             return iter([self.instance(where)])
-        paths = self._series_paths(where, ensure=True)
+        paths = self._series_paths(where)
         first = next(paths)
         return self._stream(first, paths)
 
@@ -130,7 +130,7 @@ class RemoteArchive:
         for path in rest:
             yield from self.cache.instances(path)
 
-    def _series_paths(self, where: UidPath, *, ensure: bool) -> Iterator[UidPath]:
+    def _series_paths(self, where: UidPath) -> Iterator[UidPath]:
         """Each series under ``where``, complete in the cache when yielded."""
         where = self._locate(where)
         assert where.study
@@ -143,8 +143,7 @@ class RemoteArchive:
         if not series:
             raise NotFound(f"PACS {self.peer} has no study {where.study}")
         for uid in series:
-            if ensure:
-                self._ensure_series(where.study, uid)
+            self._ensure_series(where.study, uid)
             yield UidPath(where.study, uid)
         if not marker:
             self.state.mark("study", where.study, {"series": series})
@@ -178,7 +177,8 @@ class RemoteArchive:
         if self.state.complete("series", series):
             return
         flight = self._flight(study, series)
-        flight.wait(lambda: False, timeout=self.max_wait, what=f"series {series} from PACS {self.peer}")
+        flight.wait(lambda: False, timeout=self.max_wait,
+                    what=f"series {series} from PACS {self.peer}")
         if flight.error is not None:
             raise copy.copy(flight.error)
 

@@ -52,7 +52,10 @@ def _qr_contexts() -> list[PresentationContext]:
     return contexts
 
 
-def query_retrieve_requested() -> tuple[list[PresentationContext], list[SCP_SCU_RoleSelectionNegotiation]]:
+Roles = list[SCP_SCU_RoleSelectionNegotiation]
+
+
+def query_retrieve_requested() -> tuple[list[PresentationContext], Roles]:
     """Contexts + role selection for an SCU association that queries and retrieves:
     Verification, FIND/GET/MOVE in both roots, and storage contexts in which we
     take the SCP role, so C-GET can send us the instances (PS3.4 C.4.3.3)."""

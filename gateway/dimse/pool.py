@@ -88,7 +88,8 @@ def _refusal(assoc: Association, peer: Peer, calling: str, connected: bool, elap
         return UpstreamError(f"{peer.kind} {peer} rejected the association from {calling} ({reason})")
     if not connected:
         if elapsed >= timeouts.connect * 0.9:
-            return UpstreamTimeout(f"{peer.kind} {peer}: no TCP connection within {timeouts.connect:g} s")
+            return UpstreamTimeout(f"{peer.kind} {peer}: no TCP connection within "
+                                   f"{timeouts.connect:g} s")
         return transient(Unavailable(f"{peer.kind} {peer} is unreachable (connection refused)"))
     if elapsed >= timeouts.acse * 0.9:
         return UpstreamTimeout(f"{peer.kind} {peer} did not answer the association request within "
@@ -142,7 +143,8 @@ class AssociationPool:
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise UpstreamTimeout(f"all {self.size} associations with {self.peer.kind} {self.peer} "
+                    raise UpstreamTimeout(f"all {self.size} associations with "
+                                          f"{self.peer.kind} {self.peer} "
                                           f"stayed busy for {wait:g} s")
                 self._cond.wait(remaining)
         for old in stale:

@@ -108,7 +108,8 @@ class Scu:
             return int(rsp.Status)
         if time.monotonic() - since >= self.options.timeouts.dimse * 0.9:
             return_error: ArchiveError = UpstreamTimeout(
-                f"{self.peer.kind} {self.peer} sent no {what} response within {self.options.timeouts.dimse:g} s")
+                f"{self.peer.kind} {self.peer} sent no {what} response within "
+                f"{self.options.timeouts.dimse:g} s")
         else:
             return_error = transient(UpstreamError(
                 f"{self.peer.kind} {self.peer} aborted the association during {what}"))
@@ -156,7 +157,8 @@ class Scu:
                     return out
                 else:
                     raise self._failure("C-FIND", rsp)
-            raise transient(UpstreamError(f"{self.peer.kind} {self.peer} ended C-FIND without a final status"))
+            raise transient(UpstreamError(
+                f"{self.peer.kind} {self.peer} ended C-FIND without a final status"))
         return self._run(self.qr, "C-FIND", op)
 
     def get(self, identifier: Dataset, sink: StoreSink, root: str = "S") -> SubOperations:
@@ -202,7 +204,8 @@ class Scu:
             else:
                 extra = failed_hint
             raise self._failure(what, rsp, extra)
-        raise transient(UpstreamError(f"{self.peer.kind} {self.peer} ended {what} without a final status"))
+        raise transient(UpstreamError(
+            f"{self.peer.kind} {self.peer} ended {what} without a final status"))
 
     def store(self, path: Path, sop_class: str, transfer_syntax: str) -> int:
         """C-STORE one file (PS3.4 B.2.2); returns the status (success or warning)."""

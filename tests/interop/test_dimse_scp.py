@@ -224,6 +224,6 @@ def test_orthanc_queries_and_retrieves_from_our_scp(peers, truth: Truth) -> None
     index = next(i for i, a in enumerate(answers) if a["0020,000d"]["Value"] == truth.ct_study)
     orthanc.post(f"/queries/{query['ID']}/answers/{index}/retrieve",
                  {"TargetAet": "ORTHANC", "Synchronous": True})
-    stored = orthanc.post("/tools/find", {"Level": "Instance", "Query": {"StudyInstanceUID": truth.ct_study},
-                        "Expand": True})
+    stored = orthanc.post("/tools/find", {"Level": "Instance", "Expand": True,
+                                          "Query": {"StudyInstanceUID": truth.ct_study}})
     assert {i["MainDicomTags"]["SOPInstanceUID"] for i in stored} == truth.sops[truth.ct_study]

@@ -16,6 +16,7 @@ import orjson
 
 from ..archive.protocol import Archive, Level, Query
 from ..archive.uids import is_uid
+from ..viewer.links import viewer_extension
 from . import search as S
 from .outcome import invalid, not_supported
 
@@ -149,6 +150,7 @@ class ImagingBuilder:
         pid = str(_first(study, "00100020") or "")
         resource: dict[str, Any] = {
             "resourceType": "ImagingStudy", "id": uid,
+            "extension": [viewer_extension(self.public_base, uid)],  # opens it in /viewer/
             "identifier": [{"system": self.config["identifier_system"], "value": f"urn:oid:{uid}"}],
             "status": "available",
             "modality": [self._coding(m) for m in (study.get("00080061", {}).get("Value") or [])],

@@ -117,3 +117,17 @@ def test_calling_ae_allow_list(tmp_path: Path) -> None:
                 assert "Calling AE title not recognised" in assoc.acceptor.primitive.reason_str
     finally:
         server.shutdown()
+
+
+def test_echo_command(pacs: dict) -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+    ok = CliRunner().invoke(main, ["echo", pacs["address"]])
+    assert ok.exit_code == 0 and f"-> {pacs['address']}: 0x0000 Success in" in ok.output
+    port = free_port()
+    down = CliRunner().invoke(main, ["echo", "--timeout", "2", f"PACS@127.0.0.1:{port}"])
+    assert down.exit_code == 1
+    assert f"peer PACS@127.0.0.1:{port} is unreachable (connection refused)" in down.output
+    bad = CliRunner().invoke(main, ["echo", "nonsense"])
+    assert bad.exit_code == 2 and "expected AET@HOST:PORT" in bad.output

@@ -111,18 +111,23 @@ def serve(ctx: click.Context, http_bind: str | None) -> None:
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Data directory (default: DATA_DIR).")
 @click.option("--http", "http_bind", default=None, help="HOST:PORT for HTTP (default: HTTP_BIND).")
+@click.option("--dimse", "dimse_bind", default=None,
+              help="HOST:PORT for the DIMSE SCP (default: DIMSE_BIND).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the synthetic cohort.")
 @click.pass_context
 def demo(ctx: click.Context, patients: int, data_dir: Path | None, http_bind: str | None,
-         seed: int) -> None:
+         dimse_bind: str | None, seed: int) -> None:
     """Synthesise and import the demo cohort on an empty data dir, then serve it."""
     settings = _settings(ctx)
-    changes = {}
+    changes: dict[str, object] = {}
     if data_dir:
         changes["data_dir"] = data_dir
     if http_bind:
         parse_hostport(http_bind, "--http")
         changes["http_bind"] = http_bind
+    if dimse_bind:
+        parse_hostport(dimse_bind, "--dimse")
+        changes["dimse_bind"] = dimse_bind
     settings = settings.replace(**changes)
     _ensure_demo_data(settings, patients, seed)
     _serve_all(settings)
@@ -201,6 +206,7 @@ def _child_env(settings: Settings, *, http_bind: str | None = None) -> dict[str,
     env["GATEWAY_DATA_DIR"] = str(settings.data_dir.resolve())
     env["GATEWAY_HTTP_BIND"] = http_bind or settings.http_bind
     env["GATEWAY_PUBLIC_URL"] = settings.public_url
+    env["GATEWAY_DIMSE_BIND"] = settings.dimse_bind
     return env
 
 

@@ -50,6 +50,34 @@ class Settings:
         "How to fetch from the PACS.", ("c-get", "c-move")))
     known_aes: str = field(default="", metadata=_doc(
         "`AET@host:port,...`: C-MOVE destinations our SCP may send to."))
+    dimse_allowed_aes: str = field(default="", metadata=_doc(
+        "Calling AE titles the DIMSE SCP accepts, comma-separated; empty accepts any."))
+    dimse_max_associations: int = field(default=16, metadata=_doc(
+        "Concurrent associations the DIMSE SCP accepts."))
+    dimse_timeout: float = field(default=60.0, metadata=_doc(
+        "Seconds the SCP waits for a peer's next DIMSE message."))
+    pacs_move_bind: str = field(default="127.0.0.1:11113", metadata=_doc(
+        "Our Storage SCP when PACS_RETRIEVE=c-move; the PACS must send to AE_TITLE there."))
+    pacs_pool_size: int = field(default=4, metadata=_doc(
+        "Associations per process with the PACS (also the parallel series retrievals)."))
+    pacs_connect_timeout: float = field(default=5.0, metadata=_doc(
+        "Seconds for the TCP connection to the PACS."))
+    pacs_acse_timeout: float = field(default=10.0, metadata=_doc(
+        "Seconds for A-ASSOCIATE / A-RELEASE answers from the PACS."))
+    pacs_dimse_timeout: float = field(default=60.0, metadata=_doc(
+        "Seconds between two messages of one DIMSE operation; also the wait for a free "
+        "pooled association."))
+    pacs_idle_timeout: float = field(default=20.0, metadata=_doc(
+        "Seconds an idle association to the PACS is kept (below the PACS's own limit; "
+        "Orthanc's is 30)."))
+    pacs_retries: int = field(default=2, metadata=_doc(
+        "Retries of a transiently failed PACS operation."))
+    pacs_backoff: float = field(default=0.25, metadata=_doc(
+        "First retry delay in seconds, doubled each retry."))
+    pacs_retrieve_timeout: float = field(default=600.0, metadata=_doc(
+        "Longest a request waits for a series retrieval from the PACS."))
+    pacs_cache_ttl: float = field(default=0.0, metadata=_doc(
+        "Seconds after which a cached series is fetched from the PACS again; 0 = never."))
     cors_origins: str = field(default="*", metadata=_doc(
         "Comma-separated origins allowed by CORS, `*` for any."))
     max_upload_bytes: int = field(default=2 * GiB, metadata=_doc(
@@ -148,6 +176,8 @@ def _coerce(name: str, value: Any) -> Any:
             return text in ("1", "true", "yes", "on")
         if kind in ("int", int):
             return int(value)
+        if kind in ("float", float):
+            return float(value)
         return str(value)
     except (TypeError, ValueError) as exc:
         raise SettingsError(f"{ENV_PREFIX}{name.upper()}: {exc}") from exc
@@ -159,7 +189,7 @@ def _validated(s: Settings) -> Settings:
         if choices and getattr(s, f.name) not in choices:
             raise SettingsError(
                 f"{ENV_PREFIX}{f.name.upper()}={getattr(s, f.name)!r}: expected one of {', '.join(choices)}")
-    for key in ("http_bind", "dimse_bind"):
+    for key in ("http_bind", "dimse_bind", "pacs_move_bind"):
         parse_hostport(getattr(s, key), f"{ENV_PREFIX}{key.upper()}")
     if s.pacs:
         parse_ae_address(s.pacs, f"{ENV_PREFIX}PACS")
@@ -167,8 +197,15 @@ def _validated(s: Settings) -> Settings:
         parse_ae_address(item, f"{ENV_PREFIX}KNOWN_AES")
     if not (1 <= len(s.ae_title) <= 16):
         raise SettingsError(f"{ENV_PREFIX}AE_TITLE must be 1 to 16 characters")
-    if s.max_upload_bytes <= 0 or s.workers <= 0 or s.import_workers <= 0:
-        raise SettingsError("MAX_UPLOAD_BYTES, WORKERS and IMPORT_WORKERS must be positive")
+    positive = ("max_upload_bytes", "workers", "import_workers", "dimse_max_associations",
+                "dimse_timeout", "pacs_pool_size", "pacs_connect_timeout", "pacs_acse_timeout",
+                "pacs_dimse_timeout", "pacs_idle_timeout", "pacs_retrieve_timeout")
+    for key in positive:
+        if getattr(s, key) <= 0:
+            raise SettingsError(f"{ENV_PREFIX}{key.upper()} must be positive")
+    for key in ("pacs_retries", "pacs_backoff", "pacs_cache_ttl"):
+        if getattr(s, key) < 0:
+            raise SettingsError(f"{ENV_PREFIX}{key.upper()} must not be negative")
     return s
 
 

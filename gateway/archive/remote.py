@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, Iterator
 from pydicom.dataset import Dataset
 from pynetdicom.events import Event
 
-from ..config import parse_hostport
+from ..config import Settings, parse_hostport
 from ..dimse.identifiers import find_identifier, result_json
 from ..dimse.pool import Peer
 from ..dimse.pullthrough import CacheState, CacheWriter, Flight
@@ -44,23 +44,22 @@ _STORE_REASONS = ((0x0111, 0x0111, FailureReason.DUPLICATE_SOP_INSTANCE),
 class RemoteArchive:
     """The Archive protocol over pynetdicom, in front of the PACS named by ``settings.pacs``."""
 
-    def __init__(self, settings: Any, cache: LocalArchive, *, scu: Scu | None = None) -> None:
+    def __init__(self, settings: Settings, cache: LocalArchive, *, scu: Scu | None = None) -> None:
         self.cache = cache
         self.peer = Peer.parse(settings.pacs, "GATEWAY_PACS")
         options = ScuOptions.from_settings(settings)
         self.scu = scu or Scu(self.peer, options)
         self.ae_title = settings.ae_title
         self.mode = settings.pacs_retrieve
-        self.max_wait = float(getattr(settings, "pacs_retrieve_timeout", 600.0))
+        self.max_wait = settings.pacs_retrieve_timeout
         self.state = CacheState(Path(cache.files.root) / "pacs-cache",
-                                ttl=float(getattr(settings, "pacs_cache_ttl", 0.0)))
+                                ttl=settings.pacs_cache_ttl)
         self._flights: dict[str, Flight] = {}
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(options.pool_size, thread_name_prefix="pacs-retrieve")
         self.receiver: MoveReceiver | None = None
         if self.mode == "c-move":
-            bind = parse_hostport(getattr(settings, "pacs_move_bind", "127.0.0.1:11113"),
-                                  "GATEWAY_PACS_MOVE_BIND")
+            bind = parse_hostport(settings.pacs_move_bind, "GATEWAY_PACS_MOVE_BIND")
             self.receiver = MoveReceiver(self.ae_title, bind, self.peer.aet, self._received)
 
     # ----------------------------------------------------------------- queries

@@ -8,20 +8,19 @@ allow-list (DIMSE_ALLOWED_AES) rejects other peers at association time.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from pynetdicom import AE, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
 from ..archive.protocol import Archive
-from ..config import parse_ae_address, parse_hostport
+from ..config import Settings, parse_ae_address, parse_hostport
 from . import contexts as cx
 from . import handlers, sockets
 
 log = logging.getLogger(__name__)
 
 
-def known_aes(settings: Any) -> dict[str, tuple[str, int]]:
+def known_aes(settings: Settings) -> dict[str, tuple[str, int]]:
     """KNOWN_AES ``AET@host:port,...`` → {AET: (host, port)} (C-MOVE destinations)."""
     out: dict[str, tuple[str, int]] = {}
     for item in filter(None, (x.strip() for x in settings.known_aes.split(","))):
@@ -30,28 +29,28 @@ def known_aes(settings: Any) -> dict[str, tuple[str, int]]:
     return out
 
 
-def allowed_aes(settings: Any) -> list[str]:
+def allowed_aes(settings: Settings) -> list[str]:
     """DIMSE_ALLOWED_AES: calling AE titles accepted; empty list = anyone."""
-    raw = str(getattr(settings, "dimse_allowed_aes", "") or "")
+    raw = settings.dimse_allowed_aes
     return [x.strip() for x in raw.split(",") if x.strip()]
 
 
-def build_ae(settings: Any) -> AE:
+def build_ae(settings: Settings) -> AE:
     """Our AE with every context we serve; PS3.8 9.3.2: called AE must be ours."""
     ae = AE(ae_title=settings.ae_title)
     ae.maximum_pdu_size = 0  # no limit on what peers may send us in one PDU
-    ae.maximum_associations = int(getattr(settings, "dimse_max_associations", 16))
+    ae.maximum_associations = settings.dimse_max_associations
     ae.require_called_aet = True
     ae.require_calling_aet = allowed_aes(settings)
     for context in cx.scp_supported():  # AE.supported_contexts= would drop the roles
         ae.add_supported_context(context.abstract_syntax, context.transfer_syntax,
                                  scu_role=context.scu_role, scp_role=context.scp_role)
-    timeout = float(getattr(settings, "dimse_timeout", 60.0))
+    timeout = settings.dimse_timeout
     ae.acse_timeout, ae.dimse_timeout, ae.network_timeout = 30.0, timeout, max(timeout, 60.0)
     return ae
 
 
-def event_handlers(archive: Archive, settings: Any) -> list[tuple]:
+def event_handlers(archive: Archive, settings: Settings) -> list[tuple]:
     """Handlers with the archive (and the move destinations) bound as arguments."""
     return [
         *sockets.HANDLERS,
@@ -63,7 +62,7 @@ def event_handlers(archive: Archive, settings: Any) -> list[tuple]:
     ]
 
 
-def start(settings: Any, archive: Archive, bind: str | None = None) -> ThreadedAssociationServer:
+def start(settings: Settings, archive: Archive, bind: str | None = None) -> ThreadedAssociationServer:
     """Listen on ``bind`` (default DIMSE_BIND) in background threads; returns the server."""
     host, port = parse_hostport(bind or settings.dimse_bind, "GATEWAY_DIMSE_BIND")
     ae = build_ae(settings)

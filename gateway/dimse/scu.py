@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Callable, TypeVar
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
@@ -21,6 +21,7 @@ from pynetdicom.association import Association
 from pynetdicom.events import Event
 
 from ..archive.errors import ArchiveError, UpstreamError, UpstreamTimeout
+from ..config import Settings
 from . import contexts as cx
 from .pool import AssociationPool, Peer, Timeouts, is_transient, open_association, transient
 from .status import Status, category, describe
@@ -40,16 +41,13 @@ class ScuOptions:
     backoff: float = 0.25
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "ScuOptions":
-        """PACS_* settings (read with defaults until config.py carries them)."""
-        g = lambda name, default: getattr(settings, name, default)  # noqa: E731
+    def from_settings(cls, settings: Settings) -> "ScuOptions":
+        """From the PACS_* settings."""
         return cls(calling_aet=settings.ae_title,
-                   timeouts=Timeouts(float(g("pacs_connect_timeout", 5.0)),
-                                     float(g("pacs_acse_timeout", 10.0)),
-                                     float(g("pacs_dimse_timeout", 60.0))),
-                   pool_size=int(g("pacs_pool_size", 4)),
-                   idle_timeout=float(g("pacs_idle_timeout", 20.0)),
-                   retries=int(g("pacs_retries", 2)), backoff=float(g("pacs_backoff", 0.25)))
+                   timeouts=Timeouts(settings.pacs_connect_timeout, settings.pacs_acse_timeout,
+                                     settings.pacs_dimse_timeout),
+                   pool_size=settings.pacs_pool_size, idle_timeout=settings.pacs_idle_timeout,
+                   retries=settings.pacs_retries, backoff=settings.pacs_backoff)
 
 
 @dataclass(frozen=True)

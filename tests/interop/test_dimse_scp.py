@@ -201,8 +201,6 @@ def test_storescu_folder_into_an_empty_archive(small_cohort, truth: Truth, tmp_p
                       "instances": sum(len(s) for s in truth.sops.values())}
 
 
-@pytest.mark.skipif(not hasattr(Settings(), "dimse_allowed_aes"),
-                    reason="GATEWAY_DIMSE_ALLOWED_AES is not a setting yet (requested of config.py)")
 def test_calling_ae_allow_list(loaded_data_dir: Path, artifacts_dir: Path) -> None:
     scp = start_scp(loaded_data_dir, artifacts_dir / "logs", allowed="FRIEND")
     try:

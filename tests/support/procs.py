@@ -112,16 +112,19 @@ class GatewayServer:
         self.proc.stop()
 
 
-def start_gateway(data_dir: Path, log_dir: Path, *, workers: int = 2,
-                  env: Mapping[str, str] | None = None, timeout: float = 60) -> GatewayServer:
-    """The real thing: gunicorn with deploy/gunicorn.conf.py on a free loopback port."""
+def start_gateway(data_dir: Path, log_dir: Path, *, workers: int | None = 2,
+                  env: Mapping[str, str] | None = None, timeout: float = 60,
+                  app: str = "gateway.wsgi:app") -> GatewayServer:
+    """The real thing: gunicorn with deploy/gunicorn.conf.py on a free loopback port.
+    ``workers=None`` keeps the production default (WORKERS)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     full_env = {"GATEWAY_DATA_DIR": str(data_dir), "GATEWAY_HTTP_BIND": f"127.0.0.1:{port}",
-                "GATEWAY_PUBLIC_URL": url, "GATEWAY_WORKERS": str(workers),
-                "GATEWAY_LOG_LEVEL": "WARNING", **(env or {})}
+                "GATEWAY_PUBLIC_URL": url, "GATEWAY_LOG_LEVEL": "WARNING", **(env or {})}
+    if workers is not None:
+        full_env["GATEWAY_WORKERS"] = str(workers)
     proc = Proc([sys.executable, "-m", "gunicorn", "-c", str(REPO / "deploy" / "gunicorn.conf.py"),
-                 "gateway.wsgi:app"], log_dir / f"gateway-{port}.log", full_env, cwd=REPO).start()
+                 app], log_dir / f"gateway-{port}.log", full_env, cwd=REPO).start()
     try:
         wait_until(lambda: http_ok(url + "/healthz"), timeout=timeout, what="gateway", proc=proc)
     except BaseException:

@@ -204,7 +204,7 @@ def _big_file(bed: setup.Bed) -> Path:
 
 
 def render(rows: list[Row], ingest: dict) -> str:
-    head = f"| workload | metric | gateway | Orthanc | ratio | target | met |\n|---|---|---|---|---|---|---|"
+    head = "| workload | metric | gateway | Orthanc | ratio | target | met |\n|---|---|---|---|---|---|---|"
     lines = [head]
     for x in rows:
         oc = f"{x.orthanc:.1f}" if x.orthanc is not None else "—"

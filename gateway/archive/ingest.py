@@ -3,11 +3,12 @@
 Everything a read path needs is computed here, once, at store time: the indexed
 attributes, the DICOM JSON metadata (PS3.18 F.2) with bulk data replaced by
 BulkDataURIs, and the byte ranges of every frame so frames are served with a
-positioned read instead of re-parsing the file.
+positioned read instead of re-parsing the file. The fast reader
+(:mod:`gateway.archive.dicomjson`) handles Explicit VR Little Endian data sets;
+everything else goes through pydicom, with the same result.
 """
 from __future__ import annotations
 
-import json
 import struct
 import warnings
 from dataclasses import dataclass
@@ -20,16 +21,16 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 
-from .protocol import FailureReason, Fragment
+from . import dicomjson, frametable
+from .frametable import UNDEFINED, BadPixelData
+from .protocol import FailureReason
 from .uids import is_uid
 
-BULK_THRESHOLD = 1024  # bytes; larger binary values become BulkDataURIs
+BULK_THRESHOLD = 1024  # base64 characters; larger binary values become BulkDataURIs
 BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
-UNDEFINED = 0xFFFFFFFF
-REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-NO_OFFSET_SYNTAXES = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"})
+REQUIRED_UIDS = {"SOPClassUID": "00080016", "SOPInstanceUID": "00080018",
+                 "StudyInstanceUID": "0020000D", "SeriesInstanceUID": "0020000E"}
 
 
 class IngestError(Exception):
@@ -66,22 +67,62 @@ class InstanceRecord:
 
 def parse_file(path: Path, *, sha256: str, size: int) -> InstanceRecord:
     """Read ``path`` (never its pixel data) and build the index record."""
+    parsed = _parse(path, size)
+    uids = {k: _text(parsed.doc, tag) for k, tag in REQUIRED_UIDS.items()}
+    _check(parsed, uids)
+    try:
+        return _record(path, parsed, uids, sha256=sha256, size=size)
+    except BadPixelData as exc:
+        raise IngestError(FailureReason.CANNOT_UNDERSTAND, str(exc)) from None
+
+
+def _parse(path: Path, size: int) -> dicomjson.Parsed:
+    """The fast reader, or pydicom where it declines."""
+    placeholder = "{BULK}/"  # replaced once the UIDs (the URI's path) are known
+    try:
+        return dicomjson.read(path, lambda tag: placeholder + tag)
+    except dicomjson.Truncated as exc:
+        raise IngestError(FailureReason.CANNOT_UNDERSTAND, f"file is truncated: {exc}") from None
+    except (dicomjson.Unsupported, OSError, struct.error, UnicodeDecodeError):
+        pass
     try:
         with warnings.catch_warnings():  # invalid values are kept as received, not reported
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(str(path), defer_size=BULK_THRESHOLD)
-        ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "")
-        uids = {k: _text(ds.get(k)) for k in REQUIRED_UIDS}
+            return _pydicom(path, size, placeholder)
+    except IngestError:
+        raise
     except (InvalidDicomError, EOFError, struct.error) as exc:
-        raise IngestError(FailureReason.CANNOT_UNDERSTAND, f"not a readable DICOM Part 10 file: {exc}")
+        raise IngestError(FailureReason.CANNOT_UNDERSTAND,
+                          f"not a readable DICOM Part 10 file: {exc}") from None
+    except BadPixelData as exc:
+        raise IngestError(FailureReason.CANNOT_UNDERSTAND, str(exc)) from None
     except Exception as exc:  # pydicom raises many types on corrupt input
-        raise IngestError(FailureReason.CANNOT_UNDERSTAND, f"cannot parse DICOM: {exc}")
+        raise IngestError(FailureReason.CANNOT_UNDERSTAND, f"cannot parse DICOM: {exc}") from None
+
+
+def _pydicom(path: Path, size: int, placeholder: str) -> dicomjson.Parsed:
+    ds = pydicom.dcmread(str(path), defer_size=BULK_THRESHOLD)
+    meta = {k: str(ds.file_meta.get(k, "") or "") for k in dicomjson.META_KEYS.values()}
+    bulk = _pop_bulk(ds, size)
+    doc = ds.to_json_dict(BULK_THRESHOLD, lambda elem: f"{placeholder}{int(elem.tag):08X}")
+    for tag in [t for t in doc if t.endswith("0000")]:
+        del doc[tag]  # group lengths are not part of the JSON model (PS3.18 F.2)
+    for tag, (vr, _off, _len) in bulk.items():
+        doc[tag] = {"vr": vr, "BulkDataURI": placeholder + tag}
+    fragments = None
+    pixel = bulk.get("7FE00010")
+    if pixel and pixel[2] == UNDEFINED:
+        fragments = frametable.read_items(path, pixel[1], size)
+    return dicomjson.Parsed(meta, doc, bulk, fragments)
+
+
+def _check(parsed: dicomjson.Parsed, uids: dict[str, str]) -> None:
     missing = [k for k, v in uids.items() if not v]
     if missing:
         raise IngestError(FailureReason.CANNOT_UNDERSTAND, f"missing required {', '.join(missing)}")
-    if not ts:
+    if not parsed.meta.get("TransferSyntaxUID"):
         raise IngestError(FailureReason.CANNOT_UNDERSTAND, "file meta has no TransferSyntaxUID")
-    meta_class = _text(ds.file_meta.get("MediaStorageSOPClassUID"))
+    meta_class = parsed.meta.get("MediaStorageSOPClassUID")
     if meta_class and meta_class != uids["SOPClassUID"]:
         raise IngestError(FailureReason.SOP_CLASS_MISMATCH,
                           f"SOPClassUID {uids['SOPClassUID']} does not match the file meta "
@@ -89,56 +130,40 @@ def parse_file(path: Path, *, sha256: str, size: int) -> InstanceRecord:
     for key, value in uids.items():
         if not is_uid(value):
             raise IngestError(FailureReason.CANNOT_UNDERSTAND, f"{key} {value!r} is not a valid UID")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return _record(ds, ts, uids, sha256=sha256, size=size)
-    except IngestError:
-        raise
-    except Exception as exc:
-        raise IngestError(FailureReason.CANNOT_UNDERSTAND, f"cannot parse DICOM: {exc}")
 
 
-def _record(ds: pydicom.Dataset, ts: str, uids: dict[str, str], *, sha256: str,
+def _record(path: Path, parsed: dicomjson.Parsed, uids: dict[str, str], *, sha256: str,
             size: int) -> InstanceRecord:
+    doc, ts = parsed.doc, parsed.meta["TransferSyntaxUID"]
     study, series, sop = uids["StudyInstanceUID"], uids["SeriesInstanceUID"], uids["SOPInstanceUID"]
-    base = f"studies/{study}/series/{series}/instances/{sop}"
-    frames_count = _int(ds.get("NumberOfFrames")) or (1 if 0x7FE00010 in ds else 0)
-    bulk = _pop_bulk(ds, size)
-    frames = _frame_table(ds, ts, bulk.get("7FE00010"), frames_count, size)
-    doc = ds.to_json_dict(BULK_THRESHOLD, lambda elem: f"{base}/bulk/{int(elem.tag):08X}")
-    for tag, (vr, _off, _len) in bulk.items():
-        doc[tag] = {"vr": vr, "BulkDataURI": f"{base}/bulk/{tag}"}
+    count = _int(doc, "00280008") or (1 if "7FE00010" in doc else 0)
+    image = {k: _int(doc, t) for k, t in (("Rows", "00280010"), ("Columns", "00280011"),
+                                          ("SamplesPerPixel", "00280002"),
+                                          ("BitsAllocated", "00280100"))}
+    frames = frametable.frame_table(path, ts, parsed.bulk.get("7FE00010"), parsed.fragments,
+                                    image, count)
     doc["00083002"] = {"vr": "UI", "Value": [ts]}  # AvailableTransferSyntaxUID (PS3.3 C.12.1)
-    metadata = orjson.dumps(dict(sorted(doc.items())))
+    base = f"studies/{study}/series/{series}/instances/{sop}/bulk/"
+    metadata = orjson.dumps(dict(sorted(doc.items()))).replace(b"{BULK}/", base.encode())
+    t, d = (lambda tag: _text(doc, tag)), (lambda tag: _text(doc, tag).replace(".", "")[:8])
     return InstanceRecord(
-        patient={"patient_id": _text(ds.get("PatientID")),
-                 "patient_name": _text(ds.get("PatientName")),
-                 "patient_birth_date": _date(ds.get("PatientBirthDate")),
-                 "patient_sex": _text(ds.get("PatientSex"))},
-        study={"study_uid": study, "study_date": _date(ds.get("StudyDate")),
-               "study_time": normalise_time(_text(ds.get("StudyTime"))),
-               "accession_number": _text(ds.get("AccessionNumber")),
-               "referring_physician_name": _text(ds.get("ReferringPhysicianName")),
-               "patient_age": _text(ds.get("PatientAge")),
-               "study_id": _text(ds.get("StudyID")),
-               "study_description": _text(ds.get("StudyDescription")),
-               "institution_name": _text(ds.get("InstitutionName"))},
-        series={"series_uid": series, "modality": _text(ds.get("Modality")),
-                "series_number": _int(ds.get("SeriesNumber")),
-                "series_description": _text(ds.get("SeriesDescription")),
-                "series_date": _date(ds.get("SeriesDate")),
-                "series_time": normalise_time(_text(ds.get("SeriesTime"))),
-                "body_part_examined": _text(ds.get("BodyPartExamined")),
-                "pps_start_date": _date(ds.get("PerformedProcedureStepStartDate")),
-                "pps_start_time": normalise_time(_text(ds.get("PerformedProcedureStepStartTime")))},
+        patient={"patient_id": t("00100020"), "patient_name": t("00100010"),
+                 "patient_birth_date": d("00100030"), "patient_sex": t("00100040")},
+        study={"study_uid": study, "study_date": d("00080020"),
+               "study_time": normalise_time(t("00080030")), "accession_number": t("00080050"),
+               "referring_physician_name": t("00080090"), "patient_age": t("00101010"),
+               "study_id": t("00200010"), "study_description": t("00081030"),
+               "institution_name": t("00080080")},
+        series={"series_uid": series, "modality": t("00080060"),
+                "series_number": _int(doc, "00200011"), "series_description": t("0008103E"),
+                "series_date": d("00080021"), "series_time": normalise_time(t("00080031")),
+                "body_part_examined": t("00180015"), "pps_start_date": d("00400244"),
+                "pps_start_time": normalise_time(t("00400245"))},
         instance={"sop_uid": sop, "sop_class_uid": uids["SOPClassUID"],
-                  "instance_number": _int(ds.get("InstanceNumber")),
-                  "rows": _int(ds.get("Rows")), "columns": _int(ds.get("Columns")),
-                  "bits_allocated": _int(ds.get("BitsAllocated")),
-                  "number_of_frames": frames_count or None, "transfer_syntax": ts,
-                  "size": size, "sha256": sha256,
-                  "frames": None if frames is None else json.dumps(frames, separators=(",", ":"))},
+                  "instance_number": _int(doc, "00200013"), "rows": image["Rows"],
+                  "columns": image["Columns"], "bits_allocated": image["BitsAllocated"],
+                  "number_of_frames": count or None, "transfer_syntax": ts, "size": size,
+                  "sha256": sha256, "frames": frametable.to_json(frames)},
         metadata=metadata)
 
 
@@ -147,8 +172,8 @@ def _pop_bulk(ds: pydicom.Dataset, size: int) -> dict[str, tuple[str, int, int]]
     bulk: dict[str, tuple[str, int, int]] = {}
     for tag in list(ds.keys()):
         raw = ds.get_item(tag, keep_deferred=True)
-        if not isinstance(raw, RawDataElement):
-            continue
+        if not isinstance(raw, RawDataElement) or raw.length == 0:
+            continue  # converted already, or empty: stays in the JSON without a value
         is_pixel = int(tag) in PIXEL_TAGS
         if raw.value is not None and not is_pixel:
             continue  # small enough to have been read: stays inline
@@ -162,75 +187,6 @@ def _pop_bulk(ds: pydicom.Dataset, size: int) -> dict[str, tuple[str, int, int]]
         bulk[f"{int(tag):08X}"] = (vr, raw.value_tell, raw.length)
         del ds[tag]
     return bulk
-
-
-def _frame_table(ds: pydicom.Dataset, ts: str, pixel: tuple[str, int, int] | None,
-                 count: int, size: int) -> list[list[list[int]]] | None:
-    """Byte ranges of each frame (PS3.5 A.4 for encapsulated data), or None."""
-    if pixel is None or count == 0 or ts in NO_OFFSET_SYNTAXES:
-        return None
-    _vr, offset, length = pixel
-    if length == UNDEFINED:
-        return _encapsulated_frames(ds, offset, count, size)
-    rows, cols = _int(ds.get("Rows")) or 0, _int(ds.get("Columns")) or 0
-    spp, bits = _int(ds.get("SamplesPerPixel")) or 1, _int(ds.get("BitsAllocated")) or 0
-    if bits % 8 or not rows or not cols:
-        return None  # 1-bit or malformed: cut by decoding instead
-    frame_len = rows * cols * spp * bits // 8
-    if frame_len * count > length:
-        raise IngestError(FailureReason.CANNOT_UNDERSTAND,
-                          f"pixel data holds {length} bytes, {count} frame(s) need {frame_len * count}")
-    return [[[offset + i * frame_len, frame_len]] for i in range(count)]
-
-
-def _encapsulated_frames(ds: pydicom.Dataset, offset: int, count: int,
-                         size: int) -> list[list[list[int]]] | None:
-    items = _read_items(Path(ds.filename), offset, size)
-    if not items:
-        raise IngestError(FailureReason.CANNOT_UNDERSTAND, "encapsulated pixel data has no items")
-    bot_off, bot_len = items[0]
-    fragments = items[1:]
-    if count == 1:
-        return [[[o, n] for o, n in fragments]]
-    if len(fragments) == count:
-        return [[[o, n]] for o, n in fragments]
-    if bot_len:
-        with open(ds.filename, "rb") as fh:
-            fh.seek(bot_off)
-            table = struct.unpack(f"<{bot_len // 4}I", fh.read(bot_len))
-        first = fragments[0][0] - 8  # offsets count from the first fragment's item tag
-        starts = [first + t for t in table] + [1 << 62]
-        frames = [[[o, n] for o, n in fragments if starts[i] <= o - 8 < starts[i + 1]]
-                  for i in range(len(table))]
-        return frames if len(frames) == count and all(frames) else None
-    return None
-
-
-def _read_items(path: Path, offset: int, size: int) -> list[tuple[int, int]]:
-    """(value offset, length) of each Item in an encapsulated sequence."""
-    out: list[tuple[int, int]] = []
-    with open(path, "rb") as fh:
-        pos = offset
-        while True:
-            fh.seek(pos)
-            head = fh.read(8)
-            if len(head) < 8:
-                raise IngestError(FailureReason.CANNOT_UNDERSTAND,
-                                  "file is truncated inside encapsulated pixel data")
-            group, elem, length = struct.unpack("<HHI", head)
-            if (group, elem) == (0xFFFE, 0xE0DD):
-                return out
-            if (group, elem) != (0xFFFE, 0xE000) or pos + 8 + length > size:
-                raise IngestError(FailureReason.CANNOT_UNDERSTAND,
-                                  f"corrupt or truncated pixel data item at byte {pos}")
-            out.append((pos + 8, length))
-            pos += 8 + length
-
-
-def frames_from_json(text: str | None) -> tuple[tuple[Fragment, ...], ...] | None:
-    if not text:
-        return None
-    return tuple(tuple(Fragment(o, n) for o, n in frame) for frame in json.loads(text))
 
 
 def normalise_time(value: str) -> str:
@@ -249,21 +205,25 @@ def _dict_vr(tag: int) -> str:
         return "UN"
 
 
-def _text(value: Any) -> str:
-    if value is None:
+def _text(doc: dict, tag: str) -> str:
+    """An attribute as index text: multiple values joined by backslash, PN as written."""
+    values = doc.get(tag, {}).get("Value")
+    if not values:
         return ""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v) for v in value).strip()
-    return str(value).strip()
+    parts = []
+    for v in values:
+        if isinstance(v, dict):  # PN: component groups joined by '=' (PS3.5 6.2.1)
+            groups = [v.get(k, "") for k in ("Alphabetic", "Ideographic", "Phonetic")]
+            v = "=".join(groups).rstrip("=")
+        parts.append("" if v is None else str(v))
+    return "\\".join(parts).strip()
 
 
-def _date(value: Any) -> str:
-    return _text(value).replace(".", "")[:8]
-
-
-def _int(value: Any) -> int | None:
-    text = _text(value)
+def _int(doc: dict, tag: str) -> int | None:
+    values = doc.get(tag, {}).get("Value")
+    if not values or values[0] in (None, ""):
+        return None
     try:
-        return int(float(text.split("\\")[0])) if text else None
-    except ValueError:
+        return int(float(values[0]))
+    except (TypeError, ValueError):
         return None

@@ -13,7 +13,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from . import matching
 from .errors import NotFound, Unavailable
 from .index import Existing, Index, Pending
-from .ingest import IngestError, InstanceRecord, frames_from_json, parse_file
+from .frametable import from_json as frames_from_json
+from .ingest import IngestError, InstanceRecord, parse_file
 from .protocol import (FailureReason, Level, Query, SearchResult, StoredInstance,
                        StoreOutcome, StoreResult, UidPath)
 from .schema import instances, series, studies

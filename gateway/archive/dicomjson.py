@@ -27,7 +27,9 @@ BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW"})
 NUMBERS = {"FL": "f", "FD": "d", "SL": "l", "SS": "h", "SV": "q", "UL": "L", "US": "H",
            "UV": "Q"}
 # Data sets in these syntaxes are Explicit VR Little Endian (PS3.5 A.2, A.4).
-EXPLICIT_LE_SYNTAXES = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.", "1.2.840.10008.1.2.5")
+EXPLICIT_LE = "1.2.840.10008.1.2.1"  # exactly: "...1.2.1.99" is deflated
+ENCAPSULATED_PREFIX = "1.2.840.10008.1.2.4."
+RLE = "1.2.840.10008.1.2.5"
 CHARSETS = {"": "iso8859", "ISO_IR 6": "iso8859", "ISO_IR 100": "latin_1",
             "ISO_IR 192": "utf_8"}
 INLINE_LIMIT = (1024 // 4) * 3  # pydicom's bulk threshold for 1024 base64 characters
@@ -64,7 +66,8 @@ def read(path: Path, bulk_uri: Callable[[str], str]) -> Parsed:
             if buf[128:132] != b"DICM":
                 raise Unsupported("no DICM prefix")
             meta, pos = _meta(buf, size)
-            if not meta.get("TransferSyntaxUID", "").startswith(EXPLICIT_LE_SYNTAXES):
+            ts = meta.get("TransferSyntaxUID", "")
+            if ts not in (EXPLICIT_LE, RLE) and not ts.startswith(ENCAPSULATED_PREFIX):
                 raise Unsupported("data set is not Explicit VR Little Endian")
             reader = _Reader(buf, size, bulk_uri)
             doc, _ = reader.dataset(pos, size, top=True)

@@ -81,10 +81,8 @@ def _parse(path: Path, size: int) -> dicomjson.Parsed:
     placeholder = "{BULK}/"  # replaced once the UIDs (the URI's path) are known
     try:
         return dicomjson.read(path, lambda tag: placeholder + tag)
-    except dicomjson.Truncated as exc:
-        raise IngestError(FailureReason.CANNOT_UNDERSTAND, f"file is truncated: {exc}") from None
-    except (dicomjson.Unsupported, OSError, struct.error, UnicodeDecodeError):
-        pass
+    except (dicomjson.Unsupported, dicomjson.Truncated, OSError, struct.error, UnicodeDecodeError):
+        pass  # pydicom has the last word, on odd files and on damaged ones
     try:
         with warnings.catch_warnings():  # invalid values are kept as received, not reported
             warnings.simplefilter("ignore")

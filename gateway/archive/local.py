@@ -5,7 +5,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Iterator, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -15,7 +15,7 @@ from .errors import NotFound, Unavailable
 from .index import Existing, Index, Pending
 from .frametable import from_json as frames_from_json
 from .ingest import IngestError, InstanceRecord, parse_file
-from .protocol import (FailureReason, Level, Query, SearchResult, StoredInstance,
+from .protocol import (FailureReason, Level, Query, SearchResult, Source, StoredInstance,
                        StoreOutcome, StoreResult, UidPath)
 from .schema import instances, series, studies
 from .store import FileStore, Received
@@ -103,21 +103,40 @@ class LocalArchive:
         return conn.execute(stmt).scalar()
 
     # ----------------------------------------------------------------- writes
-    def store(self, source: Path | BinaryIO, *, expected_study: str | None = None,
+    def store(self, source: Source, *, expected_study: str | None = None,
               move: bool = False) -> StoreResult:
         """Store one file. ``move=True`` takes ownership of a temp file under ``tmp/``."""
-        try:
-            if move and isinstance(source, Path):
-                received = self.files.hash_file(source)
+        return self.store_batch([source], expected_study=expected_study, move=move)[0]
+
+    def store_batch(self, sources: Sequence[Source], *, expected_study: str | None = None,
+                    move: bool = False) -> list[StoreResult]:
+        """Receive and parse each file, then place and index them all in one transaction."""
+        results: list[StoreResult | None] = []
+        ready: list[tuple[int, Prepared]] = []
+        for source in sources:
+            prepared = self._received(source, move)
+            if isinstance(prepared, Received):
+                prepared = self.prepare(prepared)
+            if isinstance(prepared, StoreResult):
+                results.append(prepared)
             else:
-                received = self.files.receive(source)
+                results.append(None)
+                ready.append((len(results) - 1, prepared))
+        committed = self.commit([p for _i, p in ready], expected_study=expected_study)
+        for (i, _p), result in zip(ready, committed):
+            results[i] = result
+        return results  # type: ignore[return-value]
+
+    def _received(self, source: Source, move: bool) -> Received | StoreResult:
+        try:
+            if isinstance(source, Received):
+                return source  # spooled into tmp/ with its digest: ours now
+            if move and isinstance(source, Path):
+                return self.files.hash_file(source)
+            return self.files.receive(source)
         except OSError as exc:
             return StoreResult(StoreOutcome.FAILED, reason=FailureReason.OUT_OF_RESOURCES,
                                message=f"cannot receive file: {exc.strerror or exc}")
-        prepared = self.prepare(received)
-        if isinstance(prepared, StoreResult):
-            return prepared
-        return self.commit([prepared], expected_study=expected_study)[0]
 
     def prepare(self, received: Received) -> Prepared | StoreResult:
         """Parse a received temp file; on failure discard it and say why."""

@@ -9,7 +9,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+from typing import (TYPE_CHECKING, BinaryIO, Iterator, Mapping, Protocol, Sequence, Union,
+                    runtime_checkable)
+
+if TYPE_CHECKING:
+    from .store import Received
 
 
 class Level(str, enum.Enum):
@@ -147,9 +151,14 @@ class Archive(Protocol):
         the HTTP layer prefixes its public base.
         """
 
-    def store(self, source: Path | BinaryIO, *, expected_study: str | None = None,
+    def store(self, source: "Source", *, expected_study: str | None = None,
               move: bool = False) -> StoreResult:
         """Store one DICOM Part 10 file; never raises for bad input (see StoreResult)."""
+
+    def store_batch(self, sources: Sequence["Source"], *, expected_study: str | None = None,
+                    move: bool = False) -> list[StoreResult]:
+        """Store several files, one result each in order; the embedded archive indexes
+        them in one transaction (a STOW body, a retrieval)."""
 
     def ping(self) -> None:
         """Raise Unavailable unless the backend can answer queries."""
@@ -159,6 +168,10 @@ def frame_numbers_valid(numbers: Sequence[int], count: int) -> bool:
     """Frames are numbered from 1 (PS3.18 10.4.1.1.4)."""
     return bool(numbers) and all(1 <= n <= count for n in numbers)
 
+
+Source = Union[Path, BinaryIO, "Received"]
+"""What ``store`` takes: a file path, a readable stream, or a file already spooled into the
+archive's temp dir with its digest (``gateway.archive.store.Received``; ``move`` implied)."""
 
 BinaryChunks = Iterator[bytes]
 """Streams of bytes, produced lazily so that large bodies never sit in memory."""

@@ -14,7 +14,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, Iterator, Sequence
 
 from pydicom.dataset import Dataset
 from pynetdicom.events import Event
@@ -29,8 +29,9 @@ from ..dimse.status import Status, category
 from . import matching
 from .errors import ArchiveError, NotFound, UpstreamError
 from .local import LocalArchive
-from .protocol import (FailureReason, Level, Query, SearchResult, StoredInstance, StoreOutcome,
-                       StoreResult, UidPath)
+from .protocol import (FailureReason, Level, Query, SearchResult, Source, StoredInstance,
+                       StoreOutcome, StoreResult, UidPath)
+from .store import Received
 
 log = logging.getLogger(__name__)
 
@@ -265,12 +266,21 @@ class RemoteArchive:
         return Status.SUCCESS
 
     # ------------------------------------------------------------------- writes
-    def store(self, source: Path | BinaryIO, *, expected_study: str | None = None,
+    def store_batch(self, sources: Sequence[Source], *, expected_study: str | None = None,
+                    move: bool = False) -> list[StoreResult]:
+        """One C-STORE per instance: the PACS answers each one on its own."""
+        return [self.store(s, expected_study=expected_study, move=move) for s in sources]
+
+    def store(self, source: Source, *, expected_study: str | None = None,
               move: bool = False) -> StoreResult:
         """C-STORE to the PACS first; only what the PACS accepted enters the cache."""
         try:
-            received = (self.cache.files.hash_file(source) if move and isinstance(source, Path)
-                        else self.cache.files.receive(source))
+            if isinstance(source, Received):
+                received = source
+            elif move and isinstance(source, Path):
+                received = self.cache.files.hash_file(source)
+            else:
+                received = self.cache.files.receive(source)
         except OSError as exc:
             return StoreResult(StoreOutcome.FAILED, reason=FailureReason.OUT_OF_RESOURCES,
                                message=f"cannot receive file: {exc.strerror or exc}")

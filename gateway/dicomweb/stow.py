@@ -16,6 +16,7 @@ import orjson
 from flask import Response
 
 from ..archive.protocol import Archive, FailureReason, StoreResult
+from ..archive.store import Received as Spooled
 from ..archive.store import TempWriter
 from .errors import DicomwebError, header_safe
 from .media import DICOM, DICOM_JSON, MULTIPART, MediaError, parse_media_type
@@ -31,10 +32,14 @@ class TooLarge(Exception):
 
 @dataclass(frozen=True)
 class Received:
-    """A part on disk, or why it could not even be read as DICOM."""
+    """A part on disk (spooled with its digest), or why it could not even be read as DICOM."""
 
-    path: Path | None
+    file: Spooled | None
     problem: str = ""
+
+    @property
+    def path(self) -> Path | None:
+        return self.file.path if self.file else None
 
 
 class CountingReader:
@@ -92,7 +97,7 @@ def receive(stream: BinaryIO, boundary: str, limit: int, tmp_dir: Path) -> list[
             writer = TempWriter(tmp_dir)
             for chunk in part.chunks():
                 writer.write(chunk)
-            received.append(Received(writer.finish().path))
+            received.append(Received(writer.finish()))
             writer = None
     except TooLarge:
         _discard(received, writer)
@@ -125,18 +130,15 @@ def _discard(received: list[Received], writer: TempWriter | None) -> None:
 
 def store_all(archive: Archive, received: list[Received],
               expected_study: str | None) -> list[tuple[StoreResult | None, str]]:
-    """Hand each spooled part to the archive (which owns the file from then on)."""
-    out: list[tuple[StoreResult | None, str]] = []
-    for i, item in enumerate(received):
-        if item.path is None:
-            out.append((None, item.problem))
-            continue
-        try:
-            out.append((archive.store(item.path, expected_study=expected_study, move=True), ""))
-        except BaseException:
-            _discard(received[i:], None)
-            raise
-    return out
+    """Hand the spooled parts to the archive in one batch (it owns the files from then on)."""
+    files = [item.file for item in received if item.file is not None]
+    try:
+        stored = iter(archive.store_batch(files, expected_study=expected_study, move=True))
+    except BaseException:
+        _discard(received, None)
+        raise
+    return [(next(stored), "") if item.file is not None else (None, item.problem)
+            for item in received]
 
 
 def response(results: list[tuple[StoreResult | None, str]], root: str,

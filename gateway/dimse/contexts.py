@@ -87,8 +87,10 @@ def storage_requested(pairs: Iterable[tuple[str, str]]) -> list[PresentationCont
 
 
 def store_pool_requested() -> list[PresentationContext]:
-    """Contexts of the pooled C-STORE association (STOW in front of a PACS)."""
-    pairs = [(sop, ts) for sop in RETRIEVE_SOP_CLASSES for ts in RETRIEVE_SYNTAXES]
+    """Contexts of the pooled C-STORE association (STOW in front of a PACS). No deflate:
+    pynetdicom would pick it for an Explicit VR file and re-encode the whole data set."""
+    pairs = [(sop, ts) for sop in RETRIEVE_SOP_CLASSES for ts in RETRIEVE_SYNTAXES
+             if ts != U.DeflatedExplicitVRLittleEndian]
     return storage_requested(pairs)
 
 

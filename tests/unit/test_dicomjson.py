@@ -76,3 +76,17 @@ def test_implicit_vr_is_left_to_pydicom() -> None:
     path = Path(pydicom.data.__file__).parent / "test_files" / "MR_small_implicit.dcm"
     with pytest.raises(dicomjson.Unsupported, match="Explicit VR Little Endian"):
         dicomjson.read(path, lambda tag: tag)
+
+
+def test_deflated_data_sets_are_left_to_pydicom(tmp_path: Path) -> None:
+    import pydicom
+    f = make_file(tmp_path / "x.dcm")
+    ds = pydicom.dcmread(f)
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1.99"
+    ds.save_as(tmp_path / "deflated.dcm", enforce_file_format=True)
+    with pytest.raises(dicomjson.Unsupported):
+        dicomjson.read(tmp_path / "deflated.dcm", lambda tag: tag)
+    record = ingest.parse_file(tmp_path / "deflated.dcm", sha256="0" * 64,
+                               size=(tmp_path / "deflated.dcm").stat().st_size)
+    assert record.instance["transfer_syntax"] == "1.2.840.10008.1.2.1.99"
+    assert record.instance["frames"] is None  # cut by decoding, not by offset

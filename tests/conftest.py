@@ -62,3 +62,12 @@ def gateway_server(loaded_data_dir: Path, artifacts_dir: Path) -> Iterator[Gatew
 def settings(tmp_path: Path) -> Settings:
     """Settings for an empty data dir of this test."""
     return Settings().replace(data_dir=tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def postgres(artifacts_dir: Path):
+    """A real PostgreSQL server (Debian package) for the tests that run the index on it."""
+    from tests.support.postgres import start_postgres
+    server = start_postgres(artifacts_dir / "logs")
+    yield server
+    server.stop()

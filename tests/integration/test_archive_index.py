@@ -2,6 +2,7 @@
 derived counts after incremental imports, metadata and frames without re-parsing."""
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import orjson
@@ -23,9 +24,14 @@ def values(result, tag: str) -> list:
     return out
 
 
-@pytest.fixture
-def archive(tmp_path: Path) -> LocalArchive:
-    return open_local(Settings().replace(data_dir=tmp_path / "data"))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def archive(request: pytest.FixtureRequest, tmp_path: Path) -> LocalArchive:
+    """The same index code on both databases DESIGN.md names."""
+    settings = Settings().replace(data_dir=tmp_path / "data")
+    if request.param == "postgresql":
+        name = "t" + uuid.uuid4().hex[:12]
+        settings = settings.replace(database_url=request.getfixturevalue("postgres").create_database(name))
+    return open_local(settings)
 
 
 @pytest.fixture

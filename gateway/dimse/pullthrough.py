@@ -121,6 +121,10 @@ class Flight:
                 return
 
 
+COMMIT_BATCH = 32     # instances per index transaction while a retrieval streams in
+COMMIT_EVERY = 0.05   # seconds an arrived instance may wait for its commit
+
+
 class CacheWriter:
     """Stores the instances of one C-GET off the association's thread.
 
@@ -141,6 +145,7 @@ class CacheWriter:
         self._prepared: list[Prepared] = []
         self._lock = threading.Lock()
         self._commit_lock = threading.Lock()
+        self._last_commit = time.monotonic()
         self.errors: list[str] = []
         self.stored = 0
         self._threads = [threading.Thread(target=self._work, name="cache-writer", daemon=True)
@@ -165,13 +170,21 @@ class CacheWriter:
                 continue
             with self._lock:
                 self._prepared.append(prepared)
-            self._commit()
-        self._commit()
+            self._commit(final=self._queue.empty())
+        self._commit(final=True)
 
-    def _commit(self) -> None:
+    def _commit(self, final: bool = False) -> None:
+        """Index what is parsed: in batches (each commit recounts the series and study),
+        but never holding an instance back longer than COMMIT_EVERY seconds, so the
+        first instances of a series can be served while the rest is still arriving."""
         with self._commit_lock:
             with self._lock:
+                due = (final or len(self._prepared) >= COMMIT_BATCH
+                       or time.monotonic() - self._last_commit >= COMMIT_EVERY)
+                if not due:
+                    return
                 batch, self._prepared = self._prepared, []
+                self._last_commit = time.monotonic()
             if not batch:
                 return
             try:

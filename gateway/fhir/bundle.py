@@ -6,7 +6,7 @@ clients which check the base (fhirpy) follow them.
 """
 from __future__ import annotations
 
-import uuid
+import random
 from typing import Iterable
 from urllib.parse import urlencode
 
@@ -26,20 +26,55 @@ def link_url(base: str, path: str, params: Iterable[tuple[str, str]], offset: in
     return f"{base}/{path}" + (f"?{query}" if query else "")
 
 
+def link(relation: str, url: str) -> bytes:
+    """One Bundle.link as JSON, computed once per search plan."""
+    return orjson.dumps({"relation": relation, "url": url})
+
+
+def entry_prefix(base: str, kind: str) -> bytes:
+    """The bytes before the id in an entry's fullUrl, shared by every entry of a type."""
+    return b'{"fullUrl":"' + f"{base}/{kind}/".encode()
+
+
 def entry(base: str, kind: str, rid: str, body: bytes, mode: str = "match") -> bytes:
-    return (b'{"fullUrl":"' + f"{base}/{kind}/{rid}".encode() + b'","resource":' + body
+    return (entry_prefix(base, kind) + rid.encode() + b'","resource":' + body
             + b',"search":{"mode":"' + mode.encode() + b'"}}')
 
 
-def searchset(entries: list[bytes], *, total: int | None, links: list[tuple[str, str]]) -> bytes:
-    head: dict = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset"}
+MATCH_TAIL = b',"search":{"mode":"match"}}'
+_HEAD = b'{"resourceType":"Bundle","id":"'
+# uuid.UUID(version=4) bit layout: version nibble 4, RFC 4122 variant.
+_V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_V4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+def bundle_id() -> str:
+    """A random version-4 UUID. Bundle ids need uniqueness, not secrecy: the Mersenne Twister
+    (reseeded in every forked worker) avoids a getrandom() system call per search."""
+    h = "%032x" % ((random.getrandbits(128) & _V4_CLEAR) | _V4_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def searchset_tail(entries: list[bytes], total: int | None, links: list[bytes]) -> bytes:
+    """A searchset Bundle after its id, from pre-serialised links and entries: the same bytes
+    orjson writes for resourceType, id, type, total, link, entry in that order."""
+    parts = [b'","type":"searchset"']
     if total is not None:
-        head["total"] = total
-    head["link"] = [{"relation": rel, "url": url} for rel, url in links]
-    raw = orjson.dumps(head)
-    if not entries:  # fhirpy: an empty Bundle has no ``entry``
-        return raw
-    return raw[:-1] + b',"entry":[' + b",".join(entries) + b"]}"
+        parts.append(b',"total":%d' % total)
+    parts += [b',"link":[', b",".join(links), b"]"]
+    if entries:  # fhirpy: an empty Bundle has no ``entry``
+        parts += [b',"entry":[', b",".join(entries), b"]"]
+    parts.append(b"}")
+    return b"".join(parts)
+
+
+def with_id(tail: bytes) -> bytes:
+    """The whole Bundle: every response gets its own id, cached or not."""
+    return b"".join((_HEAD, bundle_id().encode(), tail))
+
+
+def searchset(entries: list[bytes], *, total: int | None, links: list[tuple[str, str]]) -> bytes:
+    return with_id(searchset_tail(entries, total, [link(rel, url) for rel, url in links]))
 
 
 def shape(body: bytes, request: SearchRequest | None) -> bytes:

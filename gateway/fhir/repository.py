@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from . import search as S
+from .cache import Generation
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class Repository:
         self.engine = engine
         # Hand-written SQL goes straight to the driver: its own bind-parameter style.
         self._named = "colon" if engine.dialect.name == "sqlite" else "pyformat"
+        self.generation = Generation.of(engine)  # tells cached search results of changes
         self._schema_ready = False
         try:
             self._ensure_schema()
@@ -118,6 +120,11 @@ class Repository:
                 self._insert(conn, resource, version, now, digest)
             _delete(conn, [r.pk for r in old.values()])
             counts["deleted"] = len(old)
+            changed = counts["created"] or counts["updated"] or counts["deleted"]
+            if changed and self.generation is not None:
+                self.generation.bump()  # fails before the commit rather than leave caches stale
+        if changed and self.generation is not None:
+            self.generation.bump()  # after the commit: results read meanwhile are dropped too
         return counts
 
     def _insert(self, conn, resource: dict, version: int, now: str, digest: str) -> None:
@@ -139,22 +146,34 @@ class Repository:
                 resources_t.c.type == kind, resources_t.c.id == rid))).first()
         return Stored(*row) if row else None
 
-    def search(self, request: S.SearchRequest, *, count_only: bool = False) -> tuple[list[Stored], int | None]:
-        """One page of matches and the total: one hand-written SELECT (the hot path), the
-        total as a window count, so no second query unless the page is past the end."""
-        self._ensure_schema()
+    def compile(self, request: S.SearchRequest) -> CompiledSearch:
+        """The SQL of a search, built once per search plan: one page with the total as a
+        window count, and a COUNT for ``_count=0`` or a page past the end."""
         bind = _Binds(self._named)
         where = where_sql(request.type, request.clauses, bind)
         count_sql = f"SELECT COUNT(*) FROM fhir_resources r WHERE {where}"
-        with self.engine.connect() as conn:
-            if count_only or request.count == 0:
-                return [], conn.exec_driver_sql(count_sql, dict(bind)).scalar()
-            page = (f"SELECT {_SELECT}, COUNT(*) OVER () FROM fhir_resources r WHERE {where} "
-                    f"ORDER BY r.pk LIMIT {int(request.count)} OFFSET {int(request.offset)}")
-            rows = conn.exec_driver_sql(page, dict(bind)).all()
-            if rows:
-                return [Stored(*r[:-1]) for r in rows], rows[0][-1]
-            return [], conn.exec_driver_sql(count_sql, dict(bind)).scalar() if request.offset else 0
+        page_sql = None if request.count == 0 else (
+            f"SELECT {_SELECT}, COUNT(*) OVER () FROM fhir_resources r WHERE {where} "
+            f"ORDER BY r.pk LIMIT {int(request.count)} OFFSET {int(request.offset)}")
+        return CompiledSearch(page_sql, count_sql, dict(bind), request.offset)
+
+    def run(self, query: CompiledSearch) -> tuple[list[tuple], int]:
+        """One page of (type, id, body, patient_id) rows and the total. The hot path: the
+        driver's own cursor on a pooled connection, no SQLAlchemy result machinery."""
+        self._ensure_schema()
+        conn = self.engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            try:
+                return _run(cursor, query)
+            finally:
+                cursor.close()
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            if self.engine.dialect.is_disconnect(exc, conn, None):
+                conn.invalidate(exc)  # not back into the pool
+            raise
+        finally:
+            conn.close()
 
     def of_patients(self, patient_ids: Iterable[str], types: Iterable[str] | None = None) -> list[Stored]:
         """Every stored resource of these patients (the Patient itself included), stable order."""
@@ -177,6 +196,27 @@ class Repository:
             return [Stored(*r) for r in conn.execute(select(*_COLS).where(and_(
                 resources_t.c.type == "Patient", resources_t.c.id.in_(ids))).order_by(resources_t.c.pk))]
 
+
+@dataclass(frozen=True, slots=True)
+class CompiledSearch:
+    page: str | None  # None for _count=0: the total only
+    count: str
+    params: dict[str, Any]
+    offset: int
+
+
+def _run(cursor: Any, query: CompiledSearch) -> tuple[list[tuple], int]:
+    if query.page is not None:
+        cursor.execute(query.page, query.params)
+        rows = cursor.fetchall()
+        if rows:
+            return [r[:4] for r in rows], rows[0][4]
+        if not query.offset:
+            return [], 0
+    cursor.execute(query.count, query.params)
+    return [], cursor.fetchone()[0]
+
+
 _EMPTY_ROW = {"system": None, "value": None, "num": None, "lo": None, "hi": None}
 _COLS = (resources_t.c.type, resources_t.c.id, resources_t.c.version, resources_t.c.last_updated,
          resources_t.c.patient_id, resources_t.c.body)
@@ -192,7 +232,7 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-_SELECT = "r.type, r.id, r.version, r.last_updated, r.patient_id, r.body"
+_SELECT = "r.type, r.id, r.body, r.patient_id"
 _DATE_SQL = {"eq": "(i.lo >= {lo} AND i.hi <= {hi})", "ne": "NOT (i.lo >= {lo} AND i.hi <= {hi})",
              "gt": "i.hi > {hi}", "sa": "i.lo > {hi}", "lt": "i.lo < {lo}", "eb": "i.hi < {lo}",
              "ge": "i.hi >= {lo}", "le": "i.lo <= {hi}"}

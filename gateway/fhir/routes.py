@@ -41,7 +41,9 @@ def _base() -> str:
 
 
 def _lenient() -> bool:
-    prefer = request.headers.get("Prefer", "")
+    prefer = request.headers.get("Prefer")
+    if not prefer:
+        return False
     return any(p.strip().replace(" ", "") == "handling=lenient" for p in prefer.split(";") + prefer.split(","))
 
 
@@ -66,7 +68,7 @@ def _negotiate() -> None:
         raise FhirError(406, "not-supported", f"_format={wanted} is not supported: JSON only",
                         expression="_format")
     accept = request.headers.get("Accept")
-    if accept and wanted is None:
+    if accept and wanted is None and accept not in JSON_TYPES:  # one plain JSON type: fine
         ranges = [part.split(";")[0].strip() for part in accept.split(",")]
         if not any(r in JSON_TYPES for r in ranges):
             raise FhirError(406, "not-supported", f"Accept: {accept} is not supported: JSON only")

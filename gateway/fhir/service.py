@@ -6,15 +6,17 @@ Stored resources come from the repository; ImagingStudy and Endpoint from the ar
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import orjson
 
 from ..archive.protocol import Archive
 from . import bundle
 from . import search as S
+from .cache import ResultCache
 from .imaging import ImagingBuilder
-from .outcome import invalid, issue, not_found, outcome
+from .outcome import invalid, not_found
+from .plan import Planner, SearchPlan
 from .repository import Repository, Stored
 from .resources import is_resource_type
 
@@ -22,8 +24,9 @@ ARCHIVE_TYPES = ("ImagingStudy", "Endpoint")
 EVERYTHING_PARAMS = frozenset({"_count", "_offset", "_type", "_format", "_pretty"})
 
 
-@dataclass(frozen=True)
-class Match:
+class Match(NamedTuple):
+    """A resource in a result; the repository's search rows have the same shape (plain tuples)."""
+
     type: str
     id: str
     body: bytes
@@ -51,6 +54,8 @@ class FhirService:
     def __init__(self, repository: Repository, imaging: ImagingBuilder) -> None:
         self.repository = repository
         self.imaging = imaging
+        self.planner = Planner(repository, self.check_type)
+        self.results = ResultCache(repository.generation)
 
     @staticmethod
     def check_type(kind: str) -> None:
@@ -75,38 +80,43 @@ class FhirService:
     # ----------------------------------------------------------------- search
     def search(self, archive: Archive, kind: str, args: list[tuple[str, str]], *, base: str,
                lenient: bool) -> bytes:
-        self.check_type(kind)
-        request = S.parse(kind, args, lenient=lenient)
-        if request.summary == "count":
-            request.count = 0
-        matches, total = self._matches(archive, request)
-        entries = [bundle.entry(base, m.type, m.id, bundle.shape(m.body, request)) for m in matches]
-        entries += [bundle.entry(base, m.type, m.id, bundle.shape(m.body, request), "include")
-                    for m in self._included(archive, request, matches)]
-        if request.ignored:
-            entries.append(self._ignored_entry(request.ignored))
-        links = [("self", bundle.link_url(base, kind, request.link_params, request.offset))]
-        if request.count and request.offset + request.count < (total or 0):
-            links.append(("next", bundle.link_url(base, kind, request.link_params,
-                                                  request.offset + request.count)))
-        if request.offset and request.count:
-            links.append(("previous", bundle.link_url(base, kind, request.link_params,
-                                                      max(0, request.offset - request.count))))
-        return bundle.searchset(entries, total=total if request.total else None, links=links)
+        plan = self.planner.plan(kind, args, base, lenient)
+        token = self.results.token() if plan.cacheable else None  # before the query runs
+        if token is None:
+            return bundle.with_id(self._search(archive, plan, base))
+        tail = self.results.get(plan, token)
+        if tail is None:
+            tail = self._search(archive, plan, base)
+            self.results.put(plan, token, tail)
+        return bundle.with_id(tail)
 
-    def _matches(self, archive: Archive, request: S.SearchRequest) -> tuple[list[Match], int]:
+    def _search(self, archive: Archive, plan: SearchPlan, base: str) -> bytes:
+        """The Bundle after its id (``bundle.with_id`` adds one per response)."""
+        request = plan.request
+        matches, total = self._matches(archive, plan)
+        entries = plan.entries(matches)
+        if request.includes or request.revincludes:
+            entries += [bundle.entry(base, m.type, m.id, bundle.shape(m.body, request), "include")
+                        for m in self._included(archive, request, matches)]
+        if plan.ignored_entry is not None:
+            entries.append(plan.ignored_entry)
+        return bundle.searchset_tail(entries, total if request.total else None, plan.links(total))
+
+    def _matches(self, archive: Archive, plan: SearchPlan) -> tuple[list[tuple], int]:
+        """(type, id, body, patient_id) rows of one page, and the total."""
+        if plan.query is not None:
+            return self.repository.run(plan.query)
+        request = plan.request
         if request.type == "ImagingStudy":
             studies, total = self.imaging.search(archive, request)
             return [_from_dict(s) for s in studies], total
-        if request.type == "Endpoint":
-            found = self.imaging.endpoints(request)
-            page = found[request.offset: request.offset + request.count] if request.count else []
-            return [_from_dict(r) for r in page], len(found)
-        rows, total = self.repository.search(request)
-        return [_from_stored(r) for r in rows], total or 0
+        found = self.imaging.endpoints(request)
+        page = found[request.offset: request.offset + request.count] if request.count else []
+        return [_from_dict(r) for r in page], len(found)
 
     def _included(self, archive: Archive, request: S.SearchRequest,
-                  matches: list[Match]) -> list[Match]:
+                  rows: list[tuple]) -> list[Match]:
+        matches = [Match(*r) for r in rows]
         seen = {(m.type, m.id) for m in matches}
         out: list[Match] = []
         pids = [m.patient_id for m in matches if m.patient_id]
@@ -130,13 +140,6 @@ class FhirService:
                 seen.add((m.type, m.id))
                 unique.append(m)
         return unique
-
-    @staticmethod
-    def _ignored_entry(ignored: list[str]) -> bytes:
-        body = outcome([issue("warning", "not-supported", f"Unknown search parameter {p!r} ignored "
-                                                           "(Prefer: handling=lenient)", p)
-                        for p in ignored])
-        return b'{"resource":' + orjson.dumps(body) + b',"search":{"mode":"outcome"}}'
 
     # ------------------------------------------------------------- everything
     def everything(self, archive: Archive, pid: str, args: Iterable[tuple[str, str]], *,

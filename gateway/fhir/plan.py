@@ -1,0 +1,105 @@
+"""Search plans: everything about a search that depends on the request alone, worked out once.
+
+A plan is the parsed request, its SQL (stored types), its links and the bytes that frame each
+entry. Clients repeat the same searches (paging, polling, a viewer's patient panel), so plans
+are kept in a bounded map keyed by the raw request; a repeated search then costs one dict
+lookup, one SQL statement on the driver's cursor and a bytes join (or no SQL at all when its
+result is still cached: cache.py). Plans hold no resource data, so nothing needs invalidating
+when resources change; a request that does not parse is never kept (it raises again, the same
+way, each time).
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import orjson
+
+from . import bundle
+from . import search as S
+from .outcome import issue, outcome
+from .repository import CompiledSearch, Repository
+
+MAX_PLANS = 2048  # distinct recent searches kept per worker (a few hundred bytes each)
+PlanKey = tuple[str, tuple[tuple[str, str], ...], str, bool]
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # eq=False: hashed by identity (a cache key)
+class SearchPlan:
+    """A parsed search and its prepared parts. ``request`` must not be changed once planned."""
+
+    request: S.SearchRequest
+    query: CompiledSearch | None  # None for the archive-built types (ImagingStudy, Endpoint)
+    entry_prefix: bytes           # '{"fullUrl":"<base>/<type>/' of the matches
+    shaped: bool                  # _summary/_elements: each body is re-serialised
+    self_link: bytes
+    next_link: bytes | None       # sent when offset + count < total
+    previous_link: bytes | None
+    ignored_entry: bytes | None   # Prefer: handling=lenient, unknown parameters listed
+    cacheable: bool               # stored resources only (no includes): see cache.py
+
+    def entries(self, rows: Iterable[tuple]) -> list[bytes]:
+        """Match entries from (type, id, body, …) rows of this plan's type."""
+        prefix, tail = self.entry_prefix, bundle.MATCH_TAIL
+        if self.shaped:
+            return [prefix + r[1].encode() + b'","resource":' + bundle.shape(r[2], self.request) + tail
+                    for r in rows]
+        return [prefix + r[1].encode() + b'","resource":' + r[2] + tail for r in rows]
+
+    def links(self, total: int) -> list[bytes]:
+        request = self.request
+        links = [self.self_link]
+        if self.next_link is not None and request.offset + request.count < total:
+            links.append(self.next_link)
+        if self.previous_link is not None:
+            links.append(self.previous_link)
+        return links
+
+
+class Planner:
+    """Parses and prepares searches, keeping the most recent plans."""
+
+    def __init__(self, repository: Repository, check_type: Callable[[str], None],
+                 size: int = MAX_PLANS) -> None:
+        self.repository = repository
+        self.check_type = check_type
+        self.size = size
+        self._plans: dict[PlanKey, SearchPlan] = {}
+        self._lock = threading.Lock()  # writers only: a lookup is one atomic dict.get
+
+    def plan(self, kind: str, args: list[tuple[str, str]], base: str, lenient: bool) -> SearchPlan:
+        key = (kind, tuple(args), base, lenient)
+        found = self._plans.get(key)
+        if found is None:
+            found = self._build(kind, args, base, lenient)
+            with self._lock:
+                if len(self._plans) >= self.size:  # drop the oldest (dicts keep insertion order)
+                    del self._plans[next(iter(self._plans))]
+                self._plans[key] = found
+        return found
+
+    def _build(self, kind: str, args: list[tuple[str, str]], base: str, lenient: bool) -> SearchPlan:
+        self.check_type(kind)
+        request = S.parse(kind, args, lenient=lenient)
+        if request.summary == "count":
+            request.count = 0
+        query = self.repository.compile(request) if kind in S.STORED else None
+        count, offset, params = request.count, request.offset, request.link_params
+        return SearchPlan(
+            request=request, query=query, entry_prefix=bundle.entry_prefix(base, kind),
+            shaped=bool(request.elements) or request.summary not in (None, "count"),
+            self_link=bundle.link("self", bundle.link_url(base, kind, params, offset)),
+            next_link=bundle.link("next", bundle.link_url(base, kind, params, offset + count))
+            if count else None,
+            previous_link=bundle.link("previous", bundle.link_url(
+                base, kind, params, max(0, offset - count))) if offset and count else None,
+            ignored_entry=_ignored_entry(request.ignored) if request.ignored else None,
+            cacheable=query is not None and not request.includes and not request.revincludes)
+
+
+def _ignored_entry(ignored: list[str]) -> bytes:
+    body = outcome([issue("warning", "not-supported", f"Unknown search parameter {p!r} ignored "
+                                                       "(Prefer: handling=lenient)", p)
+                    for p in ignored])
+    return b'{"resource":' + orjson.dumps(body) + b',"search":{"mode":"outcome"}}'

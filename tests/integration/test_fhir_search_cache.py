@@ -1,0 +1,159 @@
+"""Searches are planned once and their results kept per worker: what a client sees must not
+change because of that (fresh Bundle ids, paging, errors), and a re-import (another process)
+must show at once in the next search."""
+from __future__ import annotations
+
+import csv
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+import requests
+
+from gateway import create_app
+from gateway.archive import open_local
+from gateway.archive.importer import import_clinical, run_import
+from gateway.config import Settings
+from gateway.fhir import bundle, resources
+from gateway.fhir.cache import Generation, ResultCache
+from tests.support.procs import start_gateway
+
+
+def get(server, path: str) -> requests.Response:
+    return requests.get(f"{server.url}/fhir/{path}", timeout=30)
+
+
+def matches(bundle_json: dict) -> list[tuple[str, str, str]]:
+    return [(e["resource"]["resourceType"], e["resource"]["id"], e["resource"]["meta"]["versionId"])
+            for e in bundle_json.get("entry", []) if e["search"]["mode"] == "match"]
+
+
+@pytest.fixture
+def writable_server(data_copy: Path, artifacts_dir: Path):
+    server = start_gateway(data_copy, artifacts_dir / "logs", workers=1)
+    yield server
+    server.stop()
+
+
+def test_repeated_search_same_content_new_bundle_id(gateway_server):
+    pid = get(gateway_server, "Patient?_count=1").json()["entry"][0]["resource"]["id"]
+    answers = [get(gateway_server, f"Observation?patient={pid}&category=laboratory").json()
+               for _ in range(4)]
+    ids = [a.pop("id") for a in answers]
+    assert len(set(ids)) == 4 and all(uuid.UUID(i).version == 4 for i in ids)
+    assert all(a == answers[0] for a in answers) and answers[0]["total"] >= 1
+    resources.validate({**answers[0], "id": ids[0]})
+
+
+def test_repeated_paging_and_counts_stay_right(gateway_server):
+    total = get(gateway_server, "Observation?_summary=count").json()["total"]
+    for _ in range(2):
+        past = get(gateway_server, f"Observation?_count=5&_offset={total + 10}").json()
+        assert past["total"] == total and "entry" not in past
+        assert [l["relation"] for l in past["link"]] == ["self", "previous"]
+        last = get(gateway_server, f"Observation?_count=5&_offset={total - 1}").json()
+        assert last["total"] == total and len(last["entry"]) == 1
+        assert "next" not in [l["relation"] for l in last["link"]]
+        none = get(gateway_server, "Observation?_count=2&_total=none").json()
+        assert "total" not in none and "next" in [l["relation"] for l in none["link"]]
+
+
+def test_a_bad_search_fails_every_time(gateway_server):
+    for _ in range(3):
+        response = get(gateway_server, "Observation?date=yesterday")
+        assert response.status_code == 400 and "date" in response.text
+
+
+def test_search_follows_a_reimport_from_another_process(writable_server, data_copy, small_cohort,
+                                                        tmp_path):
+    with open(small_cohort.clinical_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    flags = ("cancer", "diabetes_type_ii", "chronic_kidney_disease", "tuberculosis", "malnutrition")
+    row = next((r for r in rows if any(r[c] == "Y" for c in flags)), rows[0])
+    pid, flagged = row["patient_id"], next((c for c in flags if row[c] == "Y"), None)
+    bmi = f"Observation?_id={pid}-bmi"
+    conditions = f"Condition?patient={pid}"
+    before = [get(writable_server, q).json() for q in (bmi, conditions, bmi, conditions)][-2:]
+    assert matches(before[0]) == [("Observation", f"{pid}-bmi", "1")]
+
+    archive = open_local(Settings().replace(data_dir=data_copy))
+    import_clinical(archive, small_cohort.xlsx)  # unchanged: same answers
+    assert [matches(get(writable_server, q).json()) for q in (bmi, conditions)] == \
+        [matches(b) for b in before]
+
+    row["latest_bmi"] = "44.4"
+    if flagged:
+        row[flagged] = "N"
+    edited = tmp_path / "clinical.csv"
+    with open(edited, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    import_clinical(archive, edited)
+    after = get(writable_server, bmi).json()
+    assert matches(after) == [("Observation", f"{pid}-bmi", "2")]
+    assert after["entry"][0]["resource"]["valueQuantity"]["value"] == 44.4
+    if flagged:
+        left = get(writable_server, conditions).json()
+        assert left["total"] == before[1]["total"] - 1
+
+
+def test_generation_token_changes_for_every_reader(tmp_path: Path):
+    path = tmp_path / "index.sqlite-fhir-generation"
+    reader, writer = Generation(path), Generation(path)
+    first = reader.token()
+    assert first is not None and reader.token() == first
+    writer.bump()
+    assert reader.token() != first
+
+
+def test_generation_off_where_the_file_cannot_be(tmp_path: Path):
+    assert Generation(tmp_path / "missing-dir" / "x-fhir-generation").token() is None
+    assert ResultCache(None).token() is None
+
+
+def test_result_cache_is_bounded_and_checks_the_token():
+    cache = ResultCache(None, max_bytes=100, max_entries=3, max_entry_bytes=60)
+    cache.put("a", b"t1", b"x" * 50)
+    assert cache.get("a", b"t1") == b"x" * 50 and cache.get("a", b"t2") is None
+    cache.put("big", b"t1", b"y" * 61)
+    assert cache.get("big", b"t1") is None
+    cache.put("b", b"t1", b"z" * 60)  # 110 bytes would be too many: "a" goes
+    assert cache.get("a", b"t1") is None and cache.get("b", b"t1") == b"z" * 60
+    for key in ("c", "d", "e"):
+        cache.put(key, b"t1", b"w")
+    assert [cache.get(k, b"t1") for k in ("b", "c", "d", "e")] == [None, b"w", b"w", b"w"]
+
+
+def test_bundle_bytes_are_what_orjson_writes():
+    links = [("self", "http://h/fhir/Patient?_id=a%7Cb"), ("next", "http://h/fhir/Patient?_offset=2")]
+    raw = bundle.searchset([b'{"resource":{"resourceType":"Patient","id":"p"}}'], total=3, links=links)
+    parsed = orjson.loads(raw)
+    assert raw == orjson.dumps({"resourceType": "Bundle", "id": parsed["id"], "type": "searchset",
+                                "total": 3, "link": [{"relation": r, "url": u} for r, u in links],
+                                "entry": [{"resource": {"resourceType": "Patient", "id": "p"}}]})
+    empty = orjson.loads(bundle.searchset([], total=None, links=links[:1]))
+    assert "entry" not in empty and "total" not in empty
+
+
+def test_search_on_postgresql(postgres, small_cohort, tmp_path: Path):
+    """The search SQL runs on the driver's cursor: the same answers on PostgreSQL (no cache)."""
+    name = "f" + uuid.uuid4().hex[:12]
+    settings = Settings().replace(data_dir=tmp_path / "data",
+                                  database_url=postgres.create_database(name))
+    archive = open_local(settings)
+    run_import(archive, [small_cohort.root], workers=1, progress=False)
+    import_clinical(archive, small_cohort.xlsx)
+    client = create_app(settings, archive=archive).test_client()
+    patients = client.get("/fhir/Patient?_count=100").get_json()
+    pid = patients["entry"][0]["resource"]["id"]
+    assert patients["total"] == 6
+    for _ in range(2):
+        labs = client.get(f"/fhir/Observation?patient={pid}&category=laboratory").get_json()
+        assert labs["total"] >= 1 and all(e["resource"]["subject"]["reference"] == f"Patient/{pid}"
+                                          for e in labs["entry"])
+        one = client.get(f"/fhir/Patient?_id={pid}").get_json()
+        assert [e["resource"]["id"] for e in one["entry"]] == [pid]
+        page = client.get("/fhir/Observation?_count=3&_offset=3").get_json()
+        assert len(page["entry"]) == 3 and page["total"] > 6

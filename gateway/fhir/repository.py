@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from . import search as S
 from .cache import Generation
+from .connections import SqliteConnections
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class Repository:
         # Hand-written SQL goes straight to the driver: its own bind-parameter style.
         self._named = "colon" if engine.dialect.name == "sqlite" else "pyformat"
         self.generation = Generation.of(engine)  # tells cached search results of changes
+        self._sqlite = SqliteConnections.of(engine)  # search connections outside the pool
         self._schema_ready = False
         try:
             self._ensure_schema()
@@ -159,8 +161,10 @@ class Repository:
 
     def run(self, query: CompiledSearch) -> tuple[list[tuple], int]:
         """One page of (type, id, body, patient_id) rows and the total. The hot path: the
-        driver's own cursor on a pooled connection, no SQLAlchemy result machinery."""
+        driver's own cursor, no SQLAlchemy result machinery (nor its pool, on SQLite)."""
         self._ensure_schema()
+        if self._sqlite is not None:
+            return self._run_sqlite(query)
         conn = self.engine.raw_connection()
         try:
             cursor = conn.cursor()
@@ -174,6 +178,20 @@ class Repository:
             raise
         finally:
             conn.close()
+
+    def _run_sqlite(self, query: CompiledSearch) -> tuple[list[tuple], int]:
+        conn = self._sqlite.take()
+        try:
+            cursor = conn.cursor()
+            try:
+                found = _run(cursor, query)
+            finally:
+                cursor.close()
+        except BaseException:
+            self._sqlite.drop(conn)
+            raise
+        self._sqlite.give(conn)
+        return found
 
     def of_patients(self, patient_ids: Iterable[str], types: Iterable[str] | None = None) -> list[Stored]:
         """Every stored resource of these patients (the Patient itself included), stable order."""

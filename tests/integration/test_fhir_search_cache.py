@@ -157,3 +157,25 @@ def test_search_on_postgresql(postgres, small_cohort, tmp_path: Path):
         assert [e["resource"]["id"] for e in one["entry"]] == [pid]
         page = client.get("/fhir/Observation?_count=3&_offset=3").get_json()
         assert len(page["entry"]) == 3 and page["total"] > 6
+
+
+def test_concurrent_searches_answer_right(loaded_data_dir: Path):
+    """Threads share the search connections (and the caches) of one worker."""
+    from concurrent.futures import ThreadPoolExecutor
+    app = create_app(Settings().replace(data_dir=loaded_data_dir))
+    client = app.test_client()
+    pids = [e["resource"]["id"] for e in client.get("/fhir/Patient?_count=100").get_json()["entry"]]
+    queries = [(pid, f"/fhir/{q}") for pid in pids for q in (
+        f"Patient?_id={pid}", f"Observation?patient={pid}&category=laboratory",
+        f"Condition?patient={pid}&_count={len(pid) % 3 + 1}")]
+
+    def subjects(item: tuple[str, str]) -> set[str]:
+        found = app.test_client().get(item[1]).get_json()
+        return {e["resource"].get("subject", {"reference": f"Patient/{e['resource']['id']}"})["reference"]
+                for e in found.get("entry", [])}
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(subjects, queries * 5))
+    for (pid, query), answer in zip(queries * 5, answers):
+        assert answer == {f"Patient/{pid}"} if "Patient?" in query else answer <= {f"Patient/{pid}"}
+    assert sum(len(a) for a in answers) > len(answers) * 2 // 3

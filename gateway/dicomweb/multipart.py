@@ -11,11 +11,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 SMALL = 64 * 1024          # below this a part head is glued to its first chunk (one write)
 MAX_HEADER_BYTES = 16 * 1024
 MAX_PREAMBLE_BYTES = 64 * 1024
 CRLF = b"\r\n"
+T = TypeVar("T")
 
 
 class MultipartError(ValueError):
@@ -64,6 +66,16 @@ def stream(parts: Iterable[tuple[str, Iterable[bytes]]], boundary: str) -> Itera
         yield b"--" + boundary.encode("ascii") + b"--" + CRLF
     else:
         yield closing(boundary)
+
+
+def segments(parts: Iterable[tuple[str, T]], boundary: str) -> list[bytes | T]:
+    """The message as delimiters and part headers around opaque bodies (files sent by
+    the caller): the same framing as :func:`stream`, for a body it does not read."""
+    out: list[bytes | T] = []
+    for ctype, body in parts:
+        out += [part_head(boundary, ctype, first=not out), body]
+    out.append(closing(boundary) if out else b"--" + boundary.encode("ascii") + b"--" + CRLF)
+    return out
 
 
 def stream_length(part_types_and_sizes: Iterable[tuple[str, int]], boundary: str) -> int:

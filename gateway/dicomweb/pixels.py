@@ -1,9 +1,10 @@
 """Frame bytes and decoded pixels of a stored instance.
 
-The fast path is the archive's frame table: one positioned read per fragment. Files
-whose frames cannot be cut by offset (deflate, big endian, 1-bit, odd encapsulations)
-and requests for native pixels of a compressed frame fall back to pydicom, which
-decodes exactly one frame (``pixel_array(path, index=...)``).
+The fast path is the archive's frame table: one positioned read per fragment; native
+grey frames are decoded from it without parsing the file (native.py). Files whose frames
+cannot be cut by offset (deflate, big endian, 1-bit, odd encapsulations), compressed
+frames, colour and LUT-bearing images fall back to pydicom, which decodes exactly one
+frame (``pixel_array(path, index=...)``).
 """
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from pydicom.encaps import get_frame
 from pydicom.pixels import pack_bits, pixel_array
 
 from ..archive.errors import NotAcceptable, NotFound
-from ..archive.protocol import StoredInstance
+from ..archive.protocol import Archive, StoredInstance
 from ..archive.store import read_frame
+from . import native
 from .media import DEFLATED_LE, UNCOMPRESSED
 
 # Elements rendering needs beyond the Image Pixel module (PS3.3 C.11.1, C.11.2).
@@ -37,8 +39,22 @@ def stored_frame(inst: StoredInstance, number: int) -> bytes:
         return get_frame(ds.PixelData, number - 1, number_of_frames=inst.number_of_frames)
 
 
-def decode(inst: StoredInstance, number: int) -> tuple[np.ndarray, Dataset]:
-    """One frame decoded (YBR → RGB) and the header elements that describe it."""
+def decode(inst: StoredInstance, number: int,
+           archive: Archive | None = None) -> tuple[np.ndarray, Dataset]:
+    """One frame decoded (YBR → RGB) and the header elements that describe it.
+
+    With ``archive``, native grey frames skip pydicom (native.py)."""
+    if archive is not None:
+        try:
+            fast = native.grey_frame(inst, number, archive)
+        except FileNotFoundError as exc:
+            raise NotFound(f"the file of instance {inst.sop_uid} is missing") from exc
+        if fast is not None:
+            return fast
+    return _pydicom_decode(inst, number)
+
+
+def _pydicom_decode(inst: StoredInstance, number: int) -> tuple[np.ndarray, Dataset]:
     header = Dataset()
     try:
         with warnings.catch_warnings():

@@ -20,11 +20,13 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut, apply_voi
 
 from ..archive.errors import InvalidQuery
+from .lru import Lru
 
 THUMBNAIL_SIZE = 128
 PIL_FORMAT = {"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF"}
 EXTENSION = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif"}
 FUNCTIONS = ("linear", "linear-exact", "sigmoid")  # PS3.18 8.3.5.1.4
+LUTS: Lru[np.ndarray] = Lru(64)  # grey tables of 64 KiB at most: 4 MiB per worker
 
 
 @dataclass(frozen=True)
@@ -103,14 +105,47 @@ def grey_levels(array: np.ndarray, header: Dataset,
 
     Integer images of up to 16 bits go through a lookup table built over every
     possible stored value: one table lookup per pixel instead of several float passes
-    (a 1024² radiograph: ~1 ms instead of ~8 ms)."""
+    (a 1024² radiograph: ~1 ms instead of ~8 ms). ``np.take`` is that lookup at half
+    the cost of fancy indexing, with the same result."""
     if array.dtype.kind in "ui" and array.dtype.itemsize <= 2 and \
             "ModalityLUTSequence" not in header:
         unsigned = np.dtype(f"u{array.dtype.itemsize}")
+        return np.take(grey_lut(array, header, window), array.view(unsigned))
+    return _display(array, header, window, None)
+
+
+def grey_lut(array: np.ndarray, header: Dataset,
+             window: tuple[float, float, str] | None) -> np.ndarray:
+    """The table for ``array``'s dtype, shared by every image with the same inputs: the
+    slices of a series (same rescale and window) build it once, not once per request."""
+    key = lut_key(array, header, window)
+    lut = None if key is None else LUTS.get(key)
+    if lut is None:
+        unsigned = np.dtype(f"u{array.dtype.itemsize}")
         domain = np.arange(1 << (8 * array.dtype.itemsize), dtype=unsigned).view(array.dtype)
         lut = _display(domain, header, window, array)
-        return lut[array.view(unsigned)]
-    return _display(array, header, window, None)
+        lut.flags.writeable = False
+        if key is not None:
+            LUTS.put(key, lut)
+    return lut
+
+
+def lut_key(array: np.ndarray, header: Dataset,
+            window: tuple[float, float, str] | None) -> tuple | None:
+    """Every input :func:`_display` reads for a stored-value domain, or None when one of
+    them is LUT data (VOI LUT Sequence), which is not worth hashing."""
+    if window is None and "VOILUTSequence" in header and "WindowCenter" not in header:
+        return None
+    rescale = None
+    if "RescaleSlope" in header and "RescaleIntercept" in header:  # as apply_modality_lut
+        try:
+            rescale = (float(header.RescaleSlope), float(header.RescaleIntercept))
+        except (TypeError, ValueError):
+            return None
+    shown = window or _own_window(header)
+    ends = None if shown else (array.min().item(), array.max().item())  # _full_range's
+    return (array.dtype.str, rescale, shown, ends,
+            header.get("PhotometricInterpretation") == "MONOCHROME1")
 
 
 def _display(x: np.ndarray, header: Dataset, window: tuple[float, float, str] | None,
@@ -150,7 +185,8 @@ def _multi(value: object) -> bool:
 
 def _window_values(x: np.ndarray, c: float, w: float, function: str) -> np.ndarray:
     if function == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-4.0 * (x - c) / w))
+        with np.errstate(over="ignore"):  # far below the center: exp → inf, level → 0
+            return 1.0 / (1.0 + np.exp(-4.0 * (x - c) / w))
     if function == "linear-exact":
         return np.clip((x - c) / w + 0.5, 0.0, 1.0)
     if w <= 1:  # PS3.3 C.11.2.1.2.1: width 1 is a threshold

@@ -150,32 +150,37 @@ def _cache_dir():
 @bp.get(SERIES + "/rendered")
 def rendered_many(study: str, series: str | None = None) -> Response:
     params = _render_params()
-    instances = list(context.archive().instances(UidPath(study, series)))
-    return rendered.multipart_response(instances, params)
+    archive = context.archive()
+    instances = list(archive.instances(UidPath(study, series)))
+    return rendered.multipart_response(archive, instances, params)
 
 
 @bp.get(INSTANCE + "/rendered")
 @bp.get(INSTANCE + "/frames/<int:frame>/rendered")
 def rendered_one(study: str, series: str, instance: str, frame: int = 1) -> Response:
     params = _render_params()
-    inst = context.archive().instance(UidPath(study, series, instance))
-    return rendered.image_response(inst, frame, params)
+    archive = context.archive()
+    inst = archive.instance(UidPath(study, series, instance))
+    return rendered.image_response(archive, inst, frame, params)
 
 
 @bp.get(STUDY + "/thumbnail")
 @bp.get(SERIES + "/thumbnail")
 def thumbnail_many(study: str, series: str | None = None) -> Response:
     params = _render_params(thumbnail=True)
-    instances = list(context.archive().instances(UidPath(study, series)))
-    return rendered.image_response(rendered.representative(instances), 1, params, _cache_dir())
+    archive = context.archive()
+    instances = list(archive.instances(UidPath(study, series)))
+    return rendered.image_response(archive, rendered.representative(instances), 1, params,
+                                   _cache_dir())
 
 
 @bp.get(INSTANCE + "/thumbnail")
 @bp.get(INSTANCE + "/frames/<int:frame>/thumbnail")
 def thumbnail_one(study: str, series: str, instance: str, frame: int = 1) -> Response:
     params = _render_params(thumbnail=True)
-    inst = context.archive().instance(UidPath(study, series, instance))
-    return rendered.image_response(inst, frame, params, _cache_dir())
+    archive = context.archive()
+    inst = archive.instance(UidPath(study, series, instance))
+    return rendered.image_response(archive, inst, frame, params, _cache_dir())
 
 
 # ------------------------------------------------------------------ STOW-RS

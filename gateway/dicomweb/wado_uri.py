@@ -16,7 +16,7 @@ from . import rendered, transcode
 from .errors import register_handlers
 from .media import ANY_SYNTAX, DICOM, RENDERED_TYPES, default_syntax
 from .render import RenderParams
-from .wado import file_chunks
+from .zerocopy import FilePart, FilesResponse
 
 bp = Blueprint("wado_uri", __name__)
 register_handlers(bp)
@@ -36,11 +36,13 @@ def wado() -> Response:
     if args.get("anonymize", "").lower() == "yes":
         raise NotAcceptable("anonymize=yes is not supported (the archive holds de-identified "
                             "TCIA data; nothing further is removed)")
-    inst = context.archive().instance(UidPath(*(v for _n, v in uids)))
+    archive = context.archive()
+    inst = archive.instance(UidPath(*(v for _n, v in uids)))
     content_type = _content_type(args.get("contentType"), inst)
     if content_type == DICOM:
         return _dicom(inst, args.get("transferSyntax"))
-    return rendered.image_response(inst, _int(args.get("frameNumber"), "frameNumber", 1),
+    return rendered.image_response(archive, inst,
+                                   _int(args.get("frameNumber"), "frameNumber", 1),
                                    _params(content_type))
 
 
@@ -67,9 +69,8 @@ def _dicom(inst: StoredInstance, syntax: str | None) -> Response:
         raise NotAcceptable(f"cannot convert {inst.sop_uid} from {inst.transfer_syntax} to "
                             f"{target}; available: "
                             f"{', '.join(transcode.targets_for(inst.transfer_syntax))}")
-    if target == inst.transfer_syntax:
-        response = Response(file_chunks(inst), direct_passthrough=True)
-        response.headers["Content-Length"] = str(inst.size)
+    if target == inst.transfer_syntax:  # sendfile under gunicorn (zerocopy.py)
+        response: Response = FilesResponse([FilePart(inst.path, inst.size)])
     else:
         response = Response(transcode.transcode(inst.path, target))
     response.headers["Content-Type"] = DICOM

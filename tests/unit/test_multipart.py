@@ -126,3 +126,13 @@ def test_request_content_type_quoted_or_bare(ctype: str) -> None:
     assert parsed.inner == "application/dicom" and boundary_of(ctype) == "q-b"
     body = multipart.encode([("application/dicom", b"DICM")], "q-b")
     assert parse(body, boundary_of(ctype)) == [({"content-type": "application/dicom"}, b"DICM")]
+
+
+def test_segments_frame_opaque_bodies_exactly_as_stream() -> None:
+    """The zero-copy retrieve sends its files between these segments itself."""
+    parts = [("application/dicom; transfer-syntax=1.2.840.10008.1.2.1", b"x" * 70_000),
+             ("application/dicom", b""), ("application/dicom", b"abc")]
+    segments = multipart.segments(parts, "bnd")
+    assert segments[1::2] == [b for _t, b in parts]
+    assert b"".join(segments) == multipart.encode(parts, "bnd")
+    assert b"".join(multipart.segments([], "bnd")) == multipart.encode([], "bnd")

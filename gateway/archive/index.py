@@ -80,31 +80,24 @@ class Index:
 
     def instance_rows(self, where: UidPath) -> Iterator[Any]:
         """Rows of INSTANCE_COLUMNS under ``where``, ordered for retrieval."""
-        stmt = _scoped(select(*INSTANCE_COLUMNS), where).order_by(
-            series.c.series_number, series.c.pk, instances.c.instance_number, instances.c.pk)
         with self.engine.connect() as conn:
-            rows = conn.execute(stmt).fetchall()
+            rows = conn.execute(_statement("instances", where), _params(where)).fetchall()
         if not rows:
             raise NotFound(_not_found(where))
         return iter(rows)
 
     def metadata_rows(self, where: UidPath) -> list[bytes]:
-        stmt = _scoped(select(instances.c.metadata), where).order_by(
-            series.c.series_number, series.c.pk, instances.c.instance_number, instances.c.pk)
         with self.engine.connect() as conn:
-            docs = conn.execute(stmt).scalars().all()
+            docs = conn.execute(_statement("metadata", where), _params(where)).scalars().all()
         if not docs:
             raise NotFound(_not_found(where))
         return docs
 
     def version(self, where: UidPath) -> int | None:
         """Change counter of the series (or study) named by ``where``, None if absent."""
-        if where.series:
-            stmt = select(series.c.version).where(series.c.series_uid == where.series)
-        else:
-            stmt = select(studies.c.version).where(studies.c.study_uid == where.study)
+        kind = "series_version" if where.series else "study_version"
         with self.engine.connect() as conn:
-            return conn.execute(stmt).scalar()
+            return conn.execute(_statement(kind, where), _params(where)).scalar()
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
@@ -167,16 +160,41 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
 
 
-def _scoped(stmt, where: UidPath):
-    stmt = stmt.select_from(instances.join(series, instances.c.series_pk == series.c.pk)
-                            .join(studies, series.c.study_pk == studies.c.pk))
-    if where.study:
-        stmt = stmt.where(studies.c.study_uid == where.study)
-    if where.series:
-        stmt = stmt.where(series.c.series_uid == where.series)
-    if where.instance:
-        stmt = stmt.where(instances.c.sop_uid == where.instance)
+_STATEMENTS: dict[tuple[str, bool, bool, bool], Any] = {}
+_READ_ORDER = (series.c.series_number, series.c.pk, instances.c.instance_number, instances.c.pk)
+
+
+def _params(where: UidPath) -> dict[str, str]:
+    return {k: v for k, v in (("study", where.study), ("series", where.series),
+                              ("sop", where.instance)) if v}
+
+
+def _statement(kind: str, where: UidPath):
+    """Read statements built once per shape (which UIDs are given): building a SELECT
+    costs more than running it on a hot path like frames or metadata."""
+    key = (kind, bool(where.study), bool(where.series), bool(where.instance))
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        stmt = _STATEMENTS[key] = _build(kind, *key[1:])
     return stmt
+
+
+def _build(kind: str, study: bool, series_: bool, sop: bool):
+    if kind == "series_version":
+        return select(series.c.version).where(series.c.series_uid == bindparam("series"))
+    if kind == "study_version":
+        return select(studies.c.version).where(studies.c.study_uid == bindparam("study"))
+    columns = INSTANCE_COLUMNS if kind == "instances" else (instances.c.metadata,)
+    stmt = select(*columns).select_from(
+        instances.join(series, instances.c.series_pk == series.c.pk)
+        .join(studies, series.c.study_pk == studies.c.pk))
+    if study:
+        stmt = stmt.where(studies.c.study_uid == bindparam("study"))
+    if series_:
+        stmt = stmt.where(series.c.series_uid == bindparam("series"))
+    if sop:
+        stmt = stmt.where(instances.c.sop_uid == bindparam("sop"))
+    return stmt.order_by(*_READ_ORDER)
 
 
 def _not_found(where: UidPath) -> str:

@@ -116,38 +116,39 @@ def children(pid: int) -> list[int]:
 
 
 def loopback_ceiling(path: Path, rounds: int = 5) -> float:
-    """MB/s of sendfile() of a page-cached file over loopback to a reader: the physical
-    ceiling for bulk bytes on this machine (the 'raw dd/loopback copy' row)."""
+    """MB/s of a page-cached file sent with sendfile() by a bare HTTP responder to the
+    same client the retrieve rows use (curl): the physical ceiling for bulk bytes on
+    this machine (the 'raw dd/loopback copy' row). A Python reader would be the
+    bottleneck itself, so the client is curl, as for the servers."""
     size = path.stat().st_size
     path.read_bytes()  # page cache
-    best = []
-    for _ in range(rounds):
-        server = socket.socket()
-        server.bind(("127.0.0.1", 0))
-        server.listen(1)
-        port = server.getsockname()[1]
-        got = [0]
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    port = server.getsockname()[1]
+    head = (f"HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n"
+            "Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n").encode()
 
-        def sink() -> None:
+    def serve() -> None:
+        for _ in range(rounds):
             conn, _ = server.accept()
-            buf = bytearray(1 << 20)
-            while (n := conn.recv_into(buf)) > 0:
-                got[0] += n
+            conn.recv(65536)
+            conn.sendall(head)
+            with open(path, "rb") as fh:
+                offset = 0
+                while offset < size:
+                    offset += os.sendfile(conn.fileno(), fh.fileno(), offset, size - offset)
             conn.close()
 
-        t = threading.Thread(target=sink)
-        t.start()
-        cli = socket.create_connection(("127.0.0.1", port))
-        t0 = time.perf_counter()
-        with open(path, "rb") as fh:
-            offset = 0
-            while offset < size:
-                offset += os.sendfile(cli.fileno(), fh.fileno(), offset, size - offset)
-        cli.close()
-        t.join()
-        best.append(got[0] / 1e6 / (time.perf_counter() - t0))
-        server.close()
-    return statistics.median(best)
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    rates = []
+    for _ in range(rounds):
+        ms, nbytes = curl_mbps(f"http://127.0.0.1:{port}/", {})
+        rates.append(nbytes / 1e6 / (ms / 1000))
+    thread.join(30)
+    server.close()
+    return statistics.median(rates)
 
 
 def curl_mbps(url: str, headers: Mapping[str, str]) -> tuple[float, int]:

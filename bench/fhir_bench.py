@@ -6,9 +6,10 @@
 Synthesises and imports the cohort (small images: only the clinical side matters), serves it
 with gunicorn (deploy/gunicorn.conf.py, production worker count unless --workers) next to
 ``bench/trivial_app.py`` under the same config, and drives each workload with wrk -t2 -c8
-(rotating over the patients, each wrk thread from its own place) or, without wrk, 8 Python threads. The machine is shared: each
-workload runs right after the trivial route, rounds alternate, and the table shows medians of
-the ratio to that neighbour, plus the servers' CPU time per request (steadier than req/s).
+(rotating over the patients, each wrk thread from its own place) or, without wrk, 8 Python
+threads. The machine is shared: each workload runs right after the trivial route, rounds
+alternate, and the table shows medians of the ratio to that neighbour, plus the servers' CPU
+time per request (steadier than req/s).
 "first time" rows rotate over more distinct searches than a worker keeps plans/results for
 (gateway/fhir/plan.py, cache.py), so every request is parsed, planned and run in SQL.
 Prints a table and one JSON line. Numbers on a shared 2-core machine are indicative only.

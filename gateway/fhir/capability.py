@@ -3,6 +3,9 @@ what the server does (read + search-type per resource, Patient/$everything)."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
+
+import orjson
 
 from .resources import FHIR_VERSION
 from .search import INCLUDES, PARAMS
@@ -10,6 +13,12 @@ from .search import INCLUDES, PARAMS
 _TYPES = {"token": "token", "string": "string", "date": "date", "reference": "reference",
           "quantity": "quantity"}
 STARTED = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@functools.lru_cache(maxsize=16)  # one per public base (a few behind TRUST_PROXY)
+def capability_json(base: str, version: str) -> bytes:
+    """The statement as sent: it changes only with the base and the software version."""
+    return orjson.dumps(capability_statement(base, version))
 
 
 def capability_statement(base: str, version: str) -> dict:

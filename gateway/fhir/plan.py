@@ -22,7 +22,8 @@ from .outcome import issue, outcome
 from .repository import CompiledSearch, Repository
 
 MAX_PLANS = 2048  # distinct recent searches kept per worker (a few hundred bytes each)
-PlanKey = tuple[str, tuple[tuple[str, str], ...], str, bool]
+MAX_KEPT_QUERY = 1024  # characters of parameters: a longer search is planned every time
+PlanKey = tuple[str, bytes | tuple[tuple[str, str], ...], str, bool]
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # eq=False: hashed by identity (a cache key)
@@ -37,7 +38,7 @@ class SearchPlan:
     next_link: bytes | None       # sent when offset + count < total
     previous_link: bytes | None
     ignored_entry: bytes | None   # Prefer: handling=lenient, unknown parameters listed
-    cacheable: bool               # stored resources only (no includes): see cache.py
+    cacheable: bool               # kept, stored resources only, no includes: see cache.py
 
     def entries(self, rows: Iterable[tuple]) -> list[bytes]:
         """Match entries from (type, id, body, …) rows of this plan's type."""
@@ -68,18 +69,27 @@ class Planner:
         self._plans: dict[PlanKey, SearchPlan] = {}
         self._lock = threading.Lock()  # writers only: a lookup is one atomic dict.get
 
-    def plan(self, kind: str, args: list[tuple[str, str]], base: str, lenient: bool) -> SearchPlan:
-        key = (kind, tuple(args), base, lenient)
+    def plan(self, kind: str, args: Callable[[], list[tuple[str, str]]], base: str,
+             lenient: bool, raw_query: bytes | None = None) -> SearchPlan:
+        """The plan of a search, by ``raw_query`` when given (a GET's query string: the same
+        bytes always decode to the same parameters), else by the parameters themselves."""
+        params = None if raw_query is not None else args()
+        key = (kind, raw_query if params is None else tuple(params), base, lenient)
         found = self._plans.get(key)
         if found is None:
-            found = self._build(kind, args, base, lenient)
+            params = args() if params is None else params
+            keep = sum(len(k) + len(v) for k, v in params) <= MAX_KEPT_QUERY
+            found = self._build(kind, params, base, lenient, keep)
+            if not keep:  # bounds what a stream of odd, long queries can pin in memory
+                return found
             with self._lock:
                 if len(self._plans) >= self.size:  # drop the oldest (dicts keep insertion order)
                     del self._plans[next(iter(self._plans))]
                 self._plans[key] = found
         return found
 
-    def _build(self, kind: str, args: list[tuple[str, str]], base: str, lenient: bool) -> SearchPlan:
+    def _build(self, kind: str, args: list[tuple[str, str]], base: str, lenient: bool,
+               keep: bool) -> SearchPlan:
         self.check_type(kind)
         request = S.parse(kind, args, lenient=lenient)
         if request.summary == "count":
@@ -95,7 +105,7 @@ class Planner:
             previous_link=bundle.link("previous", bundle.link_url(
                 base, kind, params, max(0, offset - count))) if offset and count else None,
             ignored_entry=_ignored_entry(request.ignored) if request.ignored else None,
-            cacheable=query is not None and not request.includes and not request.revincludes)
+            cacheable=keep and query is not None and not request.includes and not request.revincludes)
 
 
 def _ignored_entry(ignored: list[str]) -> bytes:

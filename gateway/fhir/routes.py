@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from .. import __version__, context
 from ..archive.errors import ArchiveError, InvalidQuery, NotFound, Unavailable
-from .capability import capability_statement
+from .capability import capability_json
 from .outcome import FhirError, error_body, not_found, not_supported
 from .search import PARAMS
 from .service import FhirService
@@ -54,8 +54,15 @@ def _args() -> list[tuple[str, str]]:
     return items
 
 
+def _may_have(name: bytes) -> bool:
+    """Whether the query string can carry parameter ``name`` (as is, or percent-encoded): a
+    search answered from its plan then never parses the query string (plan.py)."""
+    query = request.query_string
+    return name in query or b"%" in query
+
+
 def _respond(body: bytes, status: int = 200, headers: dict | None = None) -> Response:
-    if request.args.get("_pretty") == "true":
+    if _may_have(b"_pretty") and request.args.get("_pretty") == "true":
         body = orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2)
     return Response(body, status=status, headers=headers, content_type=FHIR_JSON)
 
@@ -63,7 +70,7 @@ def _respond(body: bytes, status: int = 200, headers: dict | None = None) -> Res
 @bp.before_request
 def _negotiate() -> None:
     """JSON only: `_format` or Accept asking for anything else is 406 (R4 http 3.1.0.1.10)."""
-    wanted = request.args.get("_format")
+    wanted = request.args.get("_format") if _may_have(b"_format") else None
     if wanted is not None and wanted.split(";")[0].strip() not in JSON_TYPES:
         raise FhirError(406, "not-supported", f"_format={wanted} is not supported: JSON only",
                         expression="_format")
@@ -76,13 +83,15 @@ def _negotiate() -> None:
 
 @bp.get("/metadata")
 def metadata():
-    return _respond(orjson.dumps(capability_statement(_base(), __version__)))
+    return _respond(capability_json(_base(), __version__))
 
 
 @bp.get("/<kind>")
 def search_type(kind: str):
-    return _respond(_service().search(context.archive(), kind, _args(), base=_base(),
-                                      lenient=_lenient()))
+    # GET: the raw query string names the plan; a POST form body is part of the search.
+    raw = request.query_string if request.method != "POST" else None
+    return _respond(_service().search(context.archive(), kind, _args, base=_base(),
+                                      lenient=_lenient(), raw_query=raw))
 
 
 @bp.post("/<kind>/_search")

@@ -6,7 +6,7 @@ Stored resources come from the repository; ImagingStudy and Endpoint from the ar
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 
 import orjson
 
@@ -78,9 +78,11 @@ class FhirService:
         raise not_found(f"{kind}/{rid} is not known")
 
     # ----------------------------------------------------------------- search
-    def search(self, archive: Archive, kind: str, args: list[tuple[str, str]], *, base: str,
-               lenient: bool) -> bytes:
-        plan = self.planner.plan(kind, args, base, lenient)
+    def search(self, archive: Archive, kind: str, args: Callable[[], list[tuple[str, str]]], *,
+               base: str, lenient: bool, raw_query: bytes | None = None) -> bytes:
+        """``args`` gives the parameters, asked for only to plan a search not seen before (by
+        ``raw_query``, the undecoded query string of a GET, or else by the parameters)."""
+        plan = self.planner.plan(kind, args, base, lenient, raw_query)
         token = self.results.token() if plan.cacheable else None  # before the query runs
         if token is None:
             return bundle.with_id(self._search(archive, plan, base))

@@ -59,6 +59,26 @@ def test_repeated_paging_and_counts_stay_right(gateway_server):
         assert "total" not in none and "next" in [l["relation"] for l in none["link"]]
 
 
+def test_a_long_search_answers_every_time(gateway_server):
+    pid = get(gateway_server, "Patient?_count=1").json()["entry"][0]["resource"]["id"]
+    others = ",".join(f"COVID-19-AR-{n:08d}" for n in range(100))  # not kept: planned each time
+    for _ in range(2):
+        found = get(gateway_server, f"Patient?_id={others},{pid}").json()
+        assert found["total"] == 1 and found["entry"][0]["resource"]["id"] == pid
+
+
+def test_encoded_parameter_names_count(gateway_server):
+    """Plans are looked up by the raw query string: encoded forms still mean the same."""
+    pid = get(gateway_server, "Patient?_count=1").json()["entry"][0]["resource"]["id"]
+    plain = get(gateway_server, f"Patient?_id={pid}")
+    encoded = get(gateway_server, f"Patient?%5Fid={pid.replace('-', '%2D')}")
+    assert plain.json()["entry"] == encoded.json()["entry"]
+    assert b"\n  " not in plain.content
+    assert b"\n  " in get(gateway_server, f"Patient?_id={pid}&%5Fpretty=true").content
+    assert get(gateway_server, f"Patient?_id={pid}&%5Fformat=xml").status_code == 406
+    assert get(gateway_server, f"Patient?_id={pid}&_format=xml").status_code == 406
+
+
 def test_a_bad_search_fails_every_time(gateway_server):
     for _ in range(3):
         response = get(gateway_server, "Observation?date=yesterday")

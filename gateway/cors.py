@@ -7,6 +7,8 @@ a viewer must read (ETag, Warning, Content-Encoding) are exposed.
 """
 from __future__ import annotations
 
+import functools
+
 from flask import Flask, Response, request
 
 from . import context
@@ -19,9 +21,15 @@ DEFAULT_HEADERS = ("Accept, Accept-Encoding, Authorization, Cache-Control, Conte
                    "If-None-Match, Prefer")
 
 
+@functools.lru_cache(maxsize=8)
+def _origins(setting: str) -> frozenset[str]:
+    """CORS_ORIGINS parsed once, not on every response."""
+    return frozenset(o.strip().rstrip("/") for o in setting.split(",") if o.strip())
+
+
 def allowed_origin(origin: str | None, setting: str) -> str | None:
     """The Access-Control-Allow-Origin value for ``origin``, or None to refuse."""
-    allowed = [o.strip().rstrip("/") for o in setting.split(",") if o.strip()]
+    allowed = _origins(setting)
     if "*" in allowed:
         return "*"
     if origin and origin.rstrip("/") in allowed:

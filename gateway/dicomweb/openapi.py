@@ -12,8 +12,7 @@ from functools import lru_cache
 import orjson
 from flask import Blueprint, Flask, Response, current_app
 
-from .. import __version__
-from .web import public_base
+from .. import __version__, context
 
 bp = Blueprint("openapi", __name__)
 
@@ -177,6 +176,6 @@ def _cached(app_id: int, server: str) -> bytes:
 
 @bp.get("/openapi.json")
 def document() -> Response:
-    response = Response(_cached(id(current_app._get_current_object()), public_base()))
+    response = Response(_cached(id(current_app._get_current_object()), context.public_base()))
     response.headers["Content-Type"] = "application/json"
     return response

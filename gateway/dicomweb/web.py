@@ -17,21 +17,8 @@ GZIP_MIN = 1024           # smaller JSON bodies go out as they are
 GZIP_CACHE_BYTES = 64 << 20
 
 
-def public_base() -> str:
-    """Scheme://host[/prefix] for absolute links: PUBLIC_URL, or what the reverse proxy
-    says (X-Forwarded-Proto/Host/Prefix) when TRUST_PROXY is set."""
-    settings = context.settings()
-    if settings.trust_proxy:
-        host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
-        if host:
-            proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
-            prefix = request.headers.get("X-Forwarded-Prefix", "").split(",")[0].strip()
-            return f"{proto or request.scheme}://{host}{prefix.rstrip('/')}"
-    return settings.public_base
-
-
 def dicomweb_root() -> str:
-    return public_base() + "/dicomweb"
+    return context.public_base() + "/dicomweb"
 
 
 def accept() -> list[MediaRange]:

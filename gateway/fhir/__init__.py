@@ -10,6 +10,7 @@ EXTENSION = "tcia_fhir"
 def register(app: Flask) -> None:
     """Validate the mapping (a broken mapping stops start-up with file and line), open the
     repository in the index database, and add the /fhir blueprint with its error handlers."""
+    from .. import context
     from ..archive.index import make_engine
     from ..mapping.spec import load
     from . import routes
@@ -19,5 +20,5 @@ def register(app: Flask) -> None:
     settings = app.extensions["tcia_gateway"]["settings"]
     spec = load()
     repository = Repository(make_engine(settings.index_url))
-    app.extensions[EXTENSION] = FhirService(repository, ImagingBuilder(spec.imaging, settings.public_base))
+    app.extensions[EXTENSION] = FhirService(repository, ImagingBuilder(spec.imaging, context.public_base))
     app.register_blueprint(routes.bp)

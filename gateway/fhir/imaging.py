@@ -10,7 +10,7 @@ import copy
 import datetime as dt
 import hashlib
 import re
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import orjson
 
@@ -39,11 +39,16 @@ def _versioned(resource: dict) -> dict:
 class ImagingBuilder:
     """Turns archive query results into ImagingStudy/Endpoint resources (fixed parts: imaging.yaml)."""
 
-    def __init__(self, config: Mapping[str, Any], public_base: str) -> None:
+    def __init__(self, config: Mapping[str, Any], public_base: Callable[[], str]) -> None:
+        """``public_base()`` gives the base of absolute links for the current request."""
         self.config = config
-        self.public_base = public_base.rstrip("/")
+        self._public_base = public_base
         self.modality_system = config["modality_system"]
         self.endpoint_id = config["endpoint"]["id"]
+
+    @property
+    def public_base(self) -> str:
+        return self._public_base().rstrip("/")
 
     # --------------------------------------------------------------- Endpoint
     def endpoint(self) -> dict:

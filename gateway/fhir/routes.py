@@ -32,12 +32,7 @@ def _service() -> FhirService:
 
 def _base() -> str:
     """Absolute base of our FHIR links: PUBLIC_URL, or the proxy's view when TRUST_PROXY."""
-    settings = context.settings()
-    if settings.trust_proxy and request.headers.get("X-Forwarded-Host"):
-        proto = request.headers.get("X-Forwarded-Proto", request.scheme)
-        prefix = request.headers.get("X-Forwarded-Prefix", "").rstrip("/")
-        return f"{proto}://{request.headers['X-Forwarded-Host']}{prefix}/fhir"
-    return settings.public_base + "/fhir"
+    return context.public_base() + "/fhir"
 
 
 def _lenient() -> bool:

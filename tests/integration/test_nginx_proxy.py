@@ -51,6 +51,11 @@ def test_links_and_bodies_through_nginx(prefix: str, trusting: GatewayServer, tm
                                for s in studies)
         bundle = requests.get(base + "/fhir/Patient", params={"_count": 2}, timeout=10).json()
         assert all(link["url"].startswith(base + "/fhir") for link in bundle["link"])
+        imaging = requests.get(base + "/fhir/ImagingStudy", timeout=10, params={
+            "_include": "ImagingStudy:endpoint", "_count": 1}).json()
+        kinds = {e["resource"]["resourceType"]: e["resource"] for e in imaging["entry"]}
+        assert kinds["Endpoint"]["address"] == base + "/dicomweb"
+        assert kinds["ImagingStudy"]["extension"][0]["valueUrl"].startswith(base + "/viewer/")
         study = studies[0]["0020000D"]["Value"][0]
         direct = requests.get(f"{trusting.url}/dicomweb/studies/{study}", timeout=30, headers={
             "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'})

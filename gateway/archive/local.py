@@ -140,12 +140,7 @@ class LocalArchive:
 
     def prepare(self, received: Received) -> Prepared | StoreResult:
         """Parse a received temp file; on failure discard it and say why."""
-        try:
-            record = parse_file(received.path, sha256=received.sha256, size=received.size)
-        except IngestError as exc:
-            received.path.unlink(missing_ok=True)
-            return StoreResult(StoreOutcome.FAILED, reason=exc.reason, message=exc.message)
-        return Prepared(received, record)
+        return prepare_received(received)
 
     def commit(self, batch: list[Prepared], *, expected_study: str | None = None) -> list[StoreResult]:
         """Place and index a batch: duplicates and conflicts decided against the index."""
@@ -215,3 +210,14 @@ def _segments(batch: list[Prepared]) -> Iterator[list[Prepared]]:
         seen.add(p.record.sop_uid)
     if segment:
         yield segment
+
+
+def prepare_received(received: Received) -> Prepared | StoreResult:
+    """Parse a received temp file; on failure discard it and say why (no index needed,
+    so pool processes run it too)."""
+    try:
+        record = parse_file(received.path, sha256=received.sha256, size=received.size)
+    except IngestError as exc:
+        received.path.unlink(missing_ok=True)
+        return StoreResult(StoreOutcome.FAILED, reason=exc.reason, message=exc.message)
+    return Prepared(received, record)

@@ -29,6 +29,7 @@ from ..dimse.status import Status, category
 from . import matching
 from .errors import ArchiveError, NotFound, UpstreamError
 from .local import LocalArchive
+from .preparepool import PreparePool
 from .protocol import (FailureReason, Level, Query, SearchResult, Source, StoredInstance,
                        StoreOutcome, StoreResult, UidPath)
 from .store import Received
@@ -58,6 +59,8 @@ class RemoteArchive:
         self._flights: dict[str, Flight] = {}
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(options.pool_size, thread_name_prefix="pacs-retrieve")
+        # spool + parse of retrieved instances off this process's interpreter lock
+        self.prepare_pool = PreparePool(workers=2)
         self.receiver: MoveReceiver | None = None
         if self.mode == "c-move":
             bind = parse_hostport(settings.pacs_move_bind, "GATEWAY_PACS_MOVE_BIND")
@@ -210,7 +213,7 @@ class RemoteArchive:
 
     def _get(self, ident: Dataset, flight: Flight):
         """C-GET into a CacheWriter; the writer is drained before the outcome counts."""
-        writer = CacheWriter(self.cache, flight)
+        writer = CacheWriter(self.cache, flight, pool=self.prepare_pool)
         try:
             result = self.scu.get(ident, writer.sink)
         except BaseException:
@@ -329,6 +332,7 @@ class RemoteArchive:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self.prepare_pool.close()
         if self.receiver is not None:
             self.receiver.stop()
         self.scu.close()

@@ -25,6 +25,7 @@ from pynetdicom.events import Event
 
 from ..archive.errors import ArchiveError, UpstreamError, UpstreamTimeout
 from ..archive.local import LocalArchive, Prepared
+from ..archive.preparepool import PreparePool
 from ..archive.protocol import FailureReason, StoreResult
 from ..archive.store import safe_component
 from .status import Status
@@ -139,8 +140,8 @@ class CacheWriter:
     """
 
     def __init__(self, cache: LocalArchive, flight: Flight, *, workers: int = 2,
-                 depth: int = 16) -> None:
-        self.cache, self.flight = cache, flight
+                 depth: int = 16, pool: PreparePool | None = None) -> None:
+        self.cache, self.flight, self.pool = cache, flight, pool
         self._queue: queue.Queue[bytes | None] = queue.Queue(depth)
         self._prepared: list[Prepared] = []
         self._lock = threading.Lock()
@@ -161,7 +162,9 @@ class CacheWriter:
     def _work(self) -> None:
         while (data := self._queue.get()) is not None:
             try:
-                prepared = self.cache.prepare(self.cache.files.receive(io.BytesIO(data)))
+                received = self.cache.files.receive(io.BytesIO(data))  # releases the GIL
+                prepared = (self.pool.prepare(received) if self.pool is not None
+                            else self.cache.prepare(received))
             except OSError as exc:
                 self._fail(f"cannot write the cache: {exc.strerror or exc}")
                 continue

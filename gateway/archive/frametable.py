@@ -12,7 +12,6 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from .protocol import Fragment
 
 UNDEFINED = 0xFFFFFFFF
 NO_OFFSET_SYNTAXES = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"})
@@ -86,9 +85,3 @@ def read_items(path: Path, offset: int, size: int) -> list[tuple[int, int]]:
 
 def to_json(table: Table | None) -> str | None:
     return None if table is None else json.dumps(table, separators=(",", ":"))
-
-
-def from_json(text: str | None) -> tuple[tuple[Fragment, ...], ...] | None:
-    if not text:
-        return None
-    return tuple(tuple(Fragment(o, n) for o, n in frame) for frame in json.loads(text))

@@ -13,7 +13,6 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from . import matching
 from .errors import NotFound, Unavailable
 from .index import Existing, Index, Pending
-from .frametable import from_json as frames_from_json
 from .ingest import IngestError, InstanceRecord, parse_file
 from .protocol import (FailureReason, Level, Query, SearchResult, Source, StoredInstance,
                        StoreOutcome, StoreResult, UidPath)
@@ -35,6 +34,7 @@ class LocalArchive:
     def __init__(self, data_dir: Path, index_url: str, *, duplicate_policy: str = "reject",
                  index: Index | None = None, metadata_cache: int = 64) -> None:
         self.files = FileStore(Path(data_dir))
+        self._files_root = str(self.files.files) + "/"  # str + str is cheaper than Path / str
         self.index = index or Index(index_url)
         self.duplicate_policy = duplicate_policy
         self._cache: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
@@ -83,8 +83,8 @@ class LocalArchive:
         return StoredInstance(
             study_uid=row.study_uid, series_uid=row.series_uid, sop_uid=row.sop_uid,
             sop_class_uid=row.sop_class_uid, transfer_syntax=row.transfer_syntax,
-            path=self.files.abspath(row.path), size=row.size,
-            number_of_frames=row.number_of_frames or 0, frames=frames_from_json(row.frames))
+            path=Path(self._files_root + row.path), size=row.size,
+            number_of_frames=row.number_of_frames or 0, frame_table=row.frames)
 
     def _first_metadata(self, conn, level: Level, pk: int) -> bytes | None:
         stmt = select(instances.c.metadata).select_from(

@@ -7,6 +7,8 @@ the errors of :mod:`gateway.archive.errors` only.
 from __future__ import annotations
 
 import enum
+import functools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import (TYPE_CHECKING, BinaryIO, Iterator, Mapping, Protocol, Sequence, Union,
@@ -108,9 +110,18 @@ class StoredInstance:
     path: Path
     size: int
     number_of_frames: int
-    # Byte ranges of each frame's data in the file (one or more fragments per frame),
-    # or None when frames cannot be cut by offset (deflate, big endian, 1-bit).
-    frames: tuple[tuple[Fragment, ...], ...] | None = None
+    # The frame table as stored (JSON text), parsed only when a frame is read: a series
+    # retrieve lists every instance and needs none of them.
+    frame_table: str | None = None
+
+    @functools.cached_property
+    def frames(self) -> tuple[tuple[Fragment, ...], ...] | None:
+        """Byte ranges of each frame's data in the file (one or more fragments per frame),
+        or None when frames cannot be cut by offset (deflate, big endian, 1-bit)."""
+        if not self.frame_table:
+            return None
+        return tuple(tuple(Fragment(o, n) for o, n in frame)
+                     for frame in json.loads(self.frame_table))
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ same display levels as a freshly built table, same encoded bytes. Compressed and
 LUT-bearing images keep going through pydicom."""
 from __future__ import annotations
 
+import dataclasses
+
 import io
 import shutil
 from pathlib import Path
@@ -206,12 +208,12 @@ def test_the_frames_of_one_file_ask_for_its_metadata_once(archive, cases) -> Non
     native.BY_FILE.clear()  # as a fresh worker
     frames = [pixels.decode(inst, n, counting)[0] for n in (1, 2, 3, 2)]
     assert counting.asked == 1 and frames[1].tolist() == frames[3].tolist()
-    moved = StoredInstance(**{**inst.__dict__, "path": inst.path.with_name("other.dcm")})
+    moved = dataclasses.replace(inst, path=inst.path.with_name("other.dcm"))
     assert native.instance_layout(moved, counting) is not None and counting.asked == 2
 
 
 def test_a_missing_file_is_not_found(archive, cases) -> None:
     inst, _ = cases["CT MONOCHROME2"]
-    gone = StoredInstance(**{**inst.__dict__, "path": inst.path.with_name("gone.dcm")})
+    gone = dataclasses.replace(inst, path=inst.path.with_name("gone.dcm"))
     with pytest.raises(NotFound):
         rendered.image_bytes(archive, gone, 1, PARAMS[0])

@@ -32,7 +32,8 @@ class Settings:
         "Files, index, viewer build and temporary uploads live here."))
     database_url: str = field(default="", metadata=_doc(
         "Index database. Empty means `sqlite:///{DATA_DIR}/index.sqlite`; "
-        "`postgresql://user@host/db` when several gateway processes share one archive."))
+        "`postgresql://user@host/db` when several gateway processes share one archive "
+        "(each connection attempt gives up after 5 s unless the URL sets `?connect_timeout=N`)."))
     http_bind: str = field(default="127.0.0.1:8080", metadata=_doc(
         "HOST:PORT gunicorn listens on."))
     public_url: str = field(default="http://127.0.0.1:8080", metadata=_doc(

@@ -147,6 +147,9 @@ class Index:
         return len(rows)
 
 
+PG_CONNECT_TIMEOUT = 5  # seconds; override with ?connect_timeout=N in GATEWAY_DATABASE_URL
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         target = make_url(url).database
@@ -157,7 +160,10 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+    # A server that accepts but never answers must not hang a worker's start-up or a
+    # request: libpq's connect_timeout bounds each attempt, /readyz then says 503.
+    args = {"connect_timeout": PG_CONNECT_TIMEOUT} if "connect_timeout" not in url else {}
+    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8, connect_args=args)
 
 
 _STATEMENTS: dict[tuple[str, bool, bool, bool], Any] = {}

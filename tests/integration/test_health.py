@@ -1,11 +1,12 @@
 """Liveness and readiness as an orchestrator sees them, over real HTTP."""
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import requests
 
-from tests.support.procs import free_port, start_gateway
+from tests.support.procs import start_gateway
 
 
 def test_healthz_and_readyz(gateway_server) -> None:
@@ -15,9 +16,17 @@ def test_healthz_and_readyz(gateway_server) -> None:
 
 
 def test_readyz_is_503_while_the_index_database_is_unreachable(tmp_path: Path, artifacts_dir: Path) -> None:
-    url = f"postgresql://gateway@127.0.0.1:{free_port()}/gateway"  # nothing listens there
-    server = start_gateway(tmp_path / "data", artifacts_dir / "logs", workers=1,
-                           env={"GATEWAY_DATABASE_URL": url})
+    # Hold the port bound but not listening, so connections are refused for the whole
+    # test and the gateway's own free port can never be the same number.
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", 0))
+    url = f"postgresql://gateway@127.0.0.1:{holder.getsockname()[1]}/gateway"
+    try:
+        server = start_gateway(tmp_path / "data", artifacts_dir / "logs", workers=1,
+                               env={"GATEWAY_DATABASE_URL": url, "GATEWAY_LOG_LEVEL": "INFO"})
+    except BaseException:
+        holder.close()
+        raise
     try:
         assert requests.get(server.url + "/healthz", timeout=5).status_code == 200
         r = requests.get(server.url + "/readyz", timeout=10)
@@ -26,3 +35,4 @@ def test_readyz_is_503_while_the_index_database_is_unreachable(tmp_path: Path, a
                             "reason": "index database unreachable: OperationalError"}
     finally:
         server.stop()
+        holder.close()

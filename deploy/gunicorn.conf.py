@@ -10,7 +10,13 @@ _settings = Settings.load()
 bind = _settings.http_bind
 workers = _settings.workers
 # gthread: a few threads per worker overlap file reads and socket writes of large
-# multipart bodies without a second process per connection.
+# multipart bodies, and a slow viewer downloading a CT series does not hold a whole
+# worker the way a sync worker would. Measured on this 2-core machine (wrk -c8, QIDO
+# series of a study, 3 s runs after warm-up, 2026-11): gthread 4 workers x 4 threads
+# 1760-2045 req/s, 2 threads + worker_connections=4 1720-1830, 4 threads +
+# worker_connections=4 1580-1630, sync 4 workers 1720-1890, sync 5 workers 1780-1960.
+# No configuration beat the default; all of them show an occasional ~720 req/s run
+# when one worker happens to accept most of wrk's connections at once.
 worker_class = "gthread"
 threads = 4
 # Large WADO-RS retrieves and STOW uploads can take long on slow links.

@@ -63,6 +63,18 @@ class TempWriter:
         self.path.unlink(missing_ok=True)
 
 
+def seal(path: Path) -> Received:
+    """Hash and fsync a spooled file (see :meth:`FileStore.spool`): only then may it be placed."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+        os.fsync(fh.fileno())
+    return Received(path, h.hexdigest(), size)
+
+
 class FileStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -103,6 +115,18 @@ class FileStore:
         except BaseException:
             w.discard()
             raise
+
+    def spool(self, data: bytes) -> Path:
+        """Write ``data`` to a temp file, neither hashed nor synced yet: a copy into the page
+        cache, so the caller can hand the expensive part (:func:`seal`) to a helper process."""
+        fd, name = tempfile.mkstemp(dir=self.tmp, suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+        return Path(name)
 
     @staticmethod
     def hash_file(path: Path) -> Received:

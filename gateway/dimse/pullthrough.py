@@ -18,6 +18,7 @@ import os
 import queue
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -124,6 +125,8 @@ class Flight:
 
 COMMIT_BATCH = 32     # instances per index transaction while a retrieval streams in
 COMMIT_EVERY = 0.05   # seconds an arrived instance may wait for its commit
+HARVEST_EVERY = 0.005  # seconds between looks at the helpers' results while the queue is idle
+MAX_PENDING = 8        # spooled instances the helpers may lag behind before the PACS waits
 
 
 class CacheWriter:
@@ -132,25 +135,31 @@ class CacheWriter:
     The PACS sends the next instance only after our C-STORE response (PS3.4
     C.4.3.3), so storing inline (write + fsync, parse, index) would pace the PACS
     at our disk's speed: ~15 ms per CT slice against ~3.5 ms for the transfer.
-    The handler answers once the bytes are queued (bounded: a full queue makes
-    the PACS wait), workers write and parse in parallel, and whoever holds the
-    commit lock indexes everything parsed so far in one transaction. Nothing is
-    in the cache before its file is complete; :meth:`close` waits for the queue
+    The handler answers once the bytes are queued (bounded: a full queue makes the
+    PACS wait). One writer thread drains the queue: with a :class:`PreparePool` it
+    only spools each instance and collects what the helpers sealed and parsed (a
+    second writer thread, or hashing here, competes with pynetdicom for the GIL and
+    slows the C-GET by a third: see preparepool.py); without one it spools, seals
+    and parses itself. Parsed instances are indexed in batches. Nothing is in the
+    cache before its file is complete and synced; :meth:`close` waits for the queue
     to drain and reports instances that could not be stored.
     """
 
-    def __init__(self, cache: LocalArchive, flight: Flight, *, workers: int = 2,
+    def __init__(self, cache: LocalArchive, flight: Flight, *, workers: int = 1,
                  depth: int = 16, pool: PreparePool | None = None) -> None:
         self.cache, self.flight, self.pool = cache, flight, pool
         self._queue: queue.Queue[bytes | None] = queue.Queue(depth)
         self._prepared: list[Prepared] = []
         self._lock = threading.Lock()
         self._commit_lock = threading.Lock()
-        self._last_commit = time.monotonic()
+        self._last_commit = 0.0  # the first instance is indexed at once: a viewer waits for it
         self.errors: list[str] = []
         self.stored = 0
-        self._threads = [threading.Thread(target=self._work, name="cache-writer", daemon=True)
-                         for _ in range(workers)]
+        if pool is not None:
+            pool.warm()  # helpers start while the association opens, not after
+        work = self._work if pool is None else self._work_pipelined
+        self._threads = [threading.Thread(target=work, name="cache-writer", daemon=True)
+                         for _ in range(workers if pool is None else 1)]
         for thread in self._threads:
             thread.start()
 
@@ -163,18 +172,55 @@ class CacheWriter:
         while (data := self._queue.get()) is not None:
             try:
                 received = self.cache.files.receive(io.BytesIO(data))  # releases the GIL
-                prepared = (self.pool.prepare(received) if self.pool is not None
-                            else self.cache.prepare(received))
             except OSError as exc:
                 self._fail(f"cannot write the cache: {exc.strerror or exc}")
                 continue
-            if isinstance(prepared, StoreResult):
-                self._fail(prepared.message)
-                continue
-            with self._lock:
-                self._prepared.append(prepared)
+            self._parsed(self.cache.prepare(received))
             self._commit(final=self._queue.empty())
         self._commit(final=True)
+
+    def _work_pipelined(self) -> None:
+        """Spool, hand over to the pool, collect finished results: helpers stay busy
+        while this thread already spools the next instance."""
+        assert self.pool is not None
+        pending: dict[Future, Path] = {}
+        while True:
+            try:
+                data = self._queue.get(timeout=HARVEST_EVERY if pending else None)
+            except queue.Empty:
+                data = b""
+            if data is None:
+                break
+            if data:
+                try:
+                    spooled = self.cache.files.spool(data)
+                except OSError as exc:
+                    self._fail(f"cannot write the cache: {exc.strerror or exc}")
+                else:
+                    pending[self.pool.submit(spooled)] = spooled
+            self._harvest(pending, block=False)
+            if len(pending) >= MAX_PENDING:  # helpers starting or slow: let the queue fill
+                self._harvest(pending, block=False, oldest=True)
+        self._harvest(pending, block=True)
+
+    def _harvest(self, pending: dict[Future, Path], *, block: bool, oldest: bool = False) -> None:
+        """Take the helpers' finished results (all of them if ``block``, at least the
+        oldest if ``oldest``) and index them."""
+        assert self.pool is not None
+        done = list(pending) if block else [f for f in pending if f.done()]
+        if oldest and not done:
+            done = [next(iter(pending))]
+        for future in done:
+            self._parsed(self.pool.result(future, pending.pop(future)))
+        if done or block:
+            self._commit(final=block or (not pending and self._queue.empty()))
+
+    def _parsed(self, prepared: Prepared | StoreResult) -> None:
+        if isinstance(prepared, StoreResult):
+            self._fail(prepared.message)
+            return
+        with self._lock:
+            self._prepared.append(prepared)
 
     def _commit(self, final: bool = False) -> None:
         """Index what is parsed: in batches (each commit recounts the series and study),

@@ -59,8 +59,10 @@ class RemoteArchive:
         self._flights: dict[str, Flight] = {}
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(options.pool_size, thread_name_prefix="pacs-retrieve")
-        # spool + parse of retrieved instances off this process's interpreter lock
+        # seal + parse of retrieved instances off this process's interpreter lock, started
+        # now in the background: a worker's first retrieval must not wait for its helpers
         self.prepare_pool = PreparePool(workers=2)
+        self.prepare_pool.warm()
         self.receiver: MoveReceiver | None = None
         if self.mode == "c-move":
             bind = parse_hostport(settings.pacs_move_bind, "GATEWAY_PACS_MOVE_BIND")

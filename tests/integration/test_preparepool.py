@@ -45,19 +45,40 @@ def test_pool_removes_what_it_cannot_parse(tmp_path: Path) -> None:
 def test_a_helper_that_dies_fails_its_instance_and_the_pool_recovers(tmp_path: Path) -> None:
     import os
     import signal
+    import time
 
     archive = open_local(Settings().replace(data_dir=tmp_path / "data"))
     pool = PreparePool(workers=1)
     try:
         warm = archive.files.spool(make_file(tmp_path / "w.dcm", sop="w").read_bytes())
         assert isinstance(pool.result(pool.submit(warm), warm), Prepared)
-        for pid in list(pool._executor()._processes):  # the helper, killed as the OOM killer would
+        # A FIFO nobody writes to: the helper blocks reading it, so it is surely mid-task
+        # when it is killed (as the OOM killer would).
+        stuck = archive.files.tmp / "stuck.part"
+        os.mkfifo(stuck)
+        future = pool.submit(stuck)
+        helpers = list(pool._executor()._processes)
+        deadline = time.monotonic() + 30
+        while not _reading(helpers):
+            assert time.monotonic() < deadline, "the helper never started the task"
+            time.sleep(0.01)
+        for pid in helpers:
             os.kill(pid, signal.SIGKILL)
-        spooled = archive.files.spool(make_file(tmp_path / "b.dcm", sop="b").read_bytes())
-        died = pool.result(pool.submit(spooled), spooled)
+        died = pool.result(future, stuck)
         assert died.outcome is StoreOutcome.FAILED and died.message == "a cache helper process died"
-        assert not spooled.exists()
+        assert not stuck.exists()
         again = archive.files.spool(make_file(tmp_path / "c.dcm", sop="c").read_bytes())
         assert isinstance(pool.result(pool.submit(again), again), Prepared)
     finally:
         pool.close()
+
+
+def _reading(pids: list[int]) -> bool:
+    """Whether one of ``pids`` is blocked opening a FIFO (waiting for a writer)."""
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/wchan").read_text() == "wait_for_partner":
+                return True
+        except OSError:
+            pass
+    return False

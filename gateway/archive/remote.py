@@ -215,7 +215,7 @@ class RemoteArchive:
 
     def _get(self, ident: Dataset, flight: Flight):
         """C-GET into a CacheWriter; the writer is drained before the outcome counts."""
-        writer = CacheWriter(self.cache, flight, pool=self.prepare_pool)
+        writer = CacheWriter(self.cache, flight, self.prepare_pool)
         try:
             result = self.scu.get(ident, writer.sink)
         except BaseException:

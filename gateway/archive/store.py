@@ -65,13 +65,18 @@ class TempWriter:
 
 def seal(path: Path) -> Received:
     """Hash and fsync a spooled file (see :meth:`FileStore.spool`): only then may it be placed."""
+    return _digest(path, sync=True)
+
+
+def _digest(path: Path, *, sync: bool) -> Received:
     h = hashlib.sha256()
     size = 0
     with open(path, "rb") as fh:
         while chunk := fh.read(CHUNK):
             h.update(chunk)
             size += len(chunk)
-        os.fsync(fh.fileno())
+        if sync:
+            os.fsync(fh.fileno())
     return Received(path, h.hexdigest(), size)
 
 
@@ -130,13 +135,8 @@ class FileStore:
 
     @staticmethod
     def hash_file(path: Path) -> Received:
-        h = hashlib.sha256()
-        size = 0
-        with open(path, "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                h.update(chunk)
-                size += len(chunk)
-        return Received(path, h.hexdigest(), size)
+        """Digest and size of a file that is already durable (one being imported in place)."""
+        return _digest(path, sync=False)
 
     def relpath(self, study: str, series: str, sop: str, sha256: str) -> str:
         """``<study>/<series>/<sop>_<digest>.dcm``: the digest keeps a replacement from ever

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import io
 import json
 import logging
 import os
@@ -138,32 +137,26 @@ class CacheWriter:
     C.4.3.3), so storing inline (write + fsync, parse, index) would pace the PACS
     at our disk's speed: ~15 ms per CT slice against ~3.5 ms for the transfer.
     The handler answers once the bytes are queued (bounded: a full queue makes the
-    PACS wait). One writer thread drains the queue: with a :class:`PreparePool` it
-    only spools each instance and collects what the helpers sealed and parsed (a
-    second writer thread, or hashing here, competes with pynetdicom for the GIL and
-    slows the C-GET by a third: see preparepool.py); without one it spools, seals
-    and parses itself. Parsed instances are indexed in batches. Nothing is in the
-    cache before its file is complete and synced; :meth:`close` waits for the queue
-    to drain and reports instances that could not be stored.
+    PACS wait). One writer thread drains the queue: it only spools each instance and
+    collects what the :class:`PreparePool` helpers sealed and parsed (a second writer
+    thread, or hashing here, competes with pynetdicom for the GIL and slows the C-GET
+    by a third: see preparepool.py), and indexes them in batches. Only this thread
+    touches the batch and the errors until :meth:`close` has joined it. Nothing is in
+    the cache before its file is complete and synced; :meth:`close` waits for the
+    queue to drain and reports instances that could not be stored.
     """
 
-    def __init__(self, cache: LocalArchive, flight: Flight, *, workers: int = 1,
-                 depth: int = 16, pool: PreparePool | None = None) -> None:
+    def __init__(self, cache: LocalArchive, flight: Flight, pool: PreparePool, *,
+                 depth: int = 16) -> None:
         self.cache, self.flight, self.pool = cache, flight, pool
         self._queue: queue.Queue[bytes | None] = queue.Queue(depth)
         self._prepared: list[Prepared] = []
-        self._lock = threading.Lock()
-        self._commit_lock = threading.Lock()
         self._last_commit = 0.0  # the first instance is indexed at once: a viewer waits for it
         self.errors: list[str] = []
         self.stored = 0
-        if pool is not None:
-            pool.warm()  # helpers start while the association opens, not after
-        work = self._work if pool is None else self._work_pipelined
-        self._threads = [threading.Thread(target=work, name="cache-writer", daemon=True)
-                         for _ in range(workers if pool is None else 1)]
-        for thread in self._threads:
-            thread.start()
+        pool.warm()  # no-op once the helpers run
+        self._thread = threading.Thread(target=self._work, name="cache-writer", daemon=True)
+        self._thread.start()
 
     def sink(self, event: Event) -> int:
         """EVT_C_STORE handler of the retrieval: queue the Part 10 bytes, answer Success."""
@@ -171,20 +164,8 @@ class CacheWriter:
         return Status.SUCCESS
 
     def _work(self) -> None:
-        while (data := self._queue.get()) is not None:
-            try:
-                received = self.cache.files.receive(io.BytesIO(data))  # releases the GIL
-            except OSError as exc:
-                self._fail(f"cannot write the cache: {exc.strerror or exc}")
-                continue
-            self._parsed(self.cache.prepare(received))
-            self._commit(final=self._queue.empty())
-        self._commit(final=True)
-
-    def _work_pipelined(self) -> None:
         """Spool, hand over to the pool, collect finished results: helpers stay busy
         while this thread already spools the next instance."""
-        assert self.pool is not None
         pending: dict[Future, Path] = {}
         while True:
             try:
@@ -208,41 +189,33 @@ class CacheWriter:
     def _harvest(self, pending: dict[Future, Path], *, block: bool, oldest: bool = False) -> None:
         """Take the helpers' finished results (all of them if ``block``, at least the
         oldest if ``oldest``) and index them."""
-        assert self.pool is not None
         done = list(pending) if block else [f for f in pending if f.done()]
         if oldest and not done:
             done = [next(iter(pending))]
         for future in done:
-            self._parsed(self.pool.result(future, pending.pop(future)))
+            prepared = self.pool.result(future, pending.pop(future))
+            if isinstance(prepared, StoreResult):
+                self._fail(prepared.message)
+            else:
+                self._prepared.append(prepared)
         if done or block:
             self._commit(final=block or (not pending and self._queue.empty()))
-
-    def _parsed(self, prepared: Prepared | StoreResult) -> None:
-        if isinstance(prepared, StoreResult):
-            self._fail(prepared.message)
-            return
-        with self._lock:
-            self._prepared.append(prepared)
 
     def _commit(self, final: bool = False) -> None:
         """Index what is parsed: in batches (each commit recounts the series and study),
         but never holding an instance back longer than COMMIT_EVERY seconds, so the
         first instances of a series can be served while the rest is still arriving."""
-        with self._commit_lock:
-            with self._lock:
-                due = (final or len(self._prepared) >= COMMIT_BATCH
-                       or time.monotonic() - self._last_commit >= COMMIT_EVERY)
-                if not due:
-                    return
-                batch, self._prepared = self._prepared, []
-                self._last_commit = time.monotonic()
-            if not batch:
-                return
-            try:
-                results = self.cache.commit(batch)
-            except Exception as exc:  # index unavailable: the files were taken away again
-                self._fail(f"cannot index the cache: {exc.__class__.__name__}")
-                return
+        due = (final or len(self._prepared) >= COMMIT_BATCH
+               or time.monotonic() - self._last_commit >= COMMIT_EVERY)
+        if not due or not self._prepared:
+            return
+        batch, self._prepared = self._prepared, []
+        self._last_commit = time.monotonic()
+        try:
+            results = self.cache.commit(batch)
+        except Exception as exc:  # index unavailable: the files were taken away again
+            self._fail(f"cannot index the cache: {exc.__class__.__name__}")
+            return
         for result in results:
             if result.ok or result.reason is FailureReason.DUPLICATE_SOP_INSTANCE:
                 self.stored += 1
@@ -252,15 +225,12 @@ class CacheWriter:
 
     def _fail(self, message: str) -> None:
         log.warning("pull-through cache: %s", message)
-        with self._lock:
-            self.errors.append(message)
+        self.errors.append(message)
 
     def close(self) -> None:
-        """Drain the queue and stop the workers; raise if an instance was not cached."""
-        for _ in self._threads:
-            self._queue.put(None)
-        for thread in self._threads:
-            thread.join()
+        """Drain the queue and stop the writer; raise if an instance was not cached."""
+        self._queue.put(None)
+        self._thread.join()
         if self.errors:
             raise UpstreamError(f"{len(self.errors)} instance(s) could not be cached: "
                                 f"{self.errors[0]}")

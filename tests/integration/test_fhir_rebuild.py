@@ -2,7 +2,6 @@
 archive as instances arrive (no re-import needed)."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pydicom
@@ -13,6 +12,7 @@ from pydicom.uid import generate_uid
 from gateway.archive import open_local
 from gateway.archive.importer import import_clinical
 from gateway.config import Settings
+from tests.support.clinical import COMORBIDITY_FLAGS, read_rows, write_rows
 from tests.support.procs import start_gateway
 
 
@@ -35,8 +35,8 @@ def everything(server, pid: str) -> dict[str, str]:
 
 def test_reimport_is_idempotent_and_changes_only_what_changed(writable_server, data_copy, small_cohort, tmp_path):
     archive = open_local(Settings().replace(data_dir=data_copy))
-    rows = list(csv.DictReader(open(small_cohort.clinical_csv, newline="")))
-    flags = ("cancer", "diabetes_type_ii", "chronic_kidney_disease", "tuberculosis", "malnutrition")
+    rows = read_rows(small_cohort.clinical_csv)
+    flags = COMORBIDITY_FLAGS
     index = next((i for i, r in enumerate(rows) if any(r[c] == "Y" for c in flags)), 0)
     row = rows[index]
     pid = row["patient_id"]
@@ -50,12 +50,7 @@ def test_reimport_is_idempotent_and_changes_only_what_changed(writable_server, d
     row["latest_bmi"] = "44.4"                                         # one value changes
     if flagged:
         row[flagged] = "N"                                             # one condition goes
-    edited = tmp_path / "clinical.csv"
-    with open(edited, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    import_clinical(archive, edited)
+    import_clinical(archive, write_rows(rows, tmp_path / "clinical.csv"))
     after = everything(writable_server, pid)
     bmi = f"Observation/{pid}-bmi"
     assert after[bmi] == "2"

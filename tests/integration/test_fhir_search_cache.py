@@ -3,7 +3,6 @@ change because of that (fresh Bundle ids, paging, errors), and a re-import (anot
 must show at once in the next search."""
 from __future__ import annotations
 
-import csv
 import uuid
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from gateway.archive.importer import import_clinical, run_import
 from gateway.config import Settings
 from gateway.fhir import bundle, resources
 from gateway.fhir.cache import Generation, ResultCache
+from tests.support.clinical import COMORBIDITY_FLAGS, read_rows, write_rows
 from tests.support.procs import start_gateway
 
 
@@ -87,9 +87,8 @@ def test_a_bad_search_fails_every_time(gateway_server):
 
 def test_search_follows_a_reimport_from_another_process(writable_server, data_copy, small_cohort,
                                                         tmp_path):
-    with open(small_cohort.clinical_csv, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    flags = ("cancer", "diabetes_type_ii", "chronic_kidney_disease", "tuberculosis", "malnutrition")
+    rows = read_rows(small_cohort.clinical_csv)
+    flags = COMORBIDITY_FLAGS
     row = next((r for r in rows if any(r[c] == "Y" for c in flags)), rows[0])
     pid, flagged = row["patient_id"], next((c for c in flags if row[c] == "Y"), None)
     bmi = f"Observation?_id={pid}-bmi"
@@ -105,12 +104,7 @@ def test_search_follows_a_reimport_from_another_process(writable_server, data_co
     row["latest_bmi"] = "44.4"
     if flagged:
         row[flagged] = "N"
-    edited = tmp_path / "clinical.csv"
-    with open(edited, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    import_clinical(archive, edited)
+    import_clinical(archive, write_rows(rows, tmp_path / "clinical.csv"))
     after = get(writable_server, bmi).json()
     assert matches(after) == [("Observation", f"{pid}-bmi", "2")]
     assert after["entry"][0]["resource"]["valueQuantity"]["value"] == 44.4

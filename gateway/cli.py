@@ -12,8 +12,7 @@ import click
 
 from .config import Settings, SettingsError, parse_hostport
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-GUNICORN_CONF = REPO_ROOT / "deploy" / "gunicorn.conf.py"
+GUNICORN_CONF = Path(__file__).resolve().parent / "serving" / "gunicorn_conf.py"
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -75,7 +74,7 @@ def import_(ctx: click.Context, paths: tuple[Path, ...], clinical: tuple[Path, .
 def do_import(settings: Settings, paths: list[Path], clinical: list[Path], *,
               workers: int | None = None):
     from .archive import open_local
-    from .archive.importer import import_clinical, run_import
+    from .ingest.importer import import_clinical, run_import
     archive = open_local(settings)
     t0 = time.monotonic()
     report = run_import(archive, paths, workers=workers or settings.import_workers,
@@ -212,7 +211,7 @@ def _child_env(settings: Settings, *, http_bind: str | None = None) -> dict[str,
 
 # Commands that belong to a protocol package live there (``COMMANDS`` list of click
 # commands), so each package owns its CLI; a package not installed adds none.
-COMMAND_MODULES = ("gateway.dimse.commands", "gateway.viewer.commands")
+COMMAND_MODULES = ("gateway.scp.commands", "gateway.viewer.commands")
 
 
 def _add_package_commands() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..config import Settings
 from .errors import (ArchiveError, InvalidQuery, NotAcceptable, NotFound, Unavailable,
                      UpstreamError, UpstreamTimeout)
-from .local import LocalArchive
+from .local.archive import LocalArchive
 from .protocol import (Archive, FailureReason, Level, Query, SearchResult, StoredInstance,
                        StoreOutcome, StoreResult, UidPath)
 
@@ -23,6 +23,6 @@ def open_local(settings: Settings) -> LocalArchive:
 def open_archive(settings: Settings) -> Archive:
     """The backend the settings ask for: the embedded archive, or a PACS in front of it."""
     if settings.pacs:
-        from .remote import RemoteArchive  # arrives with the DIMSE backend
+        from ..backends.pacs.archive import RemoteArchive  # arrives with the DIMSE backend
         return RemoteArchive(settings, cache=open_local(settings))
     return open_local(settings)

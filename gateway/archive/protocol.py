@@ -15,7 +15,7 @@ from typing import (TYPE_CHECKING, BinaryIO, Iterator, Mapping, Protocol, Sequen
                     runtime_checkable)
 
 if TYPE_CHECKING:
-    from .store import Received
+    from .local.store import Received
 
 
 class Level(str, enum.Enum):
@@ -182,7 +182,7 @@ def frame_numbers_valid(numbers: Sequence[int], count: int) -> bool:
 
 Source = Union[Path, BinaryIO, "Received"]
 """What ``store`` takes: a file path, a readable stream, or a file already spooled into the
-archive's temp dir with its digest (``gateway.archive.store.Received``; ``move`` implied)."""
+archive's temp dir with its digest (``gateway.archive.local.store.Received``; ``move`` implied)."""
 
 BinaryChunks = Iterator[bytes]
 """Streams of bytes, produced lazily so that large bodies never sit in memory."""

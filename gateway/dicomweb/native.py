@@ -19,7 +19,7 @@ import orjson
 from pydicom.dataset import Dataset
 
 from ..archive.protocol import Archive, StoredInstance, UidPath
-from ..archive.store import read_frame
+from ..archive.local.store import read_frame
 from .lru import Lru
 from .media import EXPLICIT_LE, IMPLICIT_LE
 

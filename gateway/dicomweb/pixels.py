@@ -18,7 +18,7 @@ from pydicom.pixels import pack_bits, pixel_array
 
 from ..archive.errors import NotAcceptable, NotFound
 from ..archive.protocol import Archive, StoredInstance
-from ..archive.store import read_frame
+from ..archive.local.store import read_frame
 from . import native
 from .media import DEFLATED_LE, UNCOMPRESSED
 

@@ -16,8 +16,8 @@ import orjson
 from flask import Response
 
 from ..archive.protocol import Archive, FailureReason, StoreResult
-from ..archive.store import Received as Spooled
-from ..archive.store import TempWriter
+from ..archive.local.store import Received as Spooled
+from ..archive.local.store import TempWriter
 from .errors import DicomwebError, header_safe
 from .media import DICOM, DICOM_JSON, MULTIPART, MediaError, parse_media_type
 from .multipart import MultipartReader

@@ -24,7 +24,7 @@ from ..archive.errors import ArchiveError, UpstreamError, UpstreamTimeout
 from ..config import Settings
 from . import contexts as cx
 from .pool import AssociationPool, Peer, Timeouts, is_transient, open_association, transient
-from .status import Status, category, describe
+from ..archive.status import Status, category, describe
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -11,11 +11,11 @@ def register(app: Flask) -> None:
     """Validate the mapping (a broken mapping stops start-up with file and line), open the
     repository in the index database, and add the /fhir blueprint with its error handlers."""
     from .. import context
-    from ..archive.index import make_engine
+    from ..archive.local.index import make_engine
     from ..mapping.spec import load
     from . import routes
     from .imaging import ImagingBuilder
-    from .repository import Repository
+    from ..clinical.repository import Repository
     from .service import FhirService
     settings = app.extensions["tcia_gateway"]["settings"]
     spec = load()

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from . import resources
+from ..clinical import resources
 from .search import SearchRequest
 
 # R4 search 3.1.1.5.9/10: a subsetted resource carries the v3-ObservationValue SUBSETTED tag.

@@ -7,7 +7,7 @@ import functools
 
 import orjson
 
-from .resources import FHIR_VERSION
+from ..clinical.resources import FHIR_VERSION
 from .search import INCLUDES, PARAMS
 
 _TYPES = {"token": "token", "string": "string", "date": "date", "reference": "reference",

@@ -16,7 +16,7 @@ import orjson
 
 from ..archive.protocol import Archive, Level, Query
 from ..archive.uids import is_uid
-from ..viewer.links import viewer_extension
+from ..links import viewer_extension
 from . import search as S
 from .outcome import invalid, not_supported
 

@@ -19,7 +19,7 @@ import orjson
 from . import bundle
 from . import search as S
 from .outcome import issue, outcome
-from .repository import CompiledSearch, Repository
+from ..clinical.repository import CompiledSearch, Repository
 
 MAX_PLANS = 2048  # distinct recent searches kept per worker (a few hundred bytes each)
 MAX_KEPT_QUERY = 1024  # characters of parameters: a longer search is planned every time

@@ -13,12 +13,12 @@ import orjson
 from ..archive.protocol import Archive
 from . import bundle
 from . import search as S
-from .cache import ResultCache
+from ..clinical.generation import ResultCache
 from .imaging import ImagingBuilder
 from .outcome import invalid, not_found
 from .plan import Planner, SearchPlan
-from .repository import Repository, Stored
-from .resources import is_resource_type
+from ..clinical.repository import Repository, Stored
+from ..clinical.resources import is_resource_type
 
 ARCHIVE_TYPES = ("ImagingStudy", "Endpoint")
 EVERYTHING_PARAMS = frozenset({"_count", "_offset", "_type", "_format", "_pretty"})

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from ..fhir import resources
+from ..clinical import resources
 from . import link, transforms
 from .spec import PLACEHOLDER, Rule, Spec, ValueSpec, load
 from .transforms import Absent

@@ -15,10 +15,10 @@ from typing import Any, Mapping
 
 import yaml
 
-from ..fhir import resources
+from ..clinical import resources
 from . import link, transforms
 
-MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "mappings"
+MAPPINGS_DIR = Path(__file__).resolve().parent / "yaml"
 META_FILES = ("systems.yaml", "dictionary.yaml", "bindings.yaml", "imaging.yaml")
 RULE_KEYS = frozenset({"name", "resource", "sheet", "id", "values", "when", "repeat", "body"})
 VALUE_KEYS = frozenset({"column", "resolve", "transform", "map", "each", "missing", "default",

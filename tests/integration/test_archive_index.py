@@ -11,7 +11,7 @@ import pytest
 
 from gateway.archive import (InvalidQuery, Level, LocalArchive, NotFound, Query, StoreOutcome,
                              UidPath, open_local)
-from gateway.archive.store import read_frame
+from gateway.archive.local.store import read_frame
 from gateway.config import Settings
 from tests.support.dicomfiles import make_file, uid
 

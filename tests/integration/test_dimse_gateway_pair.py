@@ -12,10 +12,10 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE
 
 from gateway.archive import FailureReason, StoreOutcome, UidPath, open_local
-from gateway.archive.remote import RemoteArchive
+from gateway.backends.pacs.archive import RemoteArchive
 from gateway.config import Settings
 from gateway.dimse import contexts as cx
-from gateway.dimse import scp
+from gateway.scp import server as scp
 from tests.support.dicomfiles import make_file
 from tests.support.procs import free_port
 from tests.support.remote import remote_settings

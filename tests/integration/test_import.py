@@ -13,8 +13,8 @@ import pydicom
 import pytest
 
 from gateway.archive import Level, LocalArchive, Query, UidPath, open_local
-from gateway.archive.index import Index
-from gateway.archive.importer import run_import
+from gateway.archive.local.index import Index
+from gateway.ingest.importer import run_import
 from gateway.config import Settings
 from tests.support.dicomfiles import make_file, uid
 

@@ -10,8 +10,8 @@ from typing import Iterator
 import pytest
 
 from gateway.archive import StoreOutcome, open_local
-from gateway.archive.local import LocalArchive, Prepared
-from gateway.archive.preparepool import PreparePool
+from gateway.archive.local.archive import LocalArchive, Prepared
+from gateway.backends.pacs.preparepool import PreparePool
 from gateway.config import Settings
 from tests.support.dicomfiles import make_file
 

@@ -19,10 +19,10 @@ import pytest
 import requests
 
 from gateway.archive import Level, Query, UidPath, open_local
-from gateway.archive.importer import run_import
+from gateway.ingest.importer import run_import
 from gateway.archive.errors import InvalidQuery, UpstreamError, UpstreamTimeout
-from gateway.archive.remote import RemoteArchive
-from gateway.archive.store import read_frame
+from gateway.backends.pacs.archive import RemoteArchive
+from gateway.archive.local.store import read_frame
 from gateway.config import Settings
 from gateway.synth import write_cohort
 from tests.support.orthanc import Orthanc, prepare_orthanc

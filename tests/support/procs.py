@@ -123,7 +123,7 @@ def start_gateway(data_dir: Path, log_dir: Path, *, workers: int | None = 2,
                 "GATEWAY_PUBLIC_URL": url, "GATEWAY_LOG_LEVEL": "WARNING", **(env or {})}
     if workers is not None:
         full_env["GATEWAY_WORKERS"] = str(workers)
-    proc = Proc([sys.executable, "-m", "gunicorn", "-c", str(REPO / "deploy" / "gunicorn.conf.py"),
+    proc = Proc([sys.executable, "-m", "gunicorn", "-c", str(REPO / "gateway" / "serving" / "gunicorn_conf.py"),
                  app], log_dir / f"gateway-{port}.log", full_env, cwd=REPO).start()
     try:
         wait_until(lambda: http_ok(url + "/healthz"), timeout=timeout, what="gateway", proc=proc)

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from gateway.fhir import resources
+from gateway.clinical import resources
 from gateway.mapping.engine import Engine, MapReport
 from gateway.mapping.link import Links, Study
 from gateway.mapping.spec import load

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from . import MOUNT
+from .viewer import MOUNT
 
 # A stable logical name (valid R4 ``uri``); no StructureDefinition is published for it.
 VIEWER_EXTENSION_URL = "urn:tcia-gateway:fhir:extension:imagingstudy-viewer-url"

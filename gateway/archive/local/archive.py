@@ -11,11 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from . import matching
-from .errors import NotFound, Unavailable
+from ..errors import NotFound, Unavailable
 from .index import Existing, Index, Pending
 from .ingest import IngestError, InstanceRecord, parse_file
-from .protocol import (FailureReason, Level, Query, SearchResult, Source, StoredInstance,
-                       StoreOutcome, StoreResult, UidPath)
+from ..protocol import (FailureReason, Level, Query, SearchResult, Source, StoredInstance,
+                        StoreOutcome, StoreResult, UidPath)
 from .schema import instances, series, studies
 from .store import FileStore, Received
 

@@ -4,7 +4,7 @@ Everything a read path needs is computed here, once, at store time: the indexed
 attributes, the DICOM JSON metadata (PS3.18 F.2) with bulk data replaced by
 BulkDataURIs, and the byte ranges of every frame so frames are served with a
 positioned read instead of re-parsing the file. The fast reader
-(:mod:`gateway.archive.dicomjson`) handles Explicit VR Little Endian data sets;
+(:mod:`gateway.archive.local.dicomjson`) handles Explicit VR Little Endian data sets;
 everything else goes through pydicom, with the same result.
 """
 from __future__ import annotations
@@ -23,8 +23,8 @@ from pydicom.errors import InvalidDicomError
 
 from . import dicomjson, frametable
 from .frametable import UNDEFINED, BadPixelData
-from .protocol import FailureReason
-from .uids import is_uid
+from ..protocol import FailureReason
+from ..uids import is_uid
 
 BULK_THRESHOLD = 1024  # base64 characters; larger binary values become BulkDataURIs
 BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})

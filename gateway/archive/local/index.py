@@ -1,6 +1,6 @@
 """The index database: writes (records from ingest) and lookups by UID.
 
-Searching lives in :mod:`gateway.archive.matching`. SQLAlchemy Core only, so the
+Searching lives in :mod:`gateway.archive.local.matching`. SQLAlchemy Core only, so the
 same statements run on SQLite and PostgreSQL.
 """
 from __future__ import annotations
@@ -15,9 +15,9 @@ from sqlalchemy import (bindparam, create_engine, func, select, text, update)
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from .errors import NotFound, Unavailable
+from ..errors import NotFound, Unavailable
 from .ingest import InstanceRecord
-from .protocol import UidPath
+from ..protocol import UidPath
 from .schema import clinical_rows, instances, metadata, patients, series, sqlite_pragmas, studies
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from pydicom.dataset import Dataset
 from ..archive.errors import ArchiveError, InvalidQuery, NotFound, Unavailable
 from ..archive.protocol import StoredInstance, UidPath
 from ..archive.uids import is_uid
-from .contexts import UNCOMPRESSED
-from .status import Status
+from ..dimse.contexts import UNCOMPRESSED
+from ..archive.status import Status
 
 _KEYS = {"STUDY": ("StudyInstanceUID",), "SERIES": ("StudyInstanceUID", "SeriesInstanceUID"),
          "IMAGE": ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")}

@@ -14,8 +14,9 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from ..archive.protocol import Archive
 from ..config import Settings, parse_ae_address, parse_hostport
-from . import contexts as cx
-from . import handlers, sockets
+from ..dimse import contexts as cx
+from . import handlers
+from ..dimse import sockets
 
 log = logging.getLogger(__name__)
 

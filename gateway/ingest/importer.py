@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from .local import LocalArchive, Prepared
-from .protocol import StoreOutcome, StoreResult
-from .store import FileStore
+from ..archive.local.archive import LocalArchive, Prepared
+from ..archive.protocol import StoreOutcome, StoreResult
+from ..archive.local.store import FileStore
 
 BATCH = 256
 
@@ -96,8 +96,8 @@ def _init_worker(root: str) -> None:
 
 def prepare_task(task: Task, store: FileStore | None = None) -> tuple[Task, Prepared | StoreResult]:
     """Receive and parse one file (runs in a pool worker)."""
-    from .ingest import IngestError, parse_file
-    from .protocol import FailureReason
+    from ..archive.local.ingest import IngestError, parse_file
+    from ..archive.protocol import FailureReason
     store = store or _worker_store
     assert store is not None
     try:
@@ -202,8 +202,8 @@ def import_clinical(archive: LocalArchive, path: Path) -> ClinicalReport:
         counts[name] = archive.index.replace_clinical(name, path.name, items)
         touched.update(pid for pid, _n, _row in items)
     # FHIR: rebuild exactly these patients' resources from their rows (idempotent).
-    from ..fhir.repository import Repository
-    from ..mapping.rebuild import rebuild
+    from ..clinical.repository import Repository
+    from .rebuild import rebuild
     mapped, stored = rebuild(archive, Repository(archive.index.engine), touched)
     fhir = f"{mapped.summary()}; " + ", ".join(f"{n} {k}" for k, n in stored.items())
     return ClinicalReport(counts["patients"], counts["imaging"], path.name, fhir)

@@ -18,8 +18,8 @@ from pynetdicom import AE, evt
 from pynetdicom.events import Event
 from pynetdicom.transport import ThreadedAssociationServer
 
-from . import contexts as cx
-from . import sockets
+from ...dimse import contexts as cx
+from ...dimse import sockets
 
 log = logging.getLogger(__name__)
 

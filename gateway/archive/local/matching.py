@@ -14,12 +14,12 @@ from sqlalchemy import and_, exists, literal, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement, Select, func
 
-from .attributes import (BY_KEYWORD, DEFAULT_RETURN, Attribute, resolve, visible_at, vr_of)
-from .errors import InvalidQuery
+from ..attributes import BY_KEYWORD, DEFAULT_RETURN, Attribute, resolve, visible_at, vr_of
+from ..errors import InvalidQuery
 from .ingest import normalise_time
-from .protocol import Level, Query, SearchResult
+from ..protocol import Level, Query, SearchResult
 from .schema import instances, patients, series, studies
-from .uids import is_uid
+from ..uids import is_uid
 
 TABLES = {Level.PATIENT: patients, Level.STUDY: studies, Level.SERIES: series,
           Level.INSTANCE: instances}

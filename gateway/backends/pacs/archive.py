@@ -19,20 +19,20 @@ from typing import Any, Iterator, Sequence
 from pydicom.dataset import Dataset
 from pynetdicom.events import Event
 
-from ..config import Settings, parse_hostport
-from ..dimse.identifiers import find_identifier, result_json
-from ..dimse.pool import Peer
-from ..dimse.pullthrough import CacheState, CacheWriter, Flight
-from ..dimse.receiver import MoveReceiver
-from ..dimse.scu import Scu, ScuOptions
-from ..dimse.status import Status, category
-from . import matching
-from .errors import ArchiveError, NotFound, UpstreamError
-from .local import LocalArchive
+from ...config import Settings, parse_hostport
+from ...dimse.identifiers import find_identifier, result_json
+from ...dimse.pool import Peer
+from .pullthrough import CacheState, CacheWriter, Flight
+from .receiver import MoveReceiver
+from ...dimse.scu import Scu, ScuOptions
+from ...archive.status import Status, category
+from ...archive.local import matching
+from ...archive.errors import ArchiveError, NotFound, UpstreamError
+from ...archive.local.archive import LocalArchive
 from .preparepool import PreparePool
-from .protocol import (FailureReason, Level, Query, SearchResult, Source, StoredInstance,
-                       StoreOutcome, StoreResult, UidPath)
-from .store import Received
+from ...archive.protocol import (FailureReason, Level, Query, SearchResult, Source, StoredInstance,
+                                 StoreOutcome, StoreResult, UidPath)
+from ...archive.local.store import Received
 
 log = logging.getLogger(__name__)
 

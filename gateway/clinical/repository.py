@@ -21,8 +21,8 @@ from sqlalchemy import (Column, Float, ForeignKey, Index, Integer, LargeBinary, 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from . import search as S
-from .cache import Generation
+from ..fhir import search as S
+from .generation import Generation
 from .connections import SqliteConnections
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from .protocol import Fragment, StoredInstance
+from ..protocol import Fragment, StoredInstance
 
 CHUNK = 1 << 20
 _UNSAFE = re.compile(r"[^0-9A-Za-z.\-]")

@@ -2,7 +2,7 @@
 
 Each receives the archive as a bound argument (``evt_handlers=[(evt, fn, [archive])]``),
 turns the request into archive terms, makes one archive call, and turns the
-result into datasets and named statuses (:mod:`gateway.dimse.status`).
+result into datasets and named statuses (:mod:`gateway.archive.status`).
 """
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from pynetdicom.events import Event
 
 from ..archive.errors import ArchiveError
 from ..archive.protocol import Archive
-from . import contexts as cx
-from . import sockets
-from .identifiers import answer, query_from_identifier
+from ..dimse import contexts as cx
+from ..dimse import sockets
+from ..dimse.identifiers import answer, query_from_identifier
 from .retrieve import (accepted_pairs, dataset_for, failure, instances_for, retrieve_paths,
                        status_dataset)
-from .status import Status
+from ..archive.status import Status
 
 ROOTS = {**{uid: "P" for uid in (cx.FIND_MODELS["P"], cx.GET_MODELS["P"], cx.MOVE_MODELS["P"])},
          **{uid: "S" for uid in (cx.FIND_MODELS["S"], cx.GET_MODELS["S"], cx.MOVE_MODELS["S"])}}

@@ -23,12 +23,12 @@ from typing import Any, Callable, Iterator
 
 from pynetdicom.events import Event
 
-from ..archive.errors import ArchiveError, UpstreamError, UpstreamTimeout
-from ..archive.local import LocalArchive, Prepared
-from ..archive.preparepool import PreparePool
-from ..archive.protocol import FailureReason, StoreResult
-from ..archive.store import safe_component
-from .status import Status
+from ...archive.errors import ArchiveError, UpstreamError, UpstreamTimeout
+from ...archive.local.archive import LocalArchive, Prepared
+from .preparepool import PreparePool
+from ...archive.protocol import FailureReason, StoreResult
+from ...archive.local.store import safe_component
+from ...archive.status import Status
 
 log = logging.getLogger(__name__)
 

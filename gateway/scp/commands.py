@@ -24,7 +24,7 @@ def _quiet_pynetdicom(settings: Settings) -> None:
 def dimse(ctx: click.Context, bind: str | None) -> None:
     """Serve the archive as a DICOM Q/R SCP (C-ECHO, C-FIND, C-GET, C-MOVE, C-STORE)."""
     from ..archive import open_archive
-    from . import scp
+    from . import server as scp
     settings: Settings = ctx.obj["settings"]
     _quiet_pynetdicom(settings)
     try:
@@ -49,9 +49,9 @@ def dimse(ctx: click.Context, bind: str | None) -> None:
 def echo(ctx: click.Context, peer: str, timeout: float) -> None:
     """C-ECHO a DICOM peer (verification, PS3.4 A) and print the round trip."""
     from ..archive.errors import ArchiveError
-    from .pool import Peer, Timeouts
-    from .scu import Scu, ScuOptions
-    from .status import describe
+    from ..dimse.pool import Peer, Timeouts
+    from ..dimse.scu import Scu, ScuOptions
+    from ..archive.status import describe
     settings: Settings = ctx.obj["settings"]
     _quiet_pynetdicom(settings)
     if settings.log_level != "DEBUG":

@@ -20,9 +20,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from .local import Prepared, prepare_received
-from .protocol import FailureReason, StoreOutcome, StoreResult
-from .store import seal
+from ...archive.local.archive import Prepared, prepare_received
+from ...archive.protocol import FailureReason, StoreOutcome, StoreResult
+from ...archive.local.store import seal
 
 
 def seal_and_prepare(path: Path) -> Prepared | StoreResult:

@@ -14,10 +14,10 @@ from typing import Iterable
 from sqlalchemy import select
 
 from ..archive.protocol import Archive
-from ..archive.schema import clinical_rows
-from ..fhir.repository import Repository
-from . import link
-from .engine import Engine, MapReport
+from ..archive.local.schema import clinical_rows
+from ..clinical.repository import Repository
+from ..mapping import link
+from ..mapping.engine import Engine, MapReport
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.archive import open_local
+from gateway.archive.local import open_local
 from gateway.ingest.importer import run_import
 from gateway.config import Settings
 from tests.support.procs import start_gateway

@@ -32,8 +32,9 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.archive import open_local  # noqa: E402
-from gateway.ingest.importer import import_clinical, run_import  # noqa: E402
+from gateway.archive.local import open_local  # noqa: E402
+from gateway.ingest.importer import run_import  # noqa: E402
+from gateway.ingest.clinical import import_clinical  # noqa: E402
 from gateway.config import Settings  # noqa: E402
 from gateway.fhir.plan import MAX_PLANS  # noqa: E402
 from tests.support.procs import GatewayServer, start_gateway  # noqa: E402

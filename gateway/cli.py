@@ -1,4 +1,4 @@
-"""The ``tcia-gateway`` command line (DESIGN.md §2)."""
+"""The ``tcia-gateway`` command line (README.md, "Command line")."""
 from __future__ import annotations
 
 import os
@@ -7,16 +7,33 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from .config import Settings, SettingsError, parse_hostport
 
-GUNICORN_CONF = Path(__file__).resolve().parent / "serving" / "gunicorn_conf.py"
+if TYPE_CHECKING:
+    from .archive.local import LocalArchive
+    from .ingest.importer import ImportReport
+
+# A module, not a file next to the sources: it is installed with the package (wheel, image).
+GUNICORN_CONF = "python:gateway.serving.gunicorn_conf"
 
 
 def _settings(ctx: click.Context) -> Settings:
     return ctx.obj["settings"]
+
+
+def _with(settings: Settings, **changes: object) -> Settings:
+    """``settings`` with command-line overrides, or a usage error naming the bad one."""
+    try:
+        for key in ("http_bind", "dimse_bind"):
+            if changes.get(key):
+                parse_hostport(str(changes[key]), "--" + key.split("_")[0])
+        return settings.replace(**{k: v for k, v in changes.items() if v})
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,12 +42,10 @@ def _settings(ctx: click.Context) -> Settings:
 @click.pass_context
 def main(ctx: click.Context, config: str | None) -> None:
     """DICOMweb, DIMSE and FHIR R4 gateway for TCIA-style imaging archives."""
-    if config:  # children (gunicorn workers, the SCP) load the same file
-        os.environ["GATEWAY_CONFIG"] = str(Path(config).resolve())
     try:
         ctx.obj = {"settings": Settings.load(config)}
     except SettingsError as exc:
-        raise click.UsageError(str(exc))
+        raise click.UsageError(str(exc)) from exc
 
 
 @main.command()
@@ -65,33 +80,53 @@ def synth(out: Path, patients: int, seed: int, ct_slices: int, xr_size: int,
 @click.pass_context
 def import_(ctx: click.Context, paths: tuple[Path, ...], clinical: tuple[Path, ...],
             workers: int | None) -> None:
-    """Import DICOM files, folders (recursive) and .zip archives, and the clinical sheet."""
+    """Import DICOM files, folders (recursive) and .zip archives, and the clinical sheet
+    (given with --clinical, or found among them: COVID_19_AR_ClinicalCorrelates*.xlsx,
+    clinical.csv, clinical_imaging.csv)."""
     report = do_import(_settings(ctx), list(paths), list(clinical), workers=workers)
     if report.rejected and not (report.new or report.duplicate or report.replaced):
         ctx.exit(1)
 
 
 def do_import(settings: Settings, paths: list[Path], clinical: list[Path], *,
-              workers: int | None = None):
-    from .archive import open_local
-    from .ingest.importer import import_clinical, run_import
+              workers: int | None = None) -> ImportReport:
+    """Images first, then every clinical sheet (given, or found among ``paths``)."""
+    from .archive.local import open_local
+    from .ingest.importer import run_import
     archive = open_local(settings)
-    t0 = time.monotonic()
-    report = run_import(archive, paths, workers=workers or settings.import_workers,
-                        on_reject=lambda name, why: click.echo(f"rejected {name}: {why}", err=True))
-    dt = time.monotonic() - t0
-    click.echo(f"imported: {report.summary()} in {dt:.1f} s "
-               f"({(report.new + report.replaced) / dt if dt else 0:.0f} instances/s)")
-    for sheet in clinical:
-        from .mapping.sheet import SheetError
+    try:
+        t0 = time.monotonic()
+        report = run_import(archive, paths, workers=workers or settings.import_workers,
+                            on_reject=lambda name, why: click.echo(f"rejected {name}: {why}",
+                                                                   err=True))
+        dt = time.monotonic() - t0
+        click.echo(f"imported: {report.summary()} in {dt:.1f} s "
+                   f"({(report.new + report.replaced) / dt if dt else 0:.0f} instances/s)")
+        sheets = list({p.resolve(): p for p in [*clinical, *report.sheets]}.values())
+        if sheets:
+            _import_sheets(settings, archive, sheets)
+    finally:
+        archive.close()
+    return report
+
+
+def _import_sheets(settings: Settings, archive: LocalArchive, sheets: list[Path]) -> None:
+    from .ingest.clinical import import_clinical
+    from .mapping.engine import Engine
+    from .mapping.sheet import SheetError
+    from .mapping.spec import SpecError, load
+    try:
+        engine = Engine(load(settings.mappings_dir or None))
+    except SpecError as exc:
+        raise click.ClickException(f"MAPPINGS_DIR: {exc}") from exc
+    for sheet in sheets:
         try:
-            res = import_clinical(archive, sheet)
+            res = import_clinical(archive, sheet, engine)
         except SheetError as exc:
-            raise click.ClickException(str(exc))
+            raise click.ClickException(str(exc)) from exc
         click.echo(f"clinical: {res.patients} patient rows, {res.imaging} imaging rows "
                    f"from {res.source}")
         click.echo(f"FHIR: {res.fhir}")
-    return report
 
 
 @main.command()
@@ -99,9 +134,8 @@ def do_import(settings: Settings, paths: list[Path], clinical: list[Path], *,
 @click.pass_context
 def serve(ctx: click.Context, http_bind: str | None) -> None:
     """Serve HTTP (DICOMweb, WADO-URI, FHIR, viewer) under gunicorn."""
-    settings = _settings(ctx)
-    env = _child_env(settings, http_bind=http_bind)
-    os.execvpe(sys.executable, _gunicorn_argv(), env)
+    settings = _with(_settings(ctx), http_bind=http_bind)
+    os.execvpe(sys.executable, _gunicorn_argv(), _child_env(settings))
 
 
 @main.command()
@@ -117,25 +151,20 @@ def serve(ctx: click.Context, http_bind: str | None) -> None:
 def demo(ctx: click.Context, patients: int, data_dir: Path | None, http_bind: str | None,
          dimse_bind: str | None, seed: int) -> None:
     """Synthesise and import the demo cohort on an empty data dir, then serve it."""
-    settings = _settings(ctx)
-    changes: dict[str, object] = {}
-    if data_dir:
-        changes["data_dir"] = data_dir
-    if http_bind:
-        parse_hostport(http_bind, "--http")
-        changes["http_bind"] = http_bind
-    if dimse_bind:
-        parse_hostport(dimse_bind, "--dimse")
-        changes["dimse_bind"] = dimse_bind
-    settings = settings.replace(**changes)
+    settings = _with(_settings(ctx), data_dir=data_dir, http_bind=http_bind,
+                     dimse_bind=dimse_bind)
     _ensure_demo_data(settings, patients, seed)
     _serve_all(settings)
 
 
 def _ensure_demo_data(settings: Settings, patients: int, seed: int) -> None:
-    from .archive import open_local
+    from .archive.local import open_local
     archive = open_local(settings)
-    if archive.index.counts()["instances"]:
+    try:
+        populated = archive.index.counts()["instances"]
+    finally:
+        archive.close()
+    if populated:
         click.echo(f"data dir {settings.data_dir} is populated: serving it")
         return
     from .synth import write_cohort
@@ -150,7 +179,7 @@ def _ensure_demo_data(settings: Settings, patients: int, seed: int) -> None:
 def _serve_all(settings: Settings) -> None:
     """Run gunicorn (and the DIMSE SCP when available) until interrupted."""
     env = _child_env(settings)
-    procs = [subprocess.Popen([sys.executable, *_gunicorn_argv()[1:]], env=env)]
+    procs = [subprocess.Popen(_gunicorn_argv(), env=env)]
     dimse = _dimse_argv()
     if dimse:
         procs.append(subprocess.Popen([sys.executable, *dimse], env=env))
@@ -175,7 +204,7 @@ def _dimse_argv() -> list[str] | None:
 
 
 def _wait(procs: list[subprocess.Popen]) -> None:
-    def stop(*_a) -> None:
+    def stop(*_signal: object) -> None:
         for p in procs:
             if p.poll() is None:
                 p.terminate()
@@ -193,19 +222,14 @@ def _wait(procs: list[subprocess.Popen]) -> None:
 
 
 def _gunicorn_argv() -> list[str]:
-    argv = [sys.executable, "-m", "gunicorn"]
-    if GUNICORN_CONF.exists():
-        argv += ["-c", str(GUNICORN_CONF)]
-    return argv + ["gateway.wsgi:app"]
+    return [sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONF, "gateway.wsgi:app"]
 
 
-def _child_env(settings: Settings, *, http_bind: str | None = None) -> dict[str, str]:
-    """Hand the effective settings to gunicorn workers and the SCP through GATEWAY_* env."""
-    env = dict(os.environ)
-    env["GATEWAY_DATA_DIR"] = str(settings.data_dir.resolve())
-    env["GATEWAY_HTTP_BIND"] = http_bind or settings.http_bind
-    env["GATEWAY_PUBLIC_URL"] = settings.public_url
-    env["GATEWAY_DIMSE_BIND"] = settings.dimse_bind
+def _child_env(settings: Settings) -> dict[str, str]:
+    """The environment of gunicorn (master and workers) and the SCP: every resolved setting
+    as GATEWAY_*, so they load exactly these (no TOML file of their own to re-read)."""
+    env = {k: v for k, v in os.environ.items() if k != "GATEWAY_CONFIG"}
+    env.update(settings.to_env())
     return env
 
 

@@ -2,7 +2,7 @@
 
 One row per attribute: where it lives in the index and how it is matched.
 Levels and default return keys follow PS3.18 10.6.3.3 (QIDO-RS) and PS3.4 C.6
-(Q/R information models); DESIGN.md §5 lists the same set.
+(Q/R information models); docs/dicomweb.md lists the same set.
 """
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ ATTRIBUTES: tuple[Attribute, ...] = (
 BY_KEYWORD: dict[str, Attribute] = {a.keyword: a for a in ATTRIBUTES}
 BY_TAG: dict[str, Attribute] = {a.tag: a for a in ATTRIBUTES}
 
-# Returned by default at each level (PS3.18 10.6.3.3.1-3 + DESIGN.md §5).
+# Returned by default at each level (PS3.18 10.6.3.3.1-3; docs/dicomweb.md, QIDO-RS).
 DEFAULT_RETURN: dict[Level, tuple[str, ...]] = {
     Level.PATIENT: ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
                     "NumberOfPatientRelatedStudies", "NumberOfPatientRelatedSeries",

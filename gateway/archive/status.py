@@ -1,8 +1,10 @@
 """DIMSE status codes by name (PS3.7 Annex C; PS3.4 B.2.3, C.4.1.1.4, C.4.2.1.5, C.4.3.1.4).
 
-Handlers return these names instead of bare numbers, and every message about a
-peer's answer goes through :func:`describe`, so a log or HTTP error always says
-``0xA801 Refused: Move Destination unknown`` rather than ``43009``.
+One definition for every face: the SCP answers with these, archive errors carry one each
+(``errors``), and STOW-RS FailureReason values are C-STORE statuses (PS3.18 10.5.3), so
+``FailureReason`` is this enum. Handlers return these names instead of bare numbers, and
+every message about a peer's answer goes through :func:`describe`, so a log or HTTP error
+always says ``0xA801 Refused: Move Destination unknown`` rather than ``43009``.
 """
 from __future__ import annotations
 
@@ -27,6 +29,11 @@ class Status(enum.IntEnum):
     MOVE_DESTINATION_UNKNOWN = 0xA801
     IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS = 0xA900
     UNABLE_TO_PROCESS = 0xC000
+    # PS3.4 B.2.3: Storage failures (as STOW-RS FailureReason, PS3.18 10.5.3); aliases
+    # name the same code in C-STORE terms
+    SOP_CLASS_MISMATCH = 0xA900          # Error: data set does not match SOP Class
+    STUDY_MISMATCH = 0xA901              # ours: not the study the STOW request names
+    CANNOT_UNDERSTAND = 0xC000           # Error: cannot understand
     SUBOPERATIONS_WARNING = 0xB000  # C-GET/C-MOVE: one or more sub-operations failed
     CANCEL = 0xFE00
     PENDING = 0xFF00
@@ -49,6 +56,7 @@ _TEXT: dict[int, str] = {
     0xA701: "Refused: out of resources, unable to calculate number of matches",
     0xA702: "Refused: out of resources, unable to perform sub-operations",
     0xA801: "Refused: Move Destination unknown",
+    0xA901: "Error: StudyInstanceUID does not match the request",
     0xB000: "Warning: sub-operations complete, one or more failures or warnings",
     0xB006: "Warning: elements discarded",
     0xB007: "Warning: data set does not match SOP Class",

@@ -1,25 +1,21 @@
-"""Finished search results, kept per worker until an import changes the stored resources.
+"""The change token of the stored FHIR resources, for caches of search results.
 
-Measured under gunicorn (gthread, 2 cores), the pooled connection and the SQL statement are most
-of what a small FHIR search costs, so a repeated search (a viewer's patient panel, a poll) is
-answered from memory. Imports may run in another process (``tcia-gateway import``), so the
-change signal is a small token file next to the SQLite index (``<db>-fhir-generation``):
-writers put a fresh random token there before and after each commit that changes resources
+Imports may run in another process (``tcia-gateway import``), so the change signal is a small
+token file next to the SQLite index (``<db>-fhir-generation``): writers put a fresh random
+token there before and after each commit that changes resources
 (``Repository.replace_patients``); readers keep the file memory-mapped, so checking it is a
-memory read, no system call. A result is stored with the token read *before* its query ran,
-so a result that raced a commit is never served after the commit's token is visible.
+memory read, no system call (``gateway.fhir.results`` keeps results under the token read
+before their query ran).
 
 Only for a SQLite file database: a server database (PostgreSQL) may be written from other
-hosts, and there is no result cache.
+hosts, and there is no token (and no result cache).
 """
 from __future__ import annotations
 
 import logging
 import mmap
 import os
-import threading
 import time
-from collections.abc import Hashable
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -29,9 +25,6 @@ log = logging.getLogger(__name__)
 SUFFIX = "-fhir-generation"
 TOKEN_SIZE = 16
 RECHECK_S = 1.0                 # how often a reader checks that its mapped file is still the file
-MAX_BYTES = 16 * 1024 * 1024    # per worker
-MAX_ENTRIES = 2048
-MAX_ENTRY_BYTES = 512 * 1024    # a bigger result (a large _count) is rebuilt each time
 
 
 class Generation:
@@ -100,36 +93,3 @@ class Generation:
             return mmap.mmap(fd, TOKEN_SIZE, access=mmap.ACCESS_READ), (st.st_dev, st.st_ino)
         finally:
             os.close(fd)
-
-
-class ResultCache:
-    """Finished results by key (a search plan), each with the token it was computed under."""
-
-    def __init__(self, generation: Generation | None, *, max_bytes: int = MAX_BYTES,
-                 max_entries: int = MAX_ENTRIES, max_entry_bytes: int = MAX_ENTRY_BYTES) -> None:
-        self.generation = generation
-        self.max_bytes, self.max_entries, self.max_entry_bytes = max_bytes, max_entries, max_entry_bytes
-        self._entries: dict[Hashable, tuple[bytes, bytes]] = {}
-        self._bytes = 0
-        self._lock = threading.Lock()  # writers only: a lookup is one atomic dict.get
-
-    def token(self) -> bytes | None:
-        """Read before computing a result that will be stored; None: do not cache."""
-        return self.generation.token() if self.generation is not None else None
-
-    def get(self, key: Hashable, token: bytes) -> bytes | None:
-        hit = self._entries.get(key)
-        return hit[1] if hit is not None and hit[0] == token else None
-
-    def put(self, key: Hashable, token: bytes, value: bytes) -> None:
-        if len(value) > self.max_entry_bytes:
-            return
-        with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._bytes -= len(old[1])
-            while self._entries and (self._bytes + len(value) > self.max_bytes
-                                     or len(self._entries) >= self.max_entries):
-                self._bytes -= len(self._entries.pop(next(iter(self._entries)))[1])
-            self._entries[key] = (token, value)
-            self._bytes += len(value)

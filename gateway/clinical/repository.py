@@ -18,10 +18,10 @@ from typing import Any, Iterable, Sequence
 import orjson
 from sqlalchemy import (Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData,
                         String, Table, UniqueConstraint, and_, delete, select)
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from ..fhir import search as S
+from . import params as S
 from .generation import Generation
 from .connections import SqliteConnections
 
@@ -129,13 +129,15 @@ class Repository:
             self.generation.bump()  # after the commit: results read meanwhile are dropped too
         return counts
 
-    def _insert(self, conn, resource: dict, version: int, now: str, digest: str) -> None:
+    def _insert(self, conn: Connection, resource: dict, version: int, now: str, digest: str) -> None:
         meta = {**resource.get("meta", {}), "versionId": str(version), "lastUpdated": now}
         body = {"resourceType": resource["resourceType"], "id": resource["id"], "meta": meta,
                 **{k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")}}
-        pk = conn.execute(resources_t.insert().values(
+        inserted = conn.execute(resources_t.insert().values(
             type=resource["resourceType"], id=resource["id"], version=version, last_updated=now,
-            patient_id=patient_of(resource), digest=digest, body=orjson.dumps(body))).inserted_primary_key[0]
+            patient_id=patient_of(resource), digest=digest, body=orjson.dumps(body))).inserted_primary_key
+        assert inserted is not None
+        pk = inserted[0]
         rows = [{**_EMPTY_ROW, "res_pk": pk, **row} for row in index_rows(resource)]
         if rows:
             conn.execute(index_t.insert(), rows)
@@ -148,16 +150,17 @@ class Repository:
                 resources_t.c.type == kind, resources_t.c.id == rid))).first()
         return Stored(*row) if row else None
 
-    def compile(self, request: S.SearchRequest) -> CompiledSearch:
+    def compile(self, kind: str, clauses: list[S.Clause], count: int,
+                offset: int) -> CompiledSearch:
         """The SQL of a search, built once per search plan: one page with the total as a
         window count, and a COUNT for ``_count=0`` or a page past the end."""
         bind = _Binds(self._named)
-        where = where_sql(request.type, request.clauses, bind)
+        where = where_sql(kind, clauses, bind)
         count_sql = f"SELECT COUNT(*) FROM fhir_resources r WHERE {where}"
-        page_sql = None if request.count == 0 else (
+        page_sql = None if count == 0 else (
             f"SELECT {_SELECT}, COUNT(*) OVER () FROM fhir_resources r WHERE {where} "
-            f"ORDER BY r.pk LIMIT {int(request.count)} OFFSET {int(request.offset)}")
-        return CompiledSearch(page_sql, count_sql, dict(bind), request.offset)
+            f"ORDER BY r.pk LIMIT {int(count)} OFFSET {int(offset)}")
+        return CompiledSearch(page_sql, count_sql, dict(bind), offset)
 
     def run(self, query: CompiledSearch) -> tuple[list[tuple], int]:
         """One page of (type, id, body, patient_id) rows and the total. The hot path: the
@@ -180,7 +183,9 @@ class Repository:
             conn.close()
 
     def _run_sqlite(self, query: CompiledSearch) -> tuple[list[tuple], int]:
-        conn = self._sqlite.take()
+        pool = self._sqlite
+        assert pool is not None
+        conn = pool.take()
         try:
             cursor = conn.cursor()
             try:
@@ -188,9 +193,9 @@ class Repository:
             finally:
                 cursor.close()
         except BaseException:
-            self._sqlite.drop(conn)
+            pool.drop(conn)
             raise
-        self._sqlite.give(conn)
+        pool.give(conn)
         return found
 
     def of_patients(self, patient_ids: Iterable[str], types: Iterable[str] | None = None) -> list[Stored]:
@@ -240,7 +245,7 @@ _COLS = (resources_t.c.type, resources_t.c.id, resources_t.c.version, resources_
          resources_t.c.patient_id, resources_t.c.body)
 
 
-def _delete(conn, pks: list[int]) -> None:
+def _delete(conn: Connection, pks: list[int]) -> None:
     if pks:
         conn.execute(delete(index_t).where(index_t.c.res_pk.in_(pks)))
         conn.execute(delete(resources_t).where(resources_t.c.pk.in_(pks)))

@@ -20,7 +20,7 @@ class InvalidResource(ValueError):
 
 
 @functools.lru_cache(maxsize=None)
-def model(name: str) -> type | None:
+def model(name: str) -> type[Any] | None:
     """The model class for a resource or datatype name, or None if there is none."""
     try:
         return get_fhir_model_class(name)
@@ -35,20 +35,20 @@ def is_resource_type(name: str) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def _fields(cls: type) -> dict[str, Any]:
+def _fields(cls: type[Any]) -> dict[str, Any]:
     return {(f.alias or name): f for name, f in cls.model_fields.items()
             if not name.endswith("__ext") and name != "fhir_comments"}
 
 
-def child(cls: type, element: str) -> tuple[bool, type | None, bool]:
+def child(cls: type[Any], element: str) -> tuple[bool, type[Any] | None, bool]:
     """(exists, model of the element or None for primitives, repeats) of ``element`` in ``cls``."""
-    field = _fields(cls).get(element)
+    field = _fields(cls).get(element)  # type: ignore[arg-type]  # classes are hashable
     if field is None:
         return False, None, False
     return (True, *_unwrap(field.annotation))
 
 
-def _unwrap(annotation: Any) -> tuple[type | None, bool]:
+def _unwrap(annotation: Any) -> tuple[type[Any] | None, bool]:
     repeats = False
     while True:
         origin = typing.get_origin(annotation)

@@ -7,12 +7,13 @@ below, written once.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
 import orjson
 from flask import Blueprint, Flask, Response, current_app
 
-from .. import __version__, context
+from .. import context
+from ..version import __version__
+from .caches import caches
 
 bp = Blueprint("openapi", __name__)
 
@@ -169,13 +170,10 @@ def build(app: Flask, server: str) -> dict:
             "servers": [{"url": server}], "paths": dict(sorted(paths.items()))}
 
 
-@lru_cache(maxsize=8)
-def _cached(app_id: int, server: str) -> bytes:
-    return orjson.dumps(build(current_app, server))
-
-
 @bp.get("/openapi.json")
 def document() -> Response:
-    response = Response(_cached(id(current_app._get_current_object()), context.public_base()))
+    server = context.public_base()  # built once per app and public base
+    body = caches().openapi.get_or_put(server, lambda: orjson.dumps(build(current_app, server)))
+    response = Response(body)
     response.headers["Content-Type"] = "application/json"
     return response

@@ -18,7 +18,6 @@ from pydicom.pixels import pack_bits, pixel_array
 
 from ..archive.errors import NotAcceptable, NotFound
 from ..archive.protocol import Archive, StoredInstance
-from ..archive.local.store import read_frame
 from . import native
 from .media import DEFLATED_LE, UNCOMPRESSED
 
@@ -30,7 +29,7 @@ RENDER_TAGS = [0x00281050, 0x00281051, 0x00281052, 0x00281053, 0x00281054, 0x002
 def stored_frame(inst: StoredInstance, number: int) -> bytes:
     """Frame ``number`` (from 1) as stored: compressed bitstream or native LE pixels."""
     if inst.frames is not None:
-        return read_frame(inst, number)
+        return inst.read_frame(number)
     if inst.transfer_syntax in UNCOMPRESSED:
         return native_frame(inst, number)
     with warnings.catch_warnings():
@@ -39,14 +38,14 @@ def stored_frame(inst: StoredInstance, number: int) -> bytes:
         return get_frame(ds.PixelData, number - 1, number_of_frames=inst.number_of_frames)
 
 
-def decode(inst: StoredInstance, number: int,
-           archive: Archive | None = None) -> tuple[np.ndarray, Dataset]:
+def decode(inst: StoredInstance, number: int, archive: Archive | None = None,
+           layouts: native.Layouts | None = None) -> tuple[np.ndarray, Dataset]:
     """One frame decoded (YBR → RGB) and the header elements that describe it.
 
-    With ``archive``, native grey frames skip pydicom (native.py)."""
+    With ``archive``, native grey frames skip pydicom (native.py; ``layouts`` kept)."""
     if archive is not None:
         try:
-            fast = native.grey_frame(inst, number, archive)
+            fast = native.grey_frame(inst, number, archive, layouts)
         except FileNotFoundError as exc:
             raise NotFound(f"the file of instance {inst.sop_uid} is missing") from exc
         if fast is not None:

@@ -17,13 +17,15 @@ from flask import Response
 from ..archive.errors import NotAcceptable, NotFound
 from ..archive.protocol import Archive, StoredInstance
 from . import multipart, pixels, render
+from .caches import RenderCaches
 from .render import RenderParams
 
 
 def image_bytes(archive: Archive | None, inst: StoredInstance, frame: int, params: RenderParams,
-                cache_dir: Path | None = None) -> bytes:
+                cache_dir: Path | None = None, caches: RenderCaches | None = None) -> bytes:
     """One rendered frame; from (and into) the disk cache when ``cache_dir`` is given.
-    ``archive`` lends its stored metadata to the native fast path (native.py)."""
+    ``archive`` lends its stored metadata to the native fast path (native.py); ``caches``
+    keeps layouts and grey tables between requests."""
     if inst.number_of_frames == 0:
         raise NotAcceptable(f"instance {inst.sop_uid} has no pixel data to render")
     if not 1 <= frame <= inst.number_of_frames:
@@ -36,16 +38,17 @@ def image_bytes(archive: Archive | None, inst: StoredInstance, frame: int, param
             return path.read_bytes()
         except FileNotFoundError:
             pass
-    array, header = pixels.decode(inst, frame, archive)
-    data = render.render(array, header, params)
+    array, header = pixels.decode(inst, frame, archive, caches.layouts if caches else None)
+    data = render.render(array, header, params, caches.luts if caches else None)
     if path is not None:
         render.cache_put(path, data)
     return data
 
 
 def image_response(archive: Archive | None, inst: StoredInstance, frame: int,
-                   params: RenderParams, cache_dir: Path | None = None) -> Response:
-    data = image_bytes(archive, inst, frame, params, cache_dir)
+                   params: RenderParams, cache_dir: Path | None = None,
+                   caches: RenderCaches | None = None) -> Response:
+    data = image_bytes(archive, inst, frame, params, cache_dir, caches)
     response = Response(data)
     response.headers["Content-Type"] = params.media
     return response
@@ -61,17 +64,18 @@ def representative(instances: list[StoredInstance]) -> StoredInstance:
 
 
 def multipart_response(archive: Archive | None, instances: list[StoredInstance],
-                       params: RenderParams) -> Response:
+                       params: RenderParams, caches: RenderCaches | None = None) -> Response:
     """Every image instance rendered (frame 1), streamed one part at a time."""
     images = [i for i in instances if i.number_of_frames]
     if not images:
         raise NotAcceptable("nothing here has pixel data to render")
     boundary = multipart.new_boundary()
-    parts = ((params.media, _lazy(archive, inst, params)) for inst in images)
+    parts = ((params.media, _lazy(archive, inst, params, caches)) for inst in images)
     response = Response(multipart.stream(parts, boundary), direct_passthrough=True)
     response.headers["Content-Type"] = multipart.content_type(params.media, boundary)
     return response
 
 
-def _lazy(archive: Archive | None, inst: StoredInstance, params: RenderParams) -> Iterator[bytes]:
-    yield image_bytes(archive, inst, 1, params)
+def _lazy(archive: Archive | None, inst: StoredInstance, params: RenderParams,
+          caches: RenderCaches | None) -> Iterator[bytes]:
+    yield image_bytes(archive, inst, 1, params, caches=caches)

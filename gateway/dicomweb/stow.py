@@ -1,13 +1,14 @@
 """STOW-RS (PS3.18 10.5): multipart/related application/dicom bodies → the archive.
 
 The body is parsed as it arrives (chunked or not): each part streams into its own
-temporary file under ``<DATA_DIR>/tmp/`` while the byte count is checked against
+temporary object of the archive's file store (``Archive.spool``) while the byte count is checked against
 MAX_UPLOAD_BYTES. Only when the whole body has been read and found well formed are
 the parts handed to the archive, one at a time, so a 400 or 413 stores nothing and
 a failed part leaves nothing behind (the archive removes what it rejects).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -16,8 +17,8 @@ import orjson
 from flask import Response
 
 from ..archive.protocol import Archive, FailureReason, StoreResult
-from ..archive.local.store import Received as Spooled
-from ..archive.local.store import TempWriter
+from ..archive.files import Received as Spooled
+from ..archive.files import Spool
 from .errors import DicomwebError, header_safe
 from .media import DICOM, DICOM_JSON, MULTIPART, MediaError, parse_media_type
 from .multipart import MultipartReader
@@ -82,19 +83,20 @@ def boundary_of(content_type: str | None) -> str:
     return boundary
 
 
-def receive(stream: BinaryIO, boundary: str, limit: int, tmp_dir: Path) -> list[Received]:
-    """Spool every part to a temp file; nothing is left behind if this raises."""
+def receive(stream: BinaryIO, boundary: str, limit: int,
+            spool: Callable[[], Spool]) -> list[Received]:
+    """Spool every part (``spool()`` gives a new temporary object of the archive's store);
+    nothing is left behind if this raises."""
     reader = CountingReader(stream, limit)
     received: list[Received] = []
-    writer: TempWriter | None = None
-    tmp_dir.mkdir(parents=True, exist_ok=True)
+    writer: Spool | None = None
     try:
         for part in MultipartReader(reader.read, boundary, chunk=READ_CHUNK).parts():
             problem = _part_problem(part.content_type)
             if problem:
                 received.append(Received(None, problem))
                 continue
-            writer = TempWriter(tmp_dir)
+            writer = spool()
             for chunk in part.chunks():
                 writer.write(chunk)
             received.append(Received(writer.finish()))
@@ -120,7 +122,7 @@ def _part_problem(content_type: str | None) -> str:
     return "" if mime == DICOM else f"part of type {mime!r} is not application/dicom"
 
 
-def _discard(received: list[Received], writer: TempWriter | None) -> None:
+def _discard(received: list[Received], writer: Spool | None) -> None:
     if writer is not None:
         writer.discard()
     for item in received:

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
@@ -183,7 +183,8 @@ class Scu:
                                   assoc, "C-MOVE", unknown_hint, failed_hint)
         return self._run(self.qr, "C-MOVE", op)
 
-    def _retrieve(self, responses, assoc: Association, what: str, unknown_hint: str = "",
+    def _retrieve(self, responses: Iterator[tuple[Dataset, Dataset | None]], assoc: Association,
+                  what: str, unknown_hint: str = "",
                   failed_hint: str = "") -> SubOperations:
         since = time.monotonic()
         for rsp, _ident in responses:

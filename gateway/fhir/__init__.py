@@ -1,5 +1,6 @@
-"""FHIR R4 API at /fhir: the clinical correlates mapped by ``mappings/*.yaml``, and
-ImagingStudy + Endpoint built from the archive. ``register(app)`` is called by create_app."""
+"""FHIR R4 API at /fhir: the clinical correlates mapped by the mapping (gateway/mapping/yaml,
+or MAPPINGS_DIR), and ImagingStudy + Endpoint built from the archive. ``register(app)`` is
+called by create_app."""
 from __future__ import annotations
 
 from flask import Flask
@@ -17,8 +18,12 @@ def register(app: Flask) -> None:
     from .imaging import ImagingBuilder
     from ..clinical.repository import Repository
     from .service import FhirService
-    settings = app.extensions["tcia_gateway"]["settings"]
-    spec = load()
+    state = app.extensions["tcia_gateway"]
+    settings = state["settings"]
+    spec = load(settings.mappings_dir or None)
     repository = Repository(make_engine(settings.index_url))
-    app.extensions[EXTENSION] = FhirService(repository, ImagingBuilder(spec.imaging, context.public_base))
+    app.extensions[EXTENSION] = FhirService(
+        repository, ImagingBuilder(spec.imaging, context.public_base),
+        cache_items=settings.fhir_cache_items, cache_bytes=settings.fhir_cache_bytes)
+    state["closers"].append(repository.engine.dispose)
     app.register_blueprint(routes.bp)

@@ -86,6 +86,7 @@ def shape(body: bytes, request: SearchRequest | None) -> bytes:
     if request.summary == "data":
         doc.pop("text", None)
         return orjson.dumps(doc)
+    keep: frozenset[str] | set[str]
     if request.summary == "true":
         keep = resources.summary_elements(kind)
     elif request.summary == "text":

@@ -3,7 +3,6 @@ what the server does (read + search-type per resource, Patient/$everything)."""
 from __future__ import annotations
 
 import datetime as dt
-import functools
 
 import orjson
 
@@ -15,9 +14,9 @@ _TYPES = {"token": "token", "string": "string", "date": "date", "reference": "re
 STARTED = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-@functools.lru_cache(maxsize=16)  # one per public base (a few behind TRUST_PROXY)
 def capability_json(base: str, version: str) -> bytes:
-    """The statement as sent: it changes only with the base and the software version."""
+    """The statement as sent: it changes only with the base and the software version (the
+    FHIR service keeps one per public base)."""
     return orjson.dumps(capability_statement(base, version))
 
 

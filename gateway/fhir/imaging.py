@@ -196,7 +196,10 @@ def _date_ok(clause: S.Clause, dicom_date: Any) -> bool:
     day = _iso_date(dicom_date)
     if day is None:
         return False
-    lo, hi = S.date_range(day)
+    found = S.date_range(day)
+    if found is None:
+        return False
+    lo, hi = found
     return any(S.date_matches(prefix, q_lo, q_hi, lo, hi) for prefix, q_lo, q_hi in clause.values)
 
 

@@ -10,12 +10,12 @@ way, each time).
 """
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import orjson
 
+from ..cache import BoundedCache
 from . import bundle
 from . import search as S
 from .outcome import issue, outcome
@@ -23,7 +23,7 @@ from ..clinical.repository import CompiledSearch, Repository
 
 MAX_PLANS = 2048  # distinct recent searches kept per worker (a few hundred bytes each)
 MAX_KEPT_QUERY = 1024  # characters of parameters: a longer search is planned every time
-PlanKey = tuple[str, bytes | tuple[tuple[str, str], ...], str, bool]
+PlanKey = tuple[str, bytes | tuple[tuple[str, str], ...] | None, str, bool]
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # eq=False: hashed by identity (a cache key)
@@ -66,8 +66,7 @@ class Planner:
         self.repository = repository
         self.check_type = check_type
         self.size = size
-        self._plans: dict[PlanKey, SearchPlan] = {}
-        self._lock = threading.Lock()  # writers only: a lookup is one atomic dict.get
+        self._plans: BoundedCache[PlanKey, SearchPlan] = BoundedCache(size)
 
     def plan(self, kind: str, args: Callable[[], list[tuple[str, str]]], base: str,
              lenient: bool, raw_query: bytes | None = None) -> SearchPlan:
@@ -82,10 +81,7 @@ class Planner:
             found = self._build(kind, params, base, lenient, keep)
             if not keep:  # bounds what a stream of odd, long queries can pin in memory
                 return found
-            with self._lock:
-                if len(self._plans) >= self.size:  # drop the oldest (dicts keep insertion order)
-                    del self._plans[next(iter(self._plans))]
-                self._plans[key] = found
+            self._plans.put(key, found)
         return found
 
     def _build(self, kind: str, args: list[tuple[str, str]], base: str, lenient: bool,
@@ -94,7 +90,8 @@ class Planner:
         request = S.parse(kind, args, lenient=lenient)
         if request.summary == "count":
             request.count = 0
-        query = self.repository.compile(request) if kind in S.STORED else None
+        query = (self.repository.compile(kind, request.clauses, request.count, request.offset)
+                 if kind in S.STORED else None)
         count, offset, params = request.count, request.offset, request.link_params
         return SearchPlan(
             request=request, query=query, entry_prefix=bundle.entry_prefix(base, kind),

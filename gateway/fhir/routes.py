@@ -11,9 +11,9 @@ import orjson
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from .. import __version__, context
-from ..archive.errors import ArchiveError, InvalidQuery, NotFound, Unavailable
-from .capability import capability_json
+from .. import context
+from ..version import __version__
+from ..archive.errors import ArchiveError
 from .outcome import FhirError, error_body, not_found, not_supported
 from .search import PARAMS
 from .service import FhirService
@@ -78,7 +78,7 @@ def _negotiate() -> None:
 
 @bp.get("/metadata")
 def metadata():
-    return _respond(capability_json(_base(), __version__))
+    return _respond(_service().capability(_base(), __version__))
 
 
 @bp.get("/<kind>")
@@ -135,10 +135,10 @@ def _fhir_error(error: FhirError):
 
 @bp.errorhandler(ArchiveError)
 def _archive_error(error: ArchiveError):
-    status = 404 if isinstance(error, NotFound) else 400 if isinstance(error, InvalidQuery) else (
-        503 if isinstance(error, Unavailable) else 502)
-    code = {404: "not-found", 400: "invalid", 503: "transient"}.get(status, "exception")
-    return _fhir_error(FhirError(status, code, getattr(error, "message", str(error))))
+    """The error kind's own answer (gateway/archive/errors.py), as an OperationOutcome."""
+    if error.answer.http >= 500:
+        log.warning("archive error %s: %s", error.answer.http, error.message)
+    return _fhir_error(FhirError(error.answer.http, error.answer.fhir, error.message))
 
 
 @bp.errorhandler(HTTPException)

@@ -1,90 +1,28 @@
-"""Search parameters (as data) and the parsing of a search request into clauses.
+"""The parsing of a search request into clauses (R4 search).
 
-Supported parameters per resource are listed once, in ``PARAMS``: the CapabilityStatement, the
-repository's index columns and the parser all read this table, so what is advertised is what
-works. Anything else is a 400 naming the parameter, unless ``Prefer: handling=lenient``.
+The supported parameters are the table of :mod:`gateway.clinical.params` (re-exported here);
+anything else is a 400 naming the parameter, unless ``Prefer: handling=lenient``.
 """
 from __future__ import annotations
 
-import datetime as dt
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable
 
+from ..clinical.params import (ANY, INCLUDES, PARAMS, STORED, Clause, Param, date_range,
+                               normalise)
 from .outcome import invalid, not_supported
 
-ANY = object()  # token: any system / any code
+__all__ = ["ANY", "INCLUDES", "PARAMS", "STORED", "Clause", "Param", "SearchRequest", "date_range",
+           "normalise", "parse"]
 
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    type: str               # token | string | date | reference | quantity
-    paths: tuple[str, ...]  # dotted element paths the value comes from
-    doc: str = ""
-
-
-def _p(name: str, kind: str, *paths: str, doc: str = "") -> Param:
-    return Param(name, kind, paths, doc)
-
-
-_PATIENT = _p("patient", "reference", "subject", doc="The patient (subject) the resource is about")
-_SUBJECT = _p("subject", "reference", "subject", doc="Alias of patient")
-_ID = _p("_id", "token", "id", doc="Logical id")
-
-PARAMS: dict[str, dict[str, Param]] = {
-    "Patient": {p.name: p for p in (
-        _ID, _p("identifier", "token", "identifier"), _p("name", "string", "name"),
-        _p("gender", "token", "gender"), _p("birthdate", "date", "birthDate"),
-        _p("deceased", "token", "deceasedBoolean"),
-        _p("address-postalcode", "string", "address.postalCode"))},
-    "Condition": {p.name: p for p in (
-        _ID, _PATIENT, _SUBJECT, _p("category", "token", "category"),
-        _p("clinical-status", "token", "clinicalStatus"),
-        _p("verification-status", "token", "verificationStatus"), _p("code", "token", "code"),
-        _p("onset-date", "date", "onsetDateTime"))},
-    "Observation": {p.name: p for p in (
-        _ID, _PATIENT, _SUBJECT, _p("category", "token", "category"), _p("code", "token", "code"),
-        _p("date", "date", "effectiveDateTime"), _p("status", "token", "status"),
-        _p("value-quantity", "quantity", "valueQuantity"),
-        _p("value-concept", "token", "valueCodeableConcept"))},
-    "DiagnosticReport": {p.name: p for p in (
-        _ID, _PATIENT, _SUBJECT, _p("category", "token", "category"), _p("code", "token", "code"),
-        _p("date", "date", "effectiveDateTime"), _p("status", "token", "status"))},
-    "Encounter": {p.name: p for p in (
-        _ID, _PATIENT, _SUBJECT, _p("class", "token", "class"), _p("type", "token", "type"),
-        _p("status", "token", "status"))},
-    "MolecularSequence": {p.name: p for p in (
-        _ID, _p("patient", "reference", "patient"), _p("type", "token", "type"))},
-    "ImagingStudy": {p.name: p for p in (
-        _ID, _PATIENT, _SUBJECT, _p("identifier", "token", "identifier"),
-        _p("started", "date", "started"), _p("modality", "token", "modality"))},
-    "Endpoint": {p.name: p for p in (
-        _ID, _p("connection-type", "token", "connectionType"), _p("status", "token", "status"))},
-}
-STORED = ("Patient", "Condition", "Observation", "DiagnosticReport", "Encounter", "MolecularSequence")
-# _include / _revinclude values we follow: (source type, parameter) -> target type
-INCLUDES: dict[tuple[str, str], str] = {
-    **{(t, p): "Patient" for t in STORED[1:] + ("ImagingStudy",) for p in ("patient", "subject")
-       if p in PARAMS[t]},
-    ("ImagingStudy", "endpoint"): "Endpoint",
-}
 RESULT_PARAMS = frozenset({"_count", "_offset", "_include", "_revinclude", "_summary", "_elements",
                            "_total", "_totalMethod", "_format", "_pretty"})
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 MODIFIERS = {"token": {"not", "missing"}, "string": {"exact", "contains", "missing"},
              "date": {"missing"}, "quantity": {"missing"}, "reference": {"missing"}}
 DEFAULT_COUNT, MAX_COUNT = 50, 1000
-
-
-@dataclass(frozen=True)
-class Clause:
-    """One parameter occurrence: its values are ORed; clauses are ANDed."""
-
-    param: Param
-    modifier: str | None
-    values: tuple
 
 
 @dataclass
@@ -186,11 +124,6 @@ def _string(text: str, key: str) -> str:
     return normalise(text)
 
 
-def normalise(text: str) -> str:
-    """Case- and space-insensitive form for string search (R4 search: string matching)."""
-    return " ".join(str(text).lower().split())
-
-
 def _reference(text: str, key: str) -> str:
     ref = text.rstrip("/")
     parts = ref.split("/")
@@ -199,38 +132,10 @@ def _reference(text: str, key: str) -> str:
     return parts[-1]
 
 
-_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?"
-                   r"(Z|[+-]\d{2}:\d{2})?)?)?)?$")
-
-
 def _prefix(text: str) -> tuple[str, str]:
     if text[:2] in PREFIXES and not text[:2].isdigit():
         return text[:2], text[2:]
     return "eq", text
-
-
-def date_range(text: str) -> tuple[str, str] | None:
-    """The instant range [lo, hi] a FHIR date/dateTime value covers, as sortable strings."""
-    m = _DATE.match(text)
-    if not m:
-        return None
-    year, month, day, hour, minute, second = (int(g) if g else None for g in m.groups()[:6])
-    try:
-        lo = dt.datetime(year, month or 1, day or 1, hour or 0, minute or 0, second or 0)
-    except ValueError:
-        return None
-    if month is None:
-        hi = lo.replace(year=year + 1)
-    elif day is None:
-        hi = (lo.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-    elif hour is None:
-        hi = lo + dt.timedelta(days=1)
-    elif second is None:
-        hi = lo + dt.timedelta(minutes=1)
-    else:
-        hi = lo + dt.timedelta(seconds=1)
-    hi -= dt.timedelta(microseconds=1)
-    return lo.isoformat(timespec="microseconds"), hi.isoformat(timespec="microseconds")
 
 
 def _date(text: str, key: str) -> tuple[str, str, str]:

@@ -12,8 +12,10 @@ import orjson
 
 from ..archive.protocol import Archive
 from . import bundle
+from .capability import capability_json
 from . import search as S
-from ..clinical.generation import ResultCache
+from ..cache import BoundedCache
+from .results import ResultCache
 from .imaging import ImagingBuilder
 from .outcome import invalid, not_found
 from .plan import Planner, SearchPlan
@@ -51,11 +53,18 @@ def _from_dict(resource: dict) -> Match:
 
 
 class FhirService:
-    def __init__(self, repository: Repository, imaging: ImagingBuilder) -> None:
+    def __init__(self, repository: Repository, imaging: ImagingBuilder, *,
+                 cache_items: int = 2048, cache_bytes: int = 16 << 20) -> None:
         self.repository = repository
         self.imaging = imaging
-        self.planner = Planner(repository, self.check_type)
-        self.results = ResultCache(repository.generation)
+        self.planner = Planner(repository, self.check_type, size=cache_items)
+        self.results = ResultCache(repository.generation, max_entries=cache_items,
+                                   max_bytes=cache_bytes)
+        self.capabilities: BoundedCache[str, bytes] = BoundedCache(16)  # by public base
+
+    def capability(self, base: str, version: str) -> bytes:
+        """The CapabilityStatement for ``base`` (a few behind TRUST_PROXY), built once each."""
+        return self.capabilities.get_or_put(base, lambda: capability_json(base, version))
 
     @staticmethod
     def check_type(kind: str) -> None:

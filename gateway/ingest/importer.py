@@ -3,7 +3,8 @@
 The expensive part (copy into the store's temp dir with hashing + fsync, parse,
 metadata JSON, frame table) runs in a process pool; placing and indexing runs in
 this process, in batches, so duplicate decisions are made against one index.
-One bad file produces one 'rejected' line and never stops or damages the rest.
+One bad file produces one 'rejected' line and never stops or damages the rest. The clinical
+sheet and the other non-DICOM files of a download are sorted out first (``sidecars``).
 """
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ import multiprocessing
 import os
 import sys
 import zipfile
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from ..archive.local.archive import LocalArchive, Prepared
 from ..archive.protocol import StoreOutcome, StoreResult
 from ..archive.local.store import FileStore
+from .sidecars import is_sidecar, sort_out
 
 BATCH = 256
 
@@ -42,6 +43,8 @@ class ImportReport:
     replaced: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)
     bytes: int = 0
+    skipped: list[str] = field(default_factory=list)   # not DICOM: sidecars of a download
+    sheets: list[Path] = field(default_factory=list)   # clinical sheets found (not imported)
 
     def add(self, name: str, result: StoreResult, size: int = 0) -> None:
         if result.outcome is StoreOutcome.STORED:
@@ -58,7 +61,7 @@ class ImportReport:
 
     def summary(self) -> str:
         return (f"{self.new} new, {self.duplicate} duplicate, {self.replaced} replaced, "
-                f"{len(self.rejected)} rejected")
+                f"{len(self.rejected)} rejected, {len(self.skipped)} skipped (not DICOM)")
 
 
 def discover(paths: Iterable[Path]) -> Iterator[Task]:
@@ -121,15 +124,27 @@ def prepare_task(task: Task, store: FileStore | None = None) -> tuple[Task, Prep
 def run_import(archive: LocalArchive, paths: Iterable[Path], *, workers: int = 1,
                progress: bool | None = None,
                on_reject: Callable[[str, str], None] | None = None) -> ImportReport:
-    tasks = list(discover(paths))
+    """Import the DICOM files under ``paths``; the clinical sheets found are listed in the
+    report (``sheets``) for the caller to import once the images are in."""
+    tasks: list[Task] = []
+    others: list[Path] = []
     report = ImportReport()
+    for task in discover(paths):
+        if not is_sidecar(task.member or task.path.name):
+            tasks.append(task)
+        elif task.member is None:
+            others.append(task.path)
+        else:
+            report.skipped.append(task.name)
+    found = sort_out(others)
+    report.sheets, report.skipped = found.sheets, report.skipped + found.skipped
     show = sys.stderr.isatty() if progress is None else progress
     bar = _progress(len(tasks), show)
     batch: list[tuple[Task, Prepared]] = []
 
     def flush() -> None:
         results = archive.commit([p for _t, p in batch])
-        for (task, prepared), result in zip(batch, results):
+        for (task, prepared), result in zip(batch, results, strict=True):
             _note(report, task.name, result, prepared.received.size, on_reject)
         batch.clear()
 
@@ -169,41 +184,8 @@ class _NoBar:
     def close(self) -> None: ...
 
 
-def _progress(total: int, show: bool):
+def _progress(total: int, show: bool) -> Any:
     if not show:
         return _NoBar()
     from tqdm import tqdm
     return tqdm(total=total, unit="file", desc="import", file=sys.stderr)
-
-
-@dataclass(frozen=True)
-class ClinicalReport:
-    patients: int
-    imaging: int
-    source: str
-    fhir: str = ""  # what the mapping made of them (resources stored, cell warnings)
-
-
-def import_clinical(archive: LocalArchive, path: Path) -> ClinicalReport:
-    """Keep the clinical sheet's rows (normalised headers) for the FHIR mapping."""
-    from ..mapping.sheet import read_clinical
-    sheets = read_clinical(path)
-    counts = Counter()
-    touched: set[str] = set()
-    for name, rows in (("patients", sheets.patients), ("imaging", sheets.imaging)):
-        numbered: dict[str, int] = Counter()
-        items = []
-        for row in rows:
-            pid = row.get("patient_id", "").strip()
-            if not pid:
-                continue
-            numbered[pid] += 1
-            items.append((pid, numbered[pid], row))
-        counts[name] = archive.index.replace_clinical(name, path.name, items)
-        touched.update(pid for pid, _n, _row in items)
-    # FHIR: rebuild exactly these patients' resources from their rows (idempotent).
-    from ..clinical.repository import Repository
-    from .rebuild import rebuild
-    mapped, stored = rebuild(archive, Repository(archive.index.engine), touched)
-    fhir = f"{mapped.summary()}; " + ", ".join(f"{n} {k}" for k, n in stored.items())
-    return ClinicalReport(counts["patients"], counts["imaging"], path.name, fhir)

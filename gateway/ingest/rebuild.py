@@ -6,15 +6,11 @@ exactly these patients' resources (unchanged resources keep their versionId).
 """
 from __future__ import annotations
 
-import json
 import logging
-from collections import defaultdict
 from typing import Iterable
 
-from sqlalchemy import select
-
 from ..archive.protocol import Archive
-from ..archive.local.schema import clinical_rows
+from ..clinical import rows as clinical_rows
 from ..clinical.repository import Repository
 from ..mapping import link
 from ..mapping.engine import Engine, MapReport
@@ -22,25 +18,11 @@ from ..mapping.engine import Engine, MapReport
 log = logging.getLogger(__name__)
 
 
-def load_rows(repository: Repository, patient_ids: Iterable[str] | None = None) -> dict[str, dict]:
-    """patient id → {"patients": [(n, row)], "imaging": [(n, row)]} from the index database."""
-    stmt = select(clinical_rows.c.sheet, clinical_rows.c.patient_id, clinical_rows.c.row_number,
-                  clinical_rows.c.data).order_by(clinical_rows.c.patient_id, clinical_rows.c.sheet,
-                                                 clinical_rows.c.row_number)
-    if patient_ids is not None:
-        stmt = stmt.where(clinical_rows.c.patient_id.in_(list(patient_ids)))
-    out: dict[str, dict] = defaultdict(lambda: {"patients": [], "imaging": []})
-    with repository.engine.connect() as conn:
-        for sheet, pid, number, data in conn.execute(stmt):
-            out[pid][sheet].append((number, json.loads(data)))
-    return out
-
-
 def rebuild(archive: Archive, repository: Repository, patient_ids: Iterable[str] | None = None,
             engine: Engine | None = None) -> tuple[MapReport, dict[str, int]]:
     """Map and store the resources of ``patient_ids`` (all patients with rows when None)."""
     engine = engine or Engine()
-    rows = load_rows(repository, patient_ids)
+    rows = clinical_rows.load(repository.engine, patient_ids)
     pids = sorted(set(patient_ids) if patient_ids is not None else set(rows))
     report = MapReport()
     made: list[dict] = []

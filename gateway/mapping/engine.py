@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 from ..clinical import resources
 from . import link, transforms
-from .spec import PLACEHOLDER, Rule, Spec, ValueSpec, load
+from .spec import PLACEHOLDER, Rule, Spec, ValueSpec, When, load
 from .transforms import Absent
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class Engine:
         return made
 
     @staticmethod
-    def _passes(cond, values: dict) -> bool:
+    def _passes(cond: When, values: dict) -> bool:
         value = values[cond.value]
         if isinstance(value, Absent):
             return False

@@ -23,14 +23,15 @@ def _quiet_pynetdicom(settings: Settings) -> None:
 @click.pass_context
 def dimse(ctx: click.Context, bind: str | None) -> None:
     """Serve the archive as a DICOM Q/R SCP (C-ECHO, C-FIND, C-GET, C-MOVE, C-STORE)."""
-    from ..archive import open_archive
+    from ..backends import open_archive
     from . import server as scp
     settings: Settings = ctx.obj["settings"]
     _quiet_pynetdicom(settings)
     try:
         server = scp.start(settings, open_archive(settings), bind)
     except (SettingsError, OSError) as exc:
-        raise click.ClickException(f"cannot serve DIMSE on {bind or settings.dimse_bind}: {exc}")
+        raise click.ClickException(
+            f"cannot serve DIMSE on {bind or settings.dimse_bind}: {exc}") from exc
     host, port = server.server_address[:2]
     click.echo(f"DIMSE SCP {settings.ae_title}@{host}:{port} (C-MOVE destinations: "
                f"{', '.join(scp.known_aes(settings)) or 'none'})", err=True)
@@ -59,13 +60,13 @@ def echo(ctx: click.Context, peer: str, timeout: float) -> None:
     try:
         target = Peer.parse(peer, "AET@HOST:PORT", kind="peer")
     except SettingsError as exc:
-        raise click.UsageError(str(exc))
+        raise click.UsageError(str(exc)) from exc
     scu = Scu(target, ScuOptions(calling_aet=settings.ae_title,
                                  timeouts=Timeouts(timeout, timeout, timeout), retries=0))
     try:
         seconds = scu.echo()
     except ArchiveError as exc:
-        raise click.ClickException(exc.message)
+        raise click.ClickException(exc.message) from exc
     finally:
         scu.close()
     click.echo(f"C-ECHO {settings.ae_title} -> {target}: {describe(0)} in {seconds * 1000:.1f} ms")

@@ -12,7 +12,6 @@ from typing import Iterator, Mapping
 from pynetdicom import evt
 from pynetdicom.events import Event
 
-from ..archive.errors import ArchiveError
 from ..archive.protocol import Archive
 from ..dimse import contexts as cx
 from ..dimse import sockets
@@ -100,7 +99,7 @@ def handle_store(event: Event, archive: Archive) -> int | object:
     reasons are DIMSE statuses already (0x0111, 0xA700, 0xA900, 0xC000)."""
     try:
         result = archive.store(io.BytesIO(event.encoded_dataset()))
-    except ArchiveError as exc:
+    except Exception as exc:  # archive error: its status; anything else: logged, 0xC000
         return failure(exc)
     if result.ok:
         return Status.SUCCESS

@@ -2,17 +2,19 @@
 files → datasets the peer accepted, archive errors → DIMSE status datasets."""
 from __future__ import annotations
 
+import logging
 from typing import Iterable
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from ..archive.errors import ArchiveError, InvalidQuery, NotFound, Unavailable
-from ..archive.protocol import StoredInstance, UidPath
+from ..archive.errors import ArchiveError, InvalidQuery, NotFound
+from ..archive.protocol import Archive, StoredInstance, UidPath
 from ..archive.uids import is_uid
 from ..dimse.contexts import UNCOMPRESSED
 from ..archive.status import Status
 
+log = logging.getLogger(__name__)
 _KEYS = {"STUDY": ("StudyInstanceUID",), "SERIES": ("StudyInstanceUID", "SeriesInstanceUID"),
          "IMAGE": ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")}
 
@@ -43,8 +45,12 @@ def retrieve_paths(ds: Dataset) -> list[UidPath]:
     leaf = _uids(ds, keys[-1])
     if not leaf:
         raise InvalidQuery(f"{keys[-1]} is required at the {level} level", keys[-1])
-    parents = [(_uids(ds, k) or [None])[0] for k in keys[:-1]]
-    return [UidPath(*parents, uid) for uid in leaf]  # type: ignore[arg-type]
+    parents: list[str | None] = [next(iter(_uids(ds, k)), None) for k in keys[:-1]]
+    if level == "STUDY":
+        return [UidPath(uid) for uid in leaf]
+    if level == "SERIES":
+        return [UidPath(parents[0], uid) for uid in leaf]
+    return [UidPath(parents[0], parents[1], uid) for uid in leaf]
 
 
 def accepted_pairs(contexts: Iterable) -> set[tuple[str, str]]:
@@ -64,16 +70,13 @@ def dataset_for(instance: StoredInstance, accepted: set[tuple[str, str]]) -> Dat
     return ds  # otherwise the sub-operation fails and is counted as such
 
 
-def failure(exc: ArchiveError | Exception) -> Dataset:
-    """A status dataset with ErrorComment (PS3.7 C.4) for an archive error."""
-    if isinstance(exc, InvalidQuery):
-        code = Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS
-    elif isinstance(exc, Unavailable):
-        code = Status.OUT_OF_RESOURCES
-    else:
-        code = Status.UNABLE_TO_PROCESS
-    message = exc.message if isinstance(exc, ArchiveError) else f"{exc.__class__.__name__}: {exc}"
-    return status_dataset(code, message)
+def failure(exc: Exception) -> Dataset:
+    """A status dataset with ErrorComment (PS3.7 C.4): an archive error's own DIMSE status
+    (gateway/archive/errors.py); anything else is a bug, logged with its traceback, 0xC000."""
+    if isinstance(exc, ArchiveError):
+        return status_dataset(exc.answer.dimse, exc.message)
+    log.error("DIMSE request failed", exc_info=exc)
+    return status_dataset(Status.UNABLE_TO_PROCESS, f"{exc.__class__.__name__}: {exc}")
 
 
 def status_dataset(code: int, comment: str = "") -> Dataset:
@@ -84,7 +87,7 @@ def status_dataset(code: int, comment: str = "") -> Dataset:
     return ds
 
 
-def instances_for(archive, paths: list[UidPath]) -> list[StoredInstance]:
+def instances_for(archive: Archive, paths: list[UidPath]) -> list[StoredInstance]:
     """Every stored instance under ``paths``; names that match nothing are skipped
     (PS3.4 C.4.3.3.1: zero matches is a success with zero sub-operations)."""
     out: list[StoredInstance] = []

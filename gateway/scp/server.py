@@ -44,7 +44,7 @@ def build_ae(settings: Settings) -> AE:
     ae.require_called_aet = True
     ae.require_calling_aet = allowed_aes(settings)
     for context in cx.scp_supported():  # AE.supported_contexts= would drop the roles
-        ae.add_supported_context(context.abstract_syntax, context.transfer_syntax,
+        ae.add_supported_context(str(context.abstract_syntax), context.transfer_syntax,
                                  scu_role=context.scu_role, scp_role=context.scp_role)
     timeout = settings.dimse_timeout
     ae.acse_timeout, ae.dimse_timeout, ae.network_timeout = 30.0, timeout, max(timeout, 60.0)
@@ -69,5 +69,6 @@ def start(settings: Settings, archive: Archive, bind: str | None = None) -> Thre
     ae = build_ae(settings)
     server = ae.start_server((host, port), block=False,
                              evt_handlers=event_handlers(archive, settings))
+    assert server is not None  # block=False returns the running server
     log.info("DIMSE SCP %s listening on %s:%d", settings.ae_title, host, port)
     return server

@@ -1,8 +1,13 @@
-"""gunicorn configuration for `tcia-gateway serve` (production HTTP).
+"""gunicorn configuration for `tcia-gateway serve` (production HTTP), as a module:
+``gunicorn -c python:gateway.serving.gunicorn_conf gateway.wsgi:app``.
 
-Bind address and worker count come from the gateway settings (GATEWAY_HTTP_BIND,
-GATEWAY_WORKERS, or the TOML file in GATEWAY_CONFIG), so one source of truth.
+Bind address and worker count come from the gateway settings (``serve`` hands every
+resolved setting to gunicorn as GATEWAY_* variables; run by hand, GATEWAY_* and the TOML
+file in GATEWAY_CONFIG apply), so one source of truth. A worker that exits closes its
+archive (associations with a PACS, helper processes, database connections).
 """
+from typing import Any
+
 from gateway.config import Settings
 
 _settings = Settings.load()
@@ -32,3 +37,11 @@ loglevel = _settings.log_level.lower()
 # gunicorn 27's control socket defaults to one fixed path per user: several gateways
 # (tests, benchmarks) on one machine would fight over it, and we do not use it.
 control_socket_disable = True
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """gunicorn hook, in the worker as it exits: release what the app holds."""
+    app = getattr(worker, "wsgi", None)
+    if app is not None:
+        from gateway import close_app
+        close_app(app)

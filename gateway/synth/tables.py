@@ -1,4 +1,4 @@
-"""Reference tables of the synthetic COVID-19-AR cohort (DESIGN.md §3), kept as data.
+"""Reference tables of the synthetic COVID-19-AR cohort (docs/synthetic-cohort.md), kept as data.
 
 Counts marked ``_AT_105`` are the real collection's marginals for its 105 patients; the cohort model
 scales them to other sizes with largest-remainder rounding, so N=105 reproduces them exactly.

@@ -11,7 +11,8 @@ import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 
-from gateway.archive import FailureReason, StoreOutcome, UidPath, open_local
+from gateway.archive import FailureReason, StoreOutcome, UidPath
+from gateway.archive.local import open_local
 from gateway.backends.pacs.archive import RemoteArchive
 from gateway.config import Settings
 from gateway.dimse import contexts as cx

@@ -16,7 +16,8 @@ import requests
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 
-from gateway.archive import Level, Query, UidPath, open_local
+from gateway.archive import Level, Query, UidPath
+from gateway.archive.local import open_local
 from gateway.archive.attributes import DEFAULT_RETURN
 from gateway.backends.pacs.archive import RemoteArchive
 from gateway.dimse import contexts as cx

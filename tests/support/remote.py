@@ -56,7 +56,7 @@ def cache_consistent(cache: LocalArchive) -> bool:
         from gateway.archive.local.schema import instances
         for path, size in conn.execute(instances.select().with_only_columns(
                 instances.c.path, instances.c.size)):
-            indexed[str(files.abspath(path))] = size
+            indexed[str(files.local_path(path))] = size
     on_disk = {str(p) for p in files.files.rglob("*.dcm")}
     if on_disk != set(indexed):
         return False

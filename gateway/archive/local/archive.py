@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Row, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from ...cache import BoundedCache
 from . import matching
 from ..errors import NotFound, Unavailable
 from .index import Existing, Index, Pending
@@ -17,7 +17,8 @@ from .ingest import IngestError, InstanceRecord, parse_file
 from ..protocol import (FailureReason, Level, Query, SearchResult, Source, StoredInstance,
                         StoreOutcome, StoreResult, UidPath)
 from .schema import instances, series, studies
-from .store import FileStore, Received
+from ..files import Received
+from .store import FileStore, TempWriter
 
 
 @dataclass(frozen=True)
@@ -32,18 +33,23 @@ class LocalArchive:
     """Index + files under ``data_dir``. Thread-safe; several processes may share it."""
 
     def __init__(self, data_dir: Path, index_url: str, *, duplicate_policy: str = "reject",
-                 index: Index | None = None, metadata_cache: int = 64) -> None:
+                 index: Index | None = None, metadata_cache_bytes: int = 128 << 20) -> None:
         self.files = FileStore(Path(data_dir))
         self._files_root = str(self.files.files) + "/"  # str + str is cheaper than Path / str
         self.index = index or Index(index_url)
         self.duplicate_policy = duplicate_policy
-        self._cache: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
-        self._cache_size = metadata_cache
+        # series documents by (study, series, version): a new version is a new key
+        self._metadata: BoundedCache[tuple[str, str, int], bytes] = BoundedCache(
+            4096, metadata_cache_bytes)
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ reads
     def ping(self) -> None:
         self.index.ping()
+
+    def close(self) -> None:
+        """Close the index's database connections (a worker exiting)."""
+        self.index.engine.dispose()
 
     def search(self, query: Query) -> SearchResult:
         try:
@@ -67,26 +73,19 @@ class LocalArchive:
         if version is None:
             raise NotFound(f"no such series {where.series}")
         key = (where.study or "", where.series, version)
-        with self._lock:
-            doc = self._cache.get(key)
-            if doc is not None:
-                self._cache.move_to_end(key)
-                return doc
-        doc = b"[" + b",".join(self.index.metadata_rows(where)) + b"]"
-        with self._lock:
-            self._cache[key] = doc
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+        doc = self._metadata.get(key)
+        if doc is None:
+            doc = self._metadata.put(key, b"[" + b",".join(self.index.metadata_rows(where)) + b"]")
         return doc
 
-    def _stored(self, row) -> StoredInstance:
+    def _stored(self, row: Row[Any]) -> StoredInstance:
         return StoredInstance(
             study_uid=row.study_uid, series_uid=row.series_uid, sop_uid=row.sop_uid,
             sop_class_uid=row.sop_class_uid, transfer_syntax=row.transfer_syntax,
             path=Path(self._files_root + row.path), size=row.size,
             number_of_frames=row.number_of_frames or 0, frame_table=row.frames)
 
-    def _first_metadata(self, conn, level: Level, pk: int) -> bytes | None:
+    def _first_metadata(self, conn: Connection, level: Level, pk: int) -> bytes | None:
         stmt = select(instances.c.metadata).select_from(
             instances.join(series, instances.c.series_pk == series.c.pk))
         if level is Level.INSTANCE:
@@ -103,6 +102,10 @@ class LocalArchive:
         return conn.execute(stmt).scalar()
 
     # ----------------------------------------------------------------- writes
+    def spool(self) -> TempWriter:
+        """A temp file in the store to stream an upload into (then :meth:`store` it)."""
+        return self.files.spool()
+
     def store(self, source: Source, *, expected_study: str | None = None,
               move: bool = False) -> StoreResult:
         """Store one file. ``move=True`` takes ownership of a temp file under ``tmp/``."""
@@ -114,16 +117,15 @@ class LocalArchive:
         results: list[StoreResult | None] = []
         ready: list[tuple[int, Prepared]] = []
         for source in sources:
-            prepared = self._received(source, move)
-            if isinstance(prepared, Received):
-                prepared = self.prepare(prepared)
+            received = self._received(source, move)
+            prepared = self.prepare(received) if isinstance(received, Received) else received
             if isinstance(prepared, StoreResult):
                 results.append(prepared)
             else:
                 results.append(None)
                 ready.append((len(results) - 1, prepared))
         committed = self.commit([p for _i, p in ready], expected_study=expected_study)
-        for (i, _p), result in zip(ready, committed):
+        for (i, _p), result in zip(ready, committed, strict=True):
             results[i] = result
         return results  # type: ignore[return-value]
 
@@ -163,11 +165,11 @@ class LocalArchive:
             self.index.add(pending)
         except BaseException:
             for item in pending:  # not indexed: take the new files away again
-                self.files.remove(item.path)
+                self.files.delete(item.path)
             raise
         for item in pending:
             if item.replace and item.replace.path != item.path:
-                self.files.remove(item.replace.path)
+                self.files.delete(item.replace.path)
         return [r for r, _item in decided]
 
     def _decide(self, p: Prepared, old: Existing | None,
@@ -175,17 +177,17 @@ class LocalArchive:
         rec = p.record
         ident = dict(sop_class_uid=rec.instance["sop_class_uid"], sop_uid=rec.sop_uid,
                      study_uid=rec.study_uid, series_uid=rec.series_uid)
-        rel = self.files.relpath(rec.study_uid, rec.series_uid, rec.sop_uid, p.received.sha256)
+        rel = self.files.key(rec.study_uid, rec.series_uid, rec.sop_uid, p.received.sha256)
         if expected_study and rec.study_uid != expected_study:
             p.received.path.unlink(missing_ok=True)
             return StoreResult(StoreOutcome.FAILED, reason=FailureReason.STUDY_MISMATCH, message=(
                 f"StudyInstanceUID {rec.study_uid} is not the study {expected_study} of the request"),
                 **ident), None
         if old and old.sha256 == p.received.sha256:
-            if self.files.abspath(old.path).exists():
+            if self.files.exists(old.path):
                 p.received.path.unlink(missing_ok=True)
             else:  # the indexed file went missing: this copy repairs it
-                self.files.place(p.received, old.path)
+                self.files.put(p.received, old.path)
             return StoreResult(StoreOutcome.DUPLICATE, message="identical instance already stored",
                                **ident), None
         if old and self.duplicate_policy != "overwrite":
@@ -193,7 +195,7 @@ class LocalArchive:
             return StoreResult(StoreOutcome.FAILED, reason=FailureReason.DUPLICATE_SOP_INSTANCE,
                                message=f"SOPInstanceUID {rec.sop_uid} is already stored with "
                                        "different content", **ident), None
-        self.files.place(p.received, rel)
+        self.files.put(p.received, rel)
         outcome = StoreOutcome.REPLACED if old else StoreOutcome.STORED
         return StoreResult(outcome, **ident), Pending(rec, rel, replace=old)
 

@@ -76,7 +76,7 @@ def read(path: Path, bulk_uri: Callable[[str], str]) -> Parsed:
 
 def _meta(buf: mmap.mmap, size: int) -> tuple[dict[str, str], int]:
     """File meta group (PS3.10 7.1), always Explicit VR Little Endian."""
-    pos, out = 132, {}
+    pos, out = 132, dict[str, str]()
     while pos + 8 <= size:
         group, elem = struct.unpack_from("<HH", buf, pos)
         if group != 0x0002:

@@ -5,20 +5,20 @@ same statements run on SQLite and PostgreSQL.
 """
 from __future__ import annotations
 
-import json
+import itertools
 import logging
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
-from sqlalchemy import (bindparam, create_engine, func, select, text, update)
+from sqlalchemy import Table, bindparam, create_engine, func, select, text, update
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import NotFound, Unavailable
 from .ingest import InstanceRecord
 from ..protocol import UidPath
-from .schema import clinical_rows, instances, metadata, patients, series, sqlite_pragmas, studies
+from .schema import instances, metadata, patients, series, sqlite_pragmas, studies
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class Index:
             docs = conn.execute(_statement("metadata", where), _params(where)).scalars().all()
         if not docs:
             raise NotFound(_not_found(where))
-        return docs
+        return list(docs)
 
     def version(self, where: UidPath) -> int | None:
         """Change counter of the series (or study) named by ``where``, None if absent."""
@@ -128,23 +128,10 @@ class Index:
             if new_rows:
                 conn.execute(instances.insert(), new_rows)
             if replaced:
-                cols = {k: bindparam(k) for k in replaced[0] if k != "b_sop"}
+                cols: dict[str, Any] = {k: bindparam(k) for k in replaced[0] if k != "b_sop"}
                 conn.execute(update(instances).where(instances.c.sop_uid == bindparam("b_sop"))
                              .values(**cols), replaced)
             _refresh_counts(conn, touched_series)
-
-    def replace_clinical(self, sheet: str, source: str, rows: Iterable[tuple[str, int, dict]]) -> int:
-        """Replace the clinical rows of every patient present in ``rows`` (idempotent)."""
-        rows = list(rows)
-        pids = sorted({pid for pid, _n, _d in rows})
-        with self.engine.begin() as conn:
-            if pids:
-                conn.execute(clinical_rows.delete().where(
-                    (clinical_rows.c.sheet == sheet) & clinical_rows.c.patient_id.in_(pids)))
-                conn.execute(clinical_rows.insert(), [
-                    {"sheet": sheet, "patient_id": pid, "row_number": n, "source": source,
-                     "data": json.dumps(data, sort_keys=True)} for pid, n, data in rows])
-        return len(rows)
 
 
 PG_CONNECT_TIMEOUT = 5  # seconds; override with ?connect_timeout=N in GATEWAY_DATABASE_URL
@@ -166,7 +153,6 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8, connect_args=args)
 
 
-_STATEMENTS: dict[tuple[str, bool, bool, bool], Any] = {}
 _READ_ORDER = (series.c.series_number, series.c.pk, instances.c.instance_number, instances.c.pk)
 
 
@@ -175,17 +161,13 @@ def _params(where: UidPath) -> dict[str, str]:
                               ("sop", where.instance)) if v}
 
 
-def _statement(kind: str, where: UidPath):
-    """Read statements built once per shape (which UIDs are given): building a SELECT
-    costs more than running it on a hot path like frames or metadata."""
-    key = (kind, bool(where.study), bool(where.series), bool(where.instance))
-    stmt = _STATEMENTS.get(key)
-    if stmt is None:
-        stmt = _STATEMENTS[key] = _build(kind, *key[1:])
-    return stmt
+def _statement(kind: str, where: UidPath) -> Any:
+    """The read statement of this shape (which UIDs are given), built at import: building a
+    SELECT costs more than running it on a hot path like frames or metadata."""
+    return _STATEMENTS[(kind, bool(where.study), bool(where.series), bool(where.instance))]
 
 
-def _build(kind: str, study: bool, series_: bool, sop: bool):
+def _build(kind: str, study: bool, series_: bool, sop: bool) -> Any:
     if kind == "series_version":
         return select(series.c.version).where(series.c.series_uid == bindparam("series"))
     if kind == "study_version":
@@ -203,21 +185,28 @@ def _build(kind: str, study: bool, series_: bool, sop: bool):
     return stmt.order_by(*_READ_ORDER)
 
 
+_STATEMENTS: dict[tuple[str, bool, bool, bool], Any] = {  # constant: every shape, once
+    (kind, study, series_, sop): _build(kind, study, series_, sop)
+    for kind in ("instances", "metadata", "series_version", "study_version")
+    for study, series_, sop in itertools.product((False, True), repeat=3)}
+
+
 def _not_found(where: UidPath) -> str:
     parts = [f"{name} {uid}" for name, uid in (("study", where.study), ("series", where.series),
                                                ("instance", where.instance)) if uid]
     return "no such " + ", ".join(parts) if parts else "the archive is empty"
 
 
-def _insert_ignore(conn: Connection, table, rows: list[dict], key: str) -> None:
+def _insert_ignore(conn: Connection, table: Table, rows: list[dict], key: str) -> None:
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        conn.execute(pg_insert(table).on_conflict_do_nothing(index_elements=[key]), rows)
     else:
-        from sqlalchemy.dialects.sqlite import insert
-    conn.execute(insert(table).on_conflict_do_nothing(index_elements=[key]), rows)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        conn.execute(sqlite_insert(table).on_conflict_do_nothing(index_elements=[key]), rows)
 
 
-def _upsert(conn: Connection, table, key: str, rows: list[dict]) -> dict[str, int]:
+def _upsert(conn: Connection, table: Table, key: str, rows: list[dict]) -> dict[str, int]:
     """Insert rows whose key is new (first writer wins); return key → pk for all."""
     unique = list({r[key]: r for r in rows}.values())
     _insert_ignore(conn, table, unique, key)

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import orjson
 from sqlalchemy import and_, exists, literal, or_, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql import ColumnElement, Select, func
+from sqlalchemy.sql import ColumnElement, FromClause, Select, func
 
 from ..attributes import BY_KEYWORD, DEFAULT_RETURN, Attribute, resolve, visible_at, vr_of
 from ..errors import InvalidQuery
@@ -29,7 +29,7 @@ _TIME = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
 
 def base_select(level: Level, columns: list[ColumnElement]) -> Select:
     """SELECT over the level's table joined up to the patient."""
-    frm = patients
+    frm: FromClause = patients
     if level in (Level.STUDY, Level.SERIES, Level.INSTANCE):
         frm = frm.join(studies, studies.c.patient_pk == patients.c.pk)
     if level in (Level.SERIES, Level.INSTANCE):
@@ -108,7 +108,8 @@ def condition(attr: Attribute, value: str, *, fuzzy: bool = False) -> ColumnElem
         try:
             return col.in_([int(v) for v in value.split("\\")])
         except ValueError:
-            raise InvalidQuery(f"{attr.keyword}: {value!r} is not an integer", attr.keyword)
+            raise InvalidQuery(f"{attr.keyword}: {value!r} is not an integer",
+                               attr.keyword) from None
     if attr.vr == "PN" and fuzzy:
         return _fuzzy(col, value)
     return _string(attr, col, value)
@@ -116,7 +117,7 @@ def condition(attr: Attribute, value: str, *, fuzzy: bool = False) -> ColumnElem
 
 def _string(attr: Attribute, col: ColumnElement, value: str) -> ColumnElement:
     values = value.split("\\") if attr.vr == "CS" else [value]
-    conds = []
+    conds: list[ColumnElement[bool]] = []
     for v in values:
         target, v = (func.upper(col), v.upper()) if attr.case_insensitive else (col, v)
         if "*" in v or "?" in v:

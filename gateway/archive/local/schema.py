@@ -6,6 +6,8 @@ series and studies changes whenever their content changes: caches and ETags key 
 """
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (BigInteger, Column, ForeignKey, Index, Integer, LargeBinary,
                         MetaData, String, Table, Text, UniqueConstraint, event)
 from sqlalchemy.engine import Engine
@@ -85,18 +87,6 @@ instances = Table(
     UniqueConstraint("sop_uid", name="uq_instances_sop_uid"),
 )
 
-# Clinical sheet rows as imported; the FHIR mapping engine reads them.
-clinical_rows = Table(
-    "clinical_rows", metadata,
-    Column("pk", Integer, primary_key=True),
-    Column("sheet", String(16), nullable=False),   # "patients" | "imaging"
-    Column("patient_id", String(64), nullable=False),
-    Column("row_number", Integer, nullable=False),
-    Column("data", Text, nullable=False),          # JSON object, normalised headers
-    Column("source", Text, nullable=False),        # file name it came from
-    UniqueConstraint("sheet", "patient_id", "row_number", name="uq_clinical_row"),
-)
-
 Index("ix_patients_name", patients.c.patient_name)
 Index("ix_studies_patient", studies.c.patient_pk)
 Index("ix_studies_date", studies.c.study_date)
@@ -104,7 +94,6 @@ Index("ix_studies_accession", studies.c.accession_number)
 Index("ix_series_study", series.c.study_pk, series.c.series_number)
 Index("ix_series_modality", series.c.modality)
 Index("ix_instances_series", instances.c.series_pk, instances.c.instance_number)
-Index("ix_clinical_patient", clinical_rows.c.patient_id)
 
 
 def sqlite_pragmas(engine: Engine) -> None:
@@ -112,7 +101,7 @@ def sqlite_pragmas(engine: Engine) -> None:
     only PN may match case-insensitively; we opt in per attribute), a generous busy timeout."""
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:  # pragma: no cover - trivial
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")

@@ -1,9 +1,10 @@
-"""The file store: one file per SOP instance, byte-for-byte as received.
+"""The embedded archive's file store: one file per SOP instance, byte-for-byte as received.
 
-Files are written to a temporary name in ``tmp/``, fsync'ed, then renamed into
-``files/<study>/<series>/<sop>.dcm``; a crash leaves at worst an orphan temp file
-(removed at start-up) or a complete file the index does not know yet (a
-re-import indexes it), never a half file that the index points to.
+It implements :class:`gateway.archive.files.FileStore` on a directory. Files are written to
+a temporary name in ``tmp/``, fsync'ed, then renamed into
+``files/<study>/<series>/<sop>_<digest>.dcm``; a crash leaves at worst an orphan temp file
+(swept at start-up once older than TEMP_MAX_AGE) or a complete file the index does not know
+yet (a re-import indexes it), never a half file that the index points to.
 """
 from __future__ import annotations
 
@@ -11,23 +12,15 @@ import hashlib
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+import time
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import IO, BinaryIO
 
-from ..protocol import Fragment, StoredInstance
+from ..files import Received
 
 CHUNK = 1 << 20
+PART = ".part"
 _UNSAFE = re.compile(r"[^0-9A-Za-z.\-]")
-
-
-@dataclass(frozen=True)
-class Received:
-    """A complete temporary file with its digest, ready to be placed."""
-
-    path: Path
-    sha256: str
-    size: int
 
 
 def safe_component(uid: str) -> str:
@@ -37,10 +30,10 @@ def safe_component(uid: str) -> str:
 
 
 class TempWriter:
-    """Streams bytes into a temp file under the store, hashing as it goes."""
+    """Streams bytes into a temp file under the store, hashing as it goes (a ``Spool``)."""
 
     def __init__(self, directory: Path) -> None:
-        fd, name = tempfile.mkstemp(dir=directory, suffix=".part")
+        fd, name = tempfile.mkstemp(dir=directory, suffix=PART)
         self._fh = os.fdopen(fd, "wb")
         self.path = Path(name)
         self._hash = hashlib.sha256()
@@ -64,7 +57,7 @@ class TempWriter:
 
 
 def seal(path: Path) -> Received:
-    """Hash and fsync a spooled file (see :meth:`FileStore.spool`): only then may it be placed."""
+    """Hash and fsync a file of :meth:`FileStore.spool_bytes`: only then may it be put."""
     return _digest(path, sync=True)
 
 
@@ -81,6 +74,8 @@ def _digest(path: Path, *, sync: bool) -> Received:
 
 
 class FileStore:
+    """Files under ``root/files``, keyed by their path below it; temp files in ``root/tmp``."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.files = root / "files"
@@ -88,12 +83,11 @@ class FileStore:
         self.files.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
 
-    def clean_temp(self, older_than: float = 0.0) -> int:
-        """Remove leftovers of interrupted writes; returns how many."""
-        import time
+    def sweep(self, older_than: float) -> int:
+        """Remove leftovers of interrupted writes older than ``older_than`` s; how many."""
         count = 0
         limit = time.time() - older_than
-        for p in self.tmp.glob("*.part"):
+        for p in self.tmp.glob("*" + PART):
             try:
                 if p.stat().st_mtime <= limit:
                     p.unlink()
@@ -102,12 +96,12 @@ class FileStore:
                 pass
         return count
 
-    def writer(self) -> TempWriter:
+    def spool(self) -> TempWriter:
         return TempWriter(self.tmp)
 
-    def receive(self, source: Path | BinaryIO) -> Received:
+    def receive(self, source: Path | IO[bytes]) -> Received:
         """Copy ``source`` into a temp file (hashing while copying)."""
-        w = self.writer()
+        w = self.spool()
         try:
             fh = open(source, "rb") if isinstance(source, (str, Path)) else source
             try:
@@ -121,10 +115,10 @@ class FileStore:
             w.discard()
             raise
 
-    def spool(self, data: bytes) -> Path:
+    def spool_bytes(self, data: bytes) -> Path:
         """Write ``data`` to a temp file, neither hashed nor synced yet: a copy into the page
         cache, so the caller can hand the expensive part (:func:`seal`) to a helper process."""
-        fd, name = tempfile.mkstemp(dir=self.tmp, suffix=".part")
+        fd, name = tempfile.mkstemp(dir=self.tmp, suffix=PART)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -138,40 +132,35 @@ class FileStore:
         """Digest and size of a file that is already durable (one being imported in place)."""
         return _digest(path, sync=False)
 
-    def relpath(self, study: str, series: str, sop: str, sha256: str) -> str:
+    def key(self, study: str, series: str, sop: str, sha256: str) -> str:
         """``<study>/<series>/<sop>_<digest>.dcm``: the digest keeps a replacement from ever
         overwriting the file the index points to (the index switches, then the old one goes)."""
         return "/".join((safe_component(study), safe_component(series),
                          f"{safe_component(sop)}_{sha256[:12]}.dcm"))
 
-    def abspath(self, rel: str) -> Path:
-        return self.files / rel
+    def local_path(self, key: str) -> Path:
+        """The file of ``key`` (the read paths send it with sendfile and parse it in place)."""
+        return self.files / key
 
-    def place(self, received: Received, rel: str) -> Path:
+    def put(self, received: Received, key: str) -> None:
         """Atomically move a received temp file to its final name."""
-        target = self.files / rel
+        target = self.files / key
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(received.path, target)
-        return target
 
-    def remove(self, rel: str) -> None:
-        (self.files / rel).unlink(missing_ok=True)
+    def exists(self, key: str) -> bool:
+        return (self.files / key).exists()
 
+    def open(self, key: str) -> BinaryIO:
+        return open(self.files / key, "rb")
 
-def read_frame(inst: StoredInstance, number: int) -> bytes:
-    """One frame's bytes with one positioned read per fragment (numbered from 1)."""
-    assert inst.frames is not None
-    fragments = inst.frames[number - 1]
-    with open(inst.path, "rb") as fh:
-        return b"".join(_pread(fh, f) for f in fragments)
+    def read(self, key: str, offset: int, length: int) -> bytes:
+        fd = os.open(self.files / key, os.O_RDONLY)
+        try:
+            return os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
 
-
-def _pread(fh: BinaryIO, frag: Fragment) -> bytes:
-    return os.pread(fh.fileno(), frag.length, frag.offset)
-
-
-def iter_file(path: Path, chunk: int = CHUNK) -> Iterator[bytes]:
-    with open(path, "rb") as fh:
-        while data := fh.read(chunk):
-            yield data
+    def delete(self, key: str) -> None:
+        (self.files / key).unlink(missing_ok=True)
 

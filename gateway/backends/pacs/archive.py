@@ -24,7 +24,7 @@ from ...dimse.identifiers import find_identifier, result_json
 from ...dimse.pool import Peer
 from .pullthrough import CacheState, CacheWriter, Flight
 from .receiver import MoveReceiver
-from ...dimse.scu import Scu, ScuOptions
+from ...dimse.scu import Scu, ScuOptions, SubOperations
 from ...archive.status import Status, category
 from ...archive.local import matching
 from ...archive.errors import ArchiveError, NotFound, UpstreamError
@@ -32,7 +32,7 @@ from ...archive.local.archive import LocalArchive
 from .preparepool import PreparePool
 from ...archive.protocol import (FailureReason, Level, Query, SearchResult, Source, StoredInstance,
                                  StoreOutcome, StoreResult, UidPath)
-from ...archive.local.store import Received
+from ...archive.files import Received, Spool
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,8 @@ class RemoteArchive:
         except NotFound:
             if flight is not None and flight.error is not None:
                 raise copy.copy(flight.error) from None
-            raise NotFound(f"PACS {self.peer} has no instance {sop} in series {where.series}")
+            raise NotFound(f"PACS {self.peer} has no instance {sop} in series "
+                           f"{where.series}") from None
 
     def _cached(self, where: UidPath) -> bool:
         return bool(self.cache.index.existing([where.instance])) if where.instance else False
@@ -213,7 +214,7 @@ class RemoteArchive:
                 self._flights.pop(series, None)
             flight.finish(error)
 
-    def _get(self, ident: Dataset, flight: Flight):
+    def _get(self, ident: Dataset, flight: Flight) -> SubOperations:
         """C-GET into a CacheWriter; the writer is drained before the outcome counts."""
         writer = CacheWriter(self.cache, flight, self.prepare_pool)
         try:
@@ -227,7 +228,7 @@ class RemoteArchive:
         writer.close()
         return result
 
-    def _move(self, ident: Dataset):
+    def _move(self, ident: Dataset) -> SubOperations:
         """C-MOVE to our own Storage SCP, which stores into the cache as instances come."""
         assert self.receiver is not None
         self.receiver.ensure_running()
@@ -271,6 +272,10 @@ class RemoteArchive:
         return Status.SUCCESS
 
     # ------------------------------------------------------------------- writes
+    def spool(self) -> Spool:
+        """Uploads spool into the cache's store; what the PACS accepts is then put there."""
+        return self.cache.spool()
+
     def store_batch(self, sources: Sequence[Source], *, expected_study: str | None = None,
                     move: bool = False) -> list[StoreResult]:
         """One C-STORE per instance: the PACS answers each one on its own."""

@@ -77,7 +77,7 @@ class CacheState:
                 except BlockingIOError:
                     if time.monotonic() > deadline:
                         raise UpstreamTimeout(f"series {uid} has been retrieving in another "
-                                              f"process for over {timeout:g} s")
+                                              f"process for over {timeout:g} s") from None
                     time.sleep(0.05)
             yield
         finally:
@@ -176,7 +176,7 @@ class CacheWriter:
                 break
             if data:
                 try:
-                    spooled = self.cache.files.spool(data)
+                    spooled = self.cache.files.spool_bytes(data)
                 except OSError as exc:
                     self._fail(f"cannot write the cache: {exc.strerror or exc}")
                 else:

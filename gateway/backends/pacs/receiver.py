@@ -45,7 +45,7 @@ class MoveReceiver:
             ae.require_calling_aet = [self.pacs_aet]
             for context in cx.scp_supported():
                 if context.abstract_syntax not in cx.QR_MODELS:
-                    ae.add_supported_context(context.abstract_syntax, context.transfer_syntax)
+                    ae.add_supported_context(str(context.abstract_syntax), context.transfer_syntax)
             handlers = [*sockets.HANDLERS, (evt.EVT_C_STORE, self.sink)]
             try:
                 self._server = ae.start_server(self.bind, block=False, evt_handlers=handlers)

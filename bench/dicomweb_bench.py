@@ -4,7 +4,7 @@
                                    [--workers 1] [--cohort DIR] [--keep]
 
 Synthesises a cohort with one or more ``--ct-slices`` CTs, imports it, starts the
-gateway (gunicorn, deploy/gunicorn.conf.py) on a free loopback port and measures, with
+gateway (gunicorn, gateway/serving/gunicorn_conf.py) on a free loopback port and measures, with
 one keep-alive client as OHIF would: the OHIF study-list query, QIDO by PatientID,
 series of a study, the series metadata of the largest CT (cold, then warm), the whole
 CT series retrieved as stored (MB/s), one frame, one rendered JPEG, a cached thumbnail.

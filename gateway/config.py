@@ -166,17 +166,6 @@ class Settings:
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
 
-def settings_table() -> list[tuple[str, str, str]]:
-    """(KEY, default, doc) rows, for the README and `--help`."""
-    rows = []
-    for f in dataclasses.fields(Settings):
-        default = f.default
-        shown = "2 × cores" if f.name in ("workers",) else (
-            "cores" if f.name == "import_workers" else str(default))
-        rows.append((f.name.upper(), shown, f.metadata["doc"]))
-    return rows
-
-
 def _derive_public_url(values: dict[str, Any]) -> dict[str, Any]:
     """PUBLIC_URL not given but HTTP_BIND is: links point at where we listen."""
     if "public_url" not in values and "http_bind" in values:

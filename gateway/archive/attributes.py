@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 
 from .protocol import Level
 
@@ -117,10 +117,6 @@ def resolve(name: str) -> Attribute | str | None:
     if tag_int is None:
         return None
     return f"{tag_int:08X}"
-
-
-def keyword_or_tag(tag: str) -> str:
-    return keyword_for_tag(int(tag, 16)) or tag
 
 
 def vr_of(tag: str) -> str:

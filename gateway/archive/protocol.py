@@ -190,11 +190,6 @@ class Archive(Protocol):
         """Release associations, threads, helper processes and database connections."""
 
 
-def frame_numbers_valid(numbers: Sequence[int], count: int) -> bool:
-    """Frames are numbered from 1 (PS3.18 10.4.1.1.4)."""
-    return bool(numbers) and all(1 <= n <= count for n in numbers)
-
-
 Source = Union[Path, BinaryIO, Received]
 """What ``store`` takes: a file path, a readable stream, or an object already spooled by the
 archive's own :meth:`Archive.spool` with its digest (``move`` implied)."""

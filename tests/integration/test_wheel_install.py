@@ -5,6 +5,7 @@ QIDO result, a metadata document and FHIR Bundles starts with the address served
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +32,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     no PYTHONPATH, so nothing of the source tree can be imported."""
     root = tmp_path_factory.mktemp("install")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHONPATH", "GATEWAY_"))}
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(REPO), "-w",
+    src = root / "src"  # what a source distribution holds; the build leaves no trace in REPO
+    shutil.copytree(REPO / "gateway", src / "gateway",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(src), "-w",
          str(root / "wheel")], cwd=root, env=env, timeout=600)
     (wheel,) = (root / "wheel").glob("tcia_gateway-*.whl")
     run([sys.executable, "-m", "venv", "--system-site-packages", str(root / "venv")], root, env)

@@ -338,11 +338,14 @@ class RemoteArchive:
         return None
 
     def close(self) -> None:
+        """Retrieval threads, cache helpers, our C-MOVE destination, the pooled associations
+        (A-RELEASE: the PACS sees a clean end) and the cache's connections."""
         self._executor.shutdown(wait=False, cancel_futures=True)
         self.prepare_pool.close()
         if self.receiver is not None:
             self.receiver.stop()
         self.scu.close()
+        self.cache.close()
 
 
 def _store_reason(status: int) -> FailureReason:

@@ -27,8 +27,8 @@ class ForgedIssuer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.forge = Forge(self.url, audience, **({"key": keys[0]} if keys else {}))
         self._published = list(keys or [self.forge.key])
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name=f"forged-issuer-{self.port}")
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        daemon=True, name=f"forged-issuer-{self.port}")
         self._thread.start()
 
     @property

@@ -7,6 +7,7 @@ consent pages; key rotation on the same port.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import jwt
@@ -98,6 +99,28 @@ def test_authorization_code_with_pkce_through_login_and_consent(idp: OidcProvide
     assert unverified(answer["id_token"])[1]["aud"] == "viewer"  # the id_token is for the client
     patient = authorization_code(idp, "viewer", "patient/*.rs", login="pat-login")
     assert verify(idp, patient["access_token"])["patient"] == "COVID-19-AR-1"
+
+
+def test_login_and_consent_pages_are_the_ones_a_browser_test_drives(idp: OidcProvider) -> None:
+    pages: list[str] = []
+    authorization_code(idp, "viewer", "user/*.rs", login="dora", pages=pages)
+    login, consent = pages
+    assert 'name="login"' in login and 'type="password" name="password"' in login
+    assert re.search(r"<button[^>]*>Sign-in</button>", login)
+    assert re.search(r"<button[^>]*>Continue</button>", consent) and "user/*.rs" in consent
+
+
+def test_point_at_a_gateway_known_later(artifacts_dir: Path) -> None:
+    idp = start_oidc(artifacts_dir / "logs")
+    try:
+        issuer, kid = idp.issuer, idp.signing_key.kid
+        idp.point_at(audience="http://127.0.0.1:7/", redirect_uris=["http://127.0.0.1:7/viewer/cb"])
+        assert idp.issuer == issuer and idp.signing_key.kid == kid
+        assert verify(idp, idp.token("clinician", "user/*.rs"))["aud"] == "http://127.0.0.1:7/"
+        answer = authorization_code(idp, "viewer", "user/*.rs")
+        assert verify(idp, answer["access_token"])["aud"] == "http://127.0.0.1:7/"
+    finally:
+        idp.close()
 
 
 def test_public_client_needs_pkce_and_its_own_origin(idp: OidcProvider) -> None:

@@ -57,8 +57,11 @@ def _follow(session: requests.Session, response: requests.Response,
 def authorization_code(provider: OidcProvider, client_id: str, scope: str, *,
                        login: str = "alice", password: str = "any",
                        redirect_uri: str | None = None, openid: bool = True,
-                       session: requests.Session | None = None) -> dict:
-    """The token endpoint's JSON after logging in as `login` and consenting."""
+                       session: requests.Session | None = None,
+                       pages: list[str] | None = None) -> dict:
+    """The token endpoint's JSON after logging in as `login` and consenting.
+
+    `pages`, if given, receives the HTML of each interaction page shown (login, consent)."""
     session = session or requests.Session()
     client = provider.client(client_id)
     meta = next(c for c in provider.config["clients"] if c["client_id"] == client_id)
@@ -73,6 +76,8 @@ def authorization_code(provider: OidcProvider, client_id: str, scope: str, *,
     for fields in ({"login": login, "password": password}, {}):  # login, then consent
         if isinstance(page, str):
             break
+        if pages is not None:
+            pages.append(page.text)
         action, hidden = _form(page)
         posted = session.post(action, data={**hidden, **fields}, allow_redirects=False, timeout=10)
         page = _follow(session, posted, provider.issuer)

@@ -157,6 +157,17 @@ class OidcProvider:
         self.config.update(config)
         self.start()
 
+    def point_at(self, *, audience: str | None = None,
+                 redirect_uris: Iterable[str] | None = None) -> None:
+        """Restart for a gateway whose URL is known only now (its audience, the viewer's
+        callback); the issuer URL and keys stay the same."""
+        clients = [dict(c) for c in self.config["clients"]]
+        if redirect_uris is not None:
+            for c in clients:
+                if "authorization_code" in c["grant_types"]:
+                    c["redirect_uris"] = list(redirect_uris)
+        self.restart(audience=audience or self.audience, clients=clients)
+
     def rotate(self) -> SigningKey:
         """Publish a new key that signs from now on, keeping the old ones for verification."""
         new = SigningKey.generate()

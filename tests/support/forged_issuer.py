@@ -78,7 +78,7 @@ class ForgedIssuer:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "ForgedIssuer":
+    def __enter__(self) -> ForgedIssuer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -87,7 +87,7 @@ class ForgedIssuer:
 
 def _handler(issuer: ForgedIssuer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             with issuer._lock:
                 issuer.hits[path] += 1

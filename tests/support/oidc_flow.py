@@ -18,7 +18,7 @@ import requests
 
 from .oidc_idp import OidcProvider
 
-_FORM = re.compile(r'<form[^>]*action="([^"]+)"[^>]*>(.*?)</form>', re.S)
+_FORM = re.compile(r'<form[^>]*action="([^"]+)"[^>]*>(.*?)</form>', re.DOTALL)
 _HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 
 
@@ -28,7 +28,7 @@ class Pkce:
     challenge: str
 
     @classmethod
-    def new(cls) -> "Pkce":
+    def new(cls) -> Pkce:
         verifier = secrets.token_urlsafe(48)  # RFC 7636 4.1: 43-128 characters
         digest = hashlib.sha256(verifier.encode()).digest()
         return cls(verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode())

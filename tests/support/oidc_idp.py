@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import requests
 
@@ -120,7 +121,7 @@ class OidcProvider:
         r.raise_for_status()
 
     # --- lifecycle ---
-    def start(self, timeout: float = 15) -> "OidcProvider":
+    def start(self, timeout: float = 15) -> OidcProvider:
         jwks_file = self.root / "jwks.json"
         jwks_file.write_text(json.dumps(jwks(self.keys, private=True)))
         jwks_file.chmod(0o600)

@@ -14,10 +14,11 @@ import socket
 import ssl
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .procs import Proc, free_port, port_open, wait_until
 from .tlscerts import CertAuthority, make_ca
@@ -31,7 +32,7 @@ FIELDS = ("rawmsg", "pri", "syslogseverity", "syslogfacility", "timereported", "
 def rfc5424(msg: str, *, pri: int = 110, app: str = "tcia-gateway", msgid: str = "-",
             sd: str = "-", hostname: str = "localhost", procid: str = "-") -> bytes:
     """An RFC 5424 6 message: PRI VERSION TIMESTAMP HOSTNAME APP PROCID MSGID SD MSG."""
-    stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     head = f"<{pri}>1 {stamp} {hostname} {app} {procid} {msgid} {sd}"
     return f"{head} \ufeff{msg}".encode()  # 6.4: a UTF-8 MSG starts with the BOM
 

@@ -37,9 +37,11 @@ def b64url_json(obj: Any) -> str:
 def unverified(token: str) -> tuple[dict, dict]:
     """(header, payload) of a compact JWS, without verifying anything."""
     header, payload = token.split(".")[:2]
-    pad = lambda s: s + "=" * (-len(s) % 4)  # noqa: E731
-    return (json.loads(base64.urlsafe_b64decode(pad(header))),
-            json.loads(base64.urlsafe_b64decode(pad(payload))))
+    return json.loads(_b64decode(header)), json.loads(_b64decode(payload))
+
+
+def _b64decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class SigningKey:
     kid: str
 
     @classmethod
-    def generate(cls, kid: str | None = None, bits: int = 2048) -> "SigningKey":
+    def generate(cls, kid: str | None = None, bits: int = 2048) -> SigningKey:
         key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
         return cls(key, kid or _thumbprint(key.public_key()))
 
@@ -76,7 +78,7 @@ class SigningKey:
     def self_signed_cert_pem(self) -> bytes:
         """A certificate for this key (what an `x5u` header would point to)."""
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"forged {self.kid}")])
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
                 .public_key(self.public).serial_number(x509.random_serial_number())
                 .not_valid_before(now - dt.timedelta(minutes=5))

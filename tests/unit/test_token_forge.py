@@ -14,7 +14,14 @@ import jwt
 import pytest
 from jwt.algorithms import RSAAlgorithm
 
-from tests.support.tokens import Forge, SigningKey, _thumbprint, b64url, jwks, unverified
+from tests.support.tokens import (
+    Forge,
+    SigningKey,
+    _thumbprint,
+    b64url,
+    jwks,
+    unverified,
+)
 
 ISS, AUD = "http://127.0.0.1:1", "http://tcia-gateway.test/"
 

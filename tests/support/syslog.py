@@ -8,6 +8,7 @@ listener, which `messages()` reads. Started with `rsyslogd -n`, stopped by PID.
 """
 from __future__ import annotations
 
+import glob
 import json
 import shutil
 import socket
@@ -24,7 +25,7 @@ from .procs import Proc, free_port, port_open, wait_until
 from .tlscerts import CertAuthority, make_ca
 
 RSYSLOGD = "/usr/sbin/rsyslogd"
-MODULES = "/usr/lib/x86_64-linux-gnu/rsyslog"
+GTLS_DRIVER = "/usr/lib/*/rsyslog/lmnsd_gtls.so"  # from rsyslog-gnutls
 FIELDS = ("rawmsg", "pri", "syslogseverity", "syslogfacility", "timereported", "hostname",
           "app-name", "procid", "msgid", "structured-data", "msg", "fromhost-ip", "protocol-version")
 
@@ -124,7 +125,7 @@ global(workDirectory="{root}/work" maxMessageSize="256k"
        parser.escapeControlCharactersOnReceive="off"
        defaultNetstreamDriverCAFile="{ca}" defaultNetstreamDriverCertFile="{cert}"
        defaultNetstreamDriverKeyFile="{key}")
-module(load="{MODULES}/imtcp.so" maxSessions="200")
+module(load="imtcp" maxSessions="200")
 {_template()}
 ruleset(name="tcp") {{ action(type="omfile" file="{root}/tcp.jsonl" template="jsonl") }}
 ruleset(name="tls") {{ action(type="omfile" file="{root}/tls.jsonl" template="jsonl") }}
@@ -136,7 +137,7 @@ input(type="imtcp" name="tls" address="127.0.0.1" port="{tls_port}" ruleset="tls
 
 def start_rsyslog(log_dir: Path, timeout: float = 10) -> Rsyslog:
     """rsyslogd -n with a config of its own; ready when both listeners accept."""
-    if not Path(RSYSLOGD).exists() or not Path(MODULES, "lmnsd_gtls.so").exists():
+    if not Path(RSYSLOGD).exists() or not glob.glob(GTLS_DRIVER):
         raise FileNotFoundError("rsyslog or rsyslog-gnutls missing: run .ci/install")
     root = Path(tempfile.mkdtemp(prefix="tcia-rsyslog-"))
     (root / "work").mkdir()

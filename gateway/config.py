@@ -96,9 +96,11 @@ class Settings:
     upload_slots: int = field(default=3, metadata=_doc(
         "Request bodies one worker process reads at once; below its 4 threads, so a worker "
         "always has a thread for reads and health checks. A body finding every slot busy "
-        "waits UPLOAD_WAIT seconds, then gets 503 with Retry-After."))
+        "gets 503 with Retry-After: 1 (after UPLOAD_WAIT)."))
     upload_wait: float = field(default=1.0, metadata=_doc(
-        "Seconds a request body waits for a free upload slot."))
+        "Seconds a request body waits for a free upload slot, while some slot holder "
+        "began less than this ago (likely a fast upload); slots held longer, by slow "
+        "bodies, refuse at once."))
     stow_max_parts: int = field(default=10000, metadata=_doc(
         "Parts in one STOW-RS request; more gets 413 and nothing is stored."))
     stow_part_header_bytes: int = field(default=16 * 1024, metadata=_doc(

@@ -79,7 +79,7 @@ class Worker(ThreadWorker):
         self.log.warning("Invalid request from ip=%s: %s", (addr or ("",))[0], exc)
         try:
             util.write_nonblock(client, error_bytes(path, status, text, self._cors))
-        except Exception:
+        except OSError:
             self.log.debug("Failed to send error message.")
 
 

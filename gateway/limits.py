@@ -28,7 +28,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from werkzeug.exceptions import BadRequest, ClientDisconnected, RequestTimeout, ServiceUnavailable
+from werkzeug.exceptions import (
+    BadRequest,
+    ClientDisconnected,
+    RequestTimeout,
+    ServiceUnavailable,
+)
 
 from .config import Settings
 
@@ -46,7 +51,7 @@ class BodyPolicy:
     wait: float
 
     @classmethod
-    def of(cls, settings: Settings) -> "BodyPolicy":
+    def of(cls, settings: Settings) -> BodyPolicy:
         return cls(settings.body_idle_timeout, float(settings.body_min_rate),
                    settings.upload_slots, settings.upload_wait)
 
@@ -72,7 +77,7 @@ class Uploads:
         self._holders: dict[GuardedBody, float] = {}  # body -> when it took its slot
         self._thread: threading.Thread | None = None
 
-    def enter(self, body: "GuardedBody") -> bool:
+    def enter(self, body: GuardedBody) -> bool:
         deadline = time.monotonic() + self.policy.wait
         with self._cond:
             while len(self._holders) >= self.policy.slots:
@@ -88,7 +93,7 @@ class Uploads:
                 self._thread.start()
         return True
 
-    def leave(self, body: "GuardedBody") -> None:
+    def leave(self, body: GuardedBody) -> None:
         with self._cond:  # after this the watchdog never touches the body's socket
             self._holders.pop(body, None)
             self._cond.notify()
@@ -129,7 +134,9 @@ class GuardedBody:
         out: list[bytes] = []
         got = 0
         while got < want and self._state in ("new", "reading"):
-            data = self._read_step(min(want - got, self._step))
+            step = self._step if self.length is None else min(self._step,
+                                                             self.length - self.received)
+            data = self._read_step(min(want - got, step))
             if not data:
                 break
             out.append(data)

@@ -42,7 +42,7 @@ class Limits:
     part_header_bytes: int
 
     @classmethod
-    def of(cls, settings: Settings) -> "Limits":
+    def of(cls, settings: Settings) -> Limits:
         return cls(settings.max_upload_bytes, settings.stow_max_parts,
                    settings.stow_part_header_bytes)
 

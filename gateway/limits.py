@@ -8,7 +8,10 @@ for as long as it likes (40 such clients took all 16 threads of a 4 x 4 gateway,
 - each socket read waits at most ``BODY_IDLE_TIMEOUT`` (a socket timeout);
 - the time spent waiting for the client may be at most ``BODY_IDLE_TIMEOUT +
   bytes / BODY_MIN_RATE``: a watchdog thread per process shuts the reading side of a
-  socket that falls behind, which ends the blocked read at once;
+  socket that falls behind, which ends the blocked read at once. The read in progress
+  counts as arrived (it cannot be seen into), so reads start at 64 KiB and grow to
+  1 MiB only while they fill: a body trickling from the start is cut after about
+  ``BODY_IDLE_TIMEOUT + 64 KiB / BODY_MIN_RATE`` (46 s by default);
 - at most ``UPLOAD_SLOTS`` bodies per process are read at once, so a worker keeps a
   thread for requests without a body (reads, health checks).
 

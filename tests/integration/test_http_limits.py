@@ -296,3 +296,13 @@ def test_fhir_post_search_takes_a_long_form(server) -> None:
     assert found["resourceType"] == "Bundle" and found["type"] == "searchset"
     assert sorted(e["resource"]["id"] for e in found["entry"]) == sorted(known)
     assert found["total"] == 2
+
+
+def test_fhirpy_search_with_a_20_kib_url_is_served(server) -> None:
+    from fhirpy import SyncFHIRClient
+    client = SyncFHIRClient(f"{server.url}/fhir")
+    known = [p.id for p in client.resources("Patient").limit(2).fetch()]
+    ids = [f"nobody-{k:05d}-{'x' * 40}" for k in range(400)] + known
+    assert len(",".join(ids)) > 20 * 1024
+    found = client.resources("Patient").search(_id=",".join(ids)).fetch_all()
+    assert sorted(p.id for p in found) == sorted(known)

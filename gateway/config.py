@@ -83,6 +83,29 @@ class Settings:
         "Comma-separated origins allowed by CORS, `*` for any."))
     max_upload_bytes: int = field(default=2 * GiB, metadata=_doc(
         "Largest STOW-RS request body, in bytes; larger bodies get 413."))
+    # --- HTTP request limits: each exceeded one is answered in the face's own form
+    # (DICOMweb JSON, FHIR OperationOutcome) and a refused STOW stores nothing.
+    request_line_bytes: int = field(default=32 * 1024, metadata=_doc(
+        "Longest HTTP request line (method, URL with query, version), in bytes; longer "
+        "gets 414. QIDO URLs of OHIF and dicomweb-client carry long UID lists."))
+    body_idle_timeout: float = field(default=30.0, metadata=_doc(
+        "Seconds a request body may pause with no byte arriving; then 408, nothing stored."))
+    body_min_rate: int = field(default=4096, metadata=_doc(
+        "Bytes per second a request body must average: the time spent waiting for it may "
+        "be at most BODY_IDLE_TIMEOUT + bytes / BODY_MIN_RATE, else 408. 0 = no minimum."))
+    upload_slots: int = field(default=3, metadata=_doc(
+        "Request bodies one worker process reads at once; below its 4 threads, so a worker "
+        "always has a thread for reads and health checks. A body finding every slot busy "
+        "gets 503 with Retry-After: 1 (after UPLOAD_WAIT)."))
+    upload_wait: float = field(default=1.0, metadata=_doc(
+        "Seconds a request body waits for a free upload slot, while some slot holder "
+        "began less than this ago (likely a fast upload); slots held longer, by slow "
+        "bodies, refuse at once."))
+    stow_max_parts: int = field(default=10000, metadata=_doc(
+        "Parts in one STOW-RS request; more gets 413 and nothing is stored."))
+    stow_part_header_bytes: int = field(default=16 * 1024, metadata=_doc(
+        "Longest header block of one STOW-RS part, in bytes; longer gets 400."))
+    # --- end of HTTP request limits
     workers: int = field(default=2 * (os.cpu_count() or 1), metadata=_doc(
         "gunicorn worker processes (default 2 x cores)."))
     duplicate_policy: str = field(default="reject", metadata=_doc(
@@ -204,6 +227,13 @@ def _validated(s: Settings) -> Settings:
     for key in positive:
         if getattr(s, key) <= 0:
             raise SettingsError(f"{ENV_PREFIX}{key.upper()} must be positive")
+    for key in ("request_line_bytes", "body_idle_timeout", "upload_slots",  # HTTP limits
+                "stow_max_parts", "stow_part_header_bytes"):
+        if getattr(s, key) <= 0:
+            raise SettingsError(f"{ENV_PREFIX}{key.upper()} must be positive")
+    for key in ("body_min_rate", "upload_wait"):
+        if getattr(s, key) < 0:
+            raise SettingsError(f"{ENV_PREFIX}{key.upper()} must not be negative")
     for key in ("pacs_retries", "pacs_backoff", "pacs_cache_ttl"):
         if getattr(s, key) < 0:
             raise SettingsError(f"{ENV_PREFIX}{key.upper()} must not be negative")

@@ -189,12 +189,9 @@ def thumbnail_one(study: str, series: str, instance: str, frame: int = 1) -> Res
 def store(study: str | None = None) -> Response:
     boundary = stow.boundary_of(request.headers.get("Content-Type"))
     settings = context.settings()
-    limit = settings.max_upload_bytes
-    if request.content_length is not None and request.content_length > limit:
-        stow.CountingReader(request.stream, limit).drain()
-        raise DicomwebError(413, f"request body of {request.content_length} bytes exceeds "
-                                 f"MAX_UPLOAD_BYTES ({limit} bytes); nothing was stored")
-    received = stow.receive(request.stream, boundary, limit, settings.data_dir / "tmp")
+    limits = stow.Limits.of(settings)
+    limits.check_length(request.content_length)  # unread: the connection then closes
+    received = stow.receive(request.stream, boundary, limits, settings.data_dir / "tmp")
     if not received:
         raise DicomwebError(400, "the multipart body has no parts")
     results = stow.store_all(context.archive(), received, study)

@@ -18,6 +18,7 @@ from ..archive.errors import NotAcceptable, NotFound
 from ..archive.protocol import Archive, StoredInstance
 from . import multipart, pixels, render
 from .render import RenderParams
+from .zerocopy import check_stored
 
 
 def image_bytes(archive: Archive | None, inst: StoredInstance, frame: int, params: RenderParams,
@@ -36,6 +37,7 @@ def image_bytes(archive: Archive | None, inst: StoredInstance, frame: int, param
             return path.read_bytes()
         except FileNotFoundError:
             pass
+    check_stored([inst])
     array, header = pixels.decode(inst, frame, archive)
     data = render.render(array, header, params)
     if path is not None:
@@ -66,6 +68,7 @@ def multipart_response(archive: Archive | None, instances: list[StoredInstance],
     images = [i for i in instances if i.number_of_frames]
     if not images:
         raise NotAcceptable("nothing here has pixel data to render")
+    check_stored(images)  # before the status line: streaming errors can only cut it short
     boundary = multipart.new_boundary()
     parts = ((params.media, _lazy(archive, inst, params)) for inst in images)
     response = Response(multipart.stream(parts, boundary), direct_passthrough=True)

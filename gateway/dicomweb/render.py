@@ -29,6 +29,7 @@ FUNCTIONS = ("linear", "linear-exact", "sigmoid")  # PS3.18 8.3.5.1.4
 LUTS: Lru[np.ndarray] = Lru(64)  # grey tables of 64 KiB at most: 4 MiB per worker
 MAX_PIXELS = 4096 * 4096  # the default of MAX_RENDERED_PIXELS
 MAX_SIDE = 65535  # Rows and Columns are US (PS3.3 C.7.6.3.1): no region can be larger
+F32_MAX, F32_TINY = float(np.finfo(np.float32).max), float(np.finfo(np.float32).tiny)
 
 
 @dataclass(frozen=True)
@@ -103,14 +104,16 @@ def _window(text: str | None) -> tuple[float, float, str] | None:
         raise InvalidQuery(f"window={text!r}: expected center,width[,function]", "window") from None
     function = parts[2].lower() if len(parts) > 2 and parts[2] else "linear"
     if function not in FUNCTIONS or not window_ok(center, width) or len(parts) > 3:
-        raise InvalidQuery(f"window={text[:80]!r}: center and width must be finite numbers, "
-                           f"width > 0, and function one of {', '.join(FUNCTIONS)}", "window")
+        raise InvalidQuery(f"window={text[:80]!r}: center and width must be finite numbers "
+                           f"(float32), width > 0, and function one of {', '.join(FUNCTIONS)}",
+                           "window")
     return center, width, function
 
 
 def window_ok(center: float, width: float) -> bool:
-    """A usable VOI window (PS3.3 C.11.2.1.2): finite, of positive width."""
-    return math.isfinite(center) and math.isfinite(width) and width > 0
+    """A usable VOI window (PS3.3 C.11.2.1.2): finite, of positive width, and both still so
+    in float32, where the pipeline computes (1e308 would become inf, 1e-320 zero)."""
+    return abs(center) <= F32_MAX and F32_TINY <= width <= F32_MAX
 
 
 # ----------------------------------------------------------------- pipeline

@@ -7,8 +7,6 @@ defaults to Explicit VR Little Endian (PS3.18 9.4.2.4); ``*`` means "as stored".
 """
 from __future__ import annotations
 
-import math
-
 from flask import Blueprint, Response, request
 
 from .. import context
@@ -110,8 +108,8 @@ def _params(media: str) -> RenderParams:
                                "windowCenter") from None
         if not window_ok(center, width):
             raise InvalidQuery(f"windowCenter={center}, windowWidth={width}: expected finite "
-                               "numbers and a width > 0", "windowWidth" if math.isfinite(
-                                   center) else "windowCenter")
+                               "numbers (float32) and a width > 0",
+                               "windowWidth" if window_ok(center, 1.0) else "windowCenter")
         window = (center, width, "linear")
     return RenderParams(media, quality, viewport, window, max_pixels)
 

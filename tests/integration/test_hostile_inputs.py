@@ -134,7 +134,8 @@ def test_a_region_outside_the_image_is_400_and_one_past_its_edge_is_padded(clien
 
 
 # ---------------------------------------------------------- #11, #12 windows (C.11.2.1.2)
-@pytest.mark.parametrize("window", ["NaN,NaN", "0,inf", "inf,100", "40,0", "40,-5"])
+@pytest.mark.parametrize("window", ["NaN,NaN", "0,inf", "inf,100", "40,0", "40,-5",
+                                    "1e308,400", "40,1e-320"])  # inf and 0 in float32
 def test_a_window_that_is_not_finite_and_positive_is_400_on_wado_rs(client, images,
                                                                     window) -> None:
     bad_request(client.get(rs_url(images[0]) + f"/rendered?window={window}"), "window")
@@ -142,7 +143,8 @@ def test_a_window_that_is_not_finite_and_positive_is_400_on_wado_rs(client, imag
 
 @pytest.mark.parametrize("center, width, named", [
     ("NaN", "100", "windowCenter"), ("40", "inf", "windowWidth"), ("40", "0", "windowWidth"),
-    ("40", "-400", "windowWidth"), ("-inf", "400", "windowCenter")])
+    ("40", "-400", "windowWidth"), ("-inf", "400", "windowCenter"),
+    ("1e308", "400", "windowCenter")])
 def test_a_window_that_is_not_finite_and_positive_is_400_on_wado_uri(client, images, center,
                                                                      width, named) -> None:
     r = client.get(uri_url(images[0], f"&windowCenter={center}&windowWidth={width}"))

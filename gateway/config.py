@@ -117,6 +117,21 @@ class Settings:
     log_level: str = field(default="INFO", metadata=_doc(
         "Python logging level.", ("DEBUG", "INFO", "WARNING", "ERROR")))
 
+    # Read-path limits: what one request may ask for. Each exceeded limit is answered in the
+    # face's own form (DICOMweb: 400 + JSON reason; FHIR: an OperationOutcome).
+    max_frames_per_request: int = field(default=1000, metadata=_doc(
+        "Frame numbers one WADO-RS frames request may list (never more than the instance "
+        "has, no duplicates); more: 400. The bulk pixel data resource is not limited."))
+    max_rendered_pixels: int = field(default=4096 * 4096, metadata=_doc(
+        "Largest rendered image, in pixels: the WADO-RS `viewport` vw x vh, the WADO-URI "
+        "rows x columns, or the size one of them implies; larger: 400."))
+    max_qido_results: int = field(default=5000, metadata=_doc(
+        "Most QIDO-RS matches in one response; a larger or absent `limit` is reduced to it, "
+        "with the PS3.18 Warning header when more matches exist (page on with `offset`)."))
+    max_fhir_count: int = field(default=1000, metadata=_doc(
+        "Largest FHIR `_count`; a larger one is reduced to it (the Bundle's `next` link pages "
+        "on) and an OperationOutcome entry in the Bundle says so."))
+
     # ---------------------------------------------------------------- derived
     @property
     def index_url(self) -> str:
@@ -154,6 +169,8 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+READ_LIMITS = ("max_frames_per_request", "max_rendered_pixels", "max_qido_results",
+               "max_fhir_count")
 
 
 def settings_table() -> list[tuple[str, str, str]]:
@@ -237,6 +254,9 @@ def _validated(s: Settings) -> Settings:
     for key in ("pacs_retries", "pacs_backoff", "pacs_cache_ttl"):
         if getattr(s, key) < 0:
             raise SettingsError(f"{ENV_PREFIX}{key.upper()} must not be negative")
+    for key in READ_LIMITS:
+        if getattr(s, key) <= 0:
+            raise SettingsError(f"{ENV_PREFIX}{key.upper()} must be positive")
     return s
 
 

@@ -28,7 +28,8 @@ def create_app(settings: Settings | None = None, *, archive: Archive | None = No
     app.extensions[EXTENSION] = {"settings": settings,
                                  "archive": archive or open_archive(settings),
                                  "closers": []}  # what close_app releases besides the archive
-    from . import cors, errors, health
+    from . import cors, errors, health, limits
+    limits.install(app, settings)
     errors.register(app)
     cors.install(app)
     app.register_blueprint(health.bp)

@@ -42,7 +42,8 @@ QIDO_PARAMS = [
        "every non-bulk attribute of the first instance.", repeat=True),
     _q("fuzzymatching", "true: each word of a person name query matches a name word prefix.",
        {"type": "boolean"}),
-    _q("limit", "Maximum results (server maximum 5000).", {"type": "integer", "minimum": 0}),
+    _q("limit", "Maximum results (server maximum MAX_QIDO_RESULTS, default 5000).",
+       {"type": "integer", "minimum": 0}),
     _q("offset", "Results to skip (stable order).", {"type": "integer", "minimum": 0}),
 ]
 RENDER_PARAMS = [

@@ -24,6 +24,7 @@ def register(app: Flask) -> None:
     repository = Repository(make_engine(settings.index_url))
     app.extensions[EXTENSION] = FhirService(
         repository, ImagingBuilder(spec.imaging, context.public_base),
-        cache_items=settings.fhir_cache_items, cache_bytes=settings.fhir_cache_bytes)
+        max_count=settings.max_fhir_count, cache_items=settings.fhir_cache_items,
+        cache_bytes=settings.fhir_cache_bytes)
     state["closers"].append(repository.engine.dispose)
     app.register_blueprint(routes.bp)

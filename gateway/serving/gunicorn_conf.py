@@ -22,9 +22,9 @@ workers = _settings.workers
 # worker_connections=4 1580-1630, sync 4 workers 1720-1890, sync 5 workers 1780-1960.
 # No configuration beat the default; all of them show an occasional ~720 req/s run
 # when one worker happens to accept most of wrk's connections at once.
-# gateway.httpworker.Worker is gthread with request lines up to REQUEST_LINE_BYTES, errors
+# gateway.serving.httpworker.Worker is gthread with request lines up to REQUEST_LINE_BYTES, errors
 # gunicorn answers itself in each face's form, and lingering closes off the event loop.
-worker_class = "gateway.httpworker.Worker"
+worker_class = "gateway.serving.httpworker.Worker"
 threads = 4  # UPLOAD_SLOTS (default 3) keeps one of them free of request bodies
 # Large WADO-RS retrieves and STOW uploads can take long on slow links.
 timeout = 300

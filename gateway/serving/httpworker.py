@@ -47,14 +47,14 @@ REASONS = {400: "Bad Request", 414: "URI Too Long", 417: "Expectation Failed",
 
 
 class Worker(ThreadWorker):
-    """``worker_class = "gateway.httpworker.Worker"`` (gateway/serving/gunicorn_conf.py)."""
+    """``worker_class = "gateway.serving.httpworker.Worker"`` (gateway/serving/gunicorn_conf.py)."""
 
     def init_process(self) -> None:
         message.MAX_REQUEST_LINE = max(message.MAX_REQUEST_LINE, self.cfg.limit_request_line)
         self._heads = threading.local()
         self._lingerer = Lingerer()
-        from .config import Settings
-        from .cors import allowed_origin, parse_origins
+        from ..config import Settings
+        from ..cors import allowed_origin, parse_origins
         self._cors = allowed_origin(None, parse_origins(Settings.load().cors_origins))
         super().init_process()
 
@@ -108,7 +108,7 @@ def error_bytes(path: str, status: int, text: str, cors: str | None) -> bytes:
     reason = REASONS.get(status, "Error")
     headers = [f"HTTP/1.1 {status} {reason}", "Connection: close"]
     if path.startswith("/fhir"):
-        from .fhir.outcome import FhirError, error_body
+        from ..fhir.outcome import FhirError, error_body
         code = "too-long" if status in (414, 431) else "invalid"
         body = error_body(FhirError(status, code, text))
         headers.append("Content-Type: application/fhir+json; charset=utf-8")
@@ -116,7 +116,7 @@ def error_bytes(path: str, status: int, text: str, cors: str | None) -> bytes:
         body = orjson.dumps({"status": status, "error": reason, "message": text})
         headers.append("Content-Type: application/json")
         if path.startswith(("/dicomweb", "/wado")):
-            from .dicomweb.errors import header_safe
+            from ..dicomweb.errors import header_safe
             headers.append(f'Warning: 299 tcia-gateway "{header_safe(text)}"')
     if cors:
         headers.append(f"Access-Control-Allow-Origin: {cors}")

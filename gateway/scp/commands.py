@@ -27,9 +27,11 @@ def dimse(ctx: click.Context, bind: str | None) -> None:
     from . import server as scp
     settings: Settings = ctx.obj["settings"]
     _quiet_pynetdicom(settings)
+    archive = open_archive(settings)
     try:
-        server = scp.start(settings, open_archive(settings), bind)
+        server = scp.start(settings, archive, bind)
     except (SettingsError, OSError) as exc:
+        archive.close()
         raise click.ClickException(
             f"cannot serve DIMSE on {bind or settings.dimse_bind}: {exc}") from exc
     host, port = server.server_address[:2]
@@ -40,6 +42,7 @@ def dimse(ctx: click.Context, bind: str | None) -> None:
         signal.signal(sig, lambda *_a: stop.set())
     stop.wait()
     server.shutdown()
+    archive.close()  # a PACS behind us sees its associations released
 
 
 @click.command()

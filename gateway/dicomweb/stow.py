@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import orjson
 from flask import Response
@@ -70,7 +70,7 @@ class Received:
 class CountingReader:
     """``read(n)`` that fails once more than ``limit`` bytes have come in."""
 
-    def __init__(self, stream: BinaryIO, limit: int) -> None:
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
         self.stream = stream
         self.limit = limit
         self.count = 0
@@ -102,7 +102,7 @@ def boundary_of(content_type: str | None) -> str:
     return boundary
 
 
-def receive(stream: BinaryIO, boundary: str, limits: Limits,
+def receive(stream: IO[bytes], boundary: str, limits: Limits,
             spool: Callable[[], Spool]) -> list[Received]:
     """Spool every part (``spool()`` gives a new temporary object of the archive's store),
     then read the body to its end (a truncated body raises there); nothing is left behind

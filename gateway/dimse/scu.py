@@ -77,11 +77,13 @@ class Scu:
         self._sinks: dict[int, StoreSink] = {}
         self._sinks_lock = threading.Lock()
         qr_contexts, roles = cx.query_retrieve_requested()
-        pool = dict(timeouts=options.timeouts, size=options.pool_size,
-                    idle_timeout=options.idle_timeout)
         self.qr = AssociationPool(self.ae, peer, qr_contexts, ext_neg=roles,
-                                  handlers=[(evt.EVT_C_STORE, self._on_store)], **pool)
-        self.storage = AssociationPool(self.ae, peer, cx.store_pool_requested(), **pool)
+                                  handlers=[(evt.EVT_C_STORE, self._on_store)],
+                                  timeouts=options.timeouts, size=options.pool_size,
+                                  idle_timeout=options.idle_timeout)
+        self.storage = AssociationPool(self.ae, peer, cx.store_pool_requested(),
+                                       timeouts=options.timeouts, size=options.pool_size,
+                                       idle_timeout=options.idle_timeout)
         self._store_pairs = {(c.abstract_syntax, c.transfer_syntax[0]) for c in self.storage.contexts}
 
     # ------------------------------------------------------------- plumbing

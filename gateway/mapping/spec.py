@@ -130,8 +130,8 @@ def load(directory: str | Path | None = None) -> Spec:
             raise SpecError(f"{rule.where}: id {rule.id!r} already made by {seen[key]}")
         seen[key] = rule.where
     imaging = ctx.resolve_aliases(meta["imaging.yaml"].get("imaging", Node()), root / "imaging.yaml")
-    for key in ("identifier_system", "modality_system"):
-        imaging[key] = ctx.system(imaging.get(key), root / "imaging.yaml", 0)
+    for system_key in ("identifier_system", "modality_system"):
+        imaging[system_key] = ctx.system(imaging.get(system_key), root / "imaging.yaml", 0)
     return Spec(tuple(rules), ctx.systems, ctx.extensions, ctx.columns, ctx.bindings, imaging)
 
 
@@ -170,13 +170,14 @@ class _Context:
             raise SpecError(f"{path}:0: a rule must be a mapping")
         where = f"{path}:{node.line}"
         _only(node, RULE_KEYS, path)
-        resource = node.get("resource", defaults.get("resource"))
-        sheet = node.get("sheet", defaults.get("sheet"))
+        resource: Any = node.get("resource", defaults.get("resource"))
+        sheet: Any = node.get("sheet", defaults.get("sheet"))
         for key, value in (("name", node.get("name")), ("resource", resource), ("sheet", sheet),
                            ("id", node.get("id"))):
             if not isinstance(value, str) or not value:
                 raise SpecError(f"{where}: rule needs {key!r}")
-        if not resources.is_resource_type(resource):
+        model = resources.model(resource)
+        if model is None or not resources.is_resource_type(resource):
             raise SpecError(f"{_at(path, node, 'resource')}: unknown resource type {resource!r}")
         if sheet not in self.columns:
             raise SpecError(f"{_at(path, node, 'sheet')}: unknown sheet {sheet!r} "
@@ -188,11 +189,11 @@ class _Context:
         if repeat is not None and repeat not in values:
             raise SpecError(f"{_at(path, node, 'repeat')}: repeat names no value {repeat!r}")
         if any(v.missing == "absent" for v in values.values()) and not resources.child(
-                resources.model(resource), "dataAbsentReason")[0]:
+                model, "dataAbsentReason")[0]:
             raise SpecError(f"{where}: missing: absent needs {resource}.dataAbsentReason, which R4 lacks")
         body = _merge(defaults.get("body") or Node(), node.get("body") or Node())
         self.check_strings(path, node.get("id"), sheet, values, node.lines.get("id", node.line))
-        self.check_body(path, resources.model(resource), body, sheet, values)
+        self.check_body(path, model, body, sheet, values)
         body = self.resolve_aliases(body, path)
         values = {k: self.finish_value(v, path) for k, v in values.items()}
         return Rule(node["name"], resource, sheet, node["id"], values, when, repeat, body, where)
@@ -235,7 +236,7 @@ class _Context:
                          table, each, value.missing, value.default, value.where)
 
     def when(self, path: Traversable, rule: Node, item: Any, values: dict) -> When:
-        name = item if isinstance(item, str) else (item or {}).get("value")
+        name: Any = item if isinstance(item, str) else (item or {}).get("value")
         among = None if isinstance(item, str) else tuple((item or {}).get("in") or ())
         if name not in values:
             raise SpecError(f"{_at(path, rule, 'when')}: when names no value {name!r}")

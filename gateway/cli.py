@@ -96,6 +96,29 @@ def do_import(settings: Settings, paths: list[Path], clinical: list[Path], *,
 
 
 @main.command()
+@click.option("--repair", is_flag=True, help="Index good unindexed files, remove orphans and "
+              "leftovers, rebuild FHIR links; say what could not be repaired.")
+@click.option("--quick", is_flag=True, help="Compare file sizes only, not SHA-256 digests.")
+@click.pass_context
+def check(ctx: click.Context, repair: bool, quick: bool) -> None:
+    """Verify the archive: files against the index, tmp/, FHIR links. Exit 1 if something
+    is wrong (with --repair: if something could not be repaired)."""
+    from .archive import ArchiveError, open_local
+    from .archive.check import check as run_check
+    settings = _settings(ctx)
+    try:
+        report = run_check(open_local(settings, sweep=False), temp_max_age=settings.temp_max_age,
+                           repair=repair, digests=not quick)
+    except ArchiveError as exc:
+        raise click.ClickException(exc.message)
+    for problem in report.problems:
+        click.echo(problem.line())
+    click.echo(report.summary())
+    if report.unrepaired:
+        ctx.exit(1)
+
+
+@main.command()
 @click.option("--http", "http_bind", default=None, help="HOST:PORT (default: HTTP_BIND).")
 @click.pass_context
 def serve(ctx: click.Context, http_bind: str | None) -> None:

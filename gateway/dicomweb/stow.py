@@ -17,7 +17,7 @@ from flask import Response
 
 from ..archive.protocol import Archive, FailureReason, StoreResult
 from ..archive.store import Received as Spooled
-from ..archive.store import TempWriter
+from ..archive.store import TempWriter, out_of_space
 from .errors import DicomwebError, header_safe
 from .media import DICOM, DICOM_JSON, MULTIPART, MediaError, parse_media_type
 from .multipart import MultipartReader
@@ -103,6 +103,14 @@ def receive(stream: BinaryIO, boundary: str, limit: int, tmp_dir: Path) -> list[
         _discard(received, writer)
         reader.drain()
         raise DicomwebError(413, f"request body exceeds MAX_UPLOAD_BYTES ({limit} bytes); "
+                                 "nothing was stored") from None
+    except OSError as exc:
+        _discard(received, writer)
+        if not out_of_space(exc):
+            raise
+        reader.drain()
+        # RFC 4918 11.5: 507 Insufficient Storage; nothing could be spooled, nothing stored
+        raise DicomwebError(507, f"no space left on the disk of {tmp_dir} ({exc.strerror}); "
                                  "nothing was stored") from None
     except BaseException:
         _discard(received, writer)

@@ -74,12 +74,16 @@ def import_(ctx: click.Context, paths: tuple[Path, ...], clinical: tuple[Path, .
 
 def do_import(settings: Settings, paths: list[Path], clinical: list[Path], *,
               workers: int | None = None):
-    from .archive import open_local
+    from .archive import ArchiveError, open_local
     from .archive.importer import import_clinical, run_import
     archive = open_local(settings)
     t0 = time.monotonic()
-    report = run_import(archive, paths, workers=workers or settings.import_workers,
-                        on_reject=lambda name, why: click.echo(f"rejected {name}: {why}", err=True))
+    try:
+        report = run_import(archive, paths, workers=workers or settings.import_workers,
+                            on_reject=lambda name, why: click.echo(f"rejected {name}: {why}",
+                                                                   err=True))
+    except ArchiveError as exc:  # the index refused a write: what was indexed before stays
+        raise click.ClickException(exc.message)
     dt = time.monotonic() - t0
     click.echo(f"imported: {report.summary()} in {dt:.1f} s "
                f"({(report.new + report.replaced) / dt if dt else 0:.0f} instances/s)")

@@ -130,7 +130,8 @@ def _fault(archive: LocalArchive, row: Row, digests: bool) -> tuple[str, str] | 
     try:
         size = path.stat().st_size
         if size != row.size:
-            return "corrupt", f"{size} bytes, the index says {row.size} (SOPInstanceUID {row.sop_uid})"
+            return "corrupt", (f"{size} bytes, the index says {row.size} "
+                               f"(SOPInstanceUID {row.sop_uid})")
         if digests and (digest := _sha256(path)) != row.sha256:
             return "corrupt", (f"sha256 {digest[:12]}..., the index says {row.sha256[:12]}... "
                                f"(SOPInstanceUID {row.sop_uid})")

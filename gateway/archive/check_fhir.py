@@ -57,8 +57,9 @@ def check_links(archive: LocalArchive) -> tuple[list[LinkProblem], int]:
     with archive.index.engine.connect() as conn:
         indexed = set(conn.execute(select(studies.c.study_uid)).scalars())
         stored: dict[str, tuple[str, set[str]]] = {}
-        for kind, rid, pid, body in conn.execute(select(
-                resources_t.c.type, resources_t.c.id, resources_t.c.patient_id, resources_t.c.body)):
+        columns = (resources_t.c.type, resources_t.c.id, resources_t.c.patient_id,
+                   resources_t.c.body)
+        for kind, rid, pid, body in conn.execute(select(*columns)):
             if REF.encode() in body:
                 stored[f"{kind}/{rid}"] = (pid or "", study_refs(orjson.loads(body)))
     problems = [LinkProblem("fhir-dangling", name, pid, uid,

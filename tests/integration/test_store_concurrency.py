@@ -7,7 +7,6 @@ winner's file stays intact. ``tcia-gateway check`` then finds the archive consis
 """
 from __future__ import annotations
 
-import shutil
 import threading
 from collections import Counter
 from pathlib import Path
@@ -18,6 +17,8 @@ import pydicom
 import pytest
 import requests
 
+from gateway.archive import FailureReason, LocalArchive, StoreOutcome
+from gateway.archive.index import Index
 from gateway.dicomweb import multipart
 from tests.support.dicomfiles import make_file
 from tests.support.procs import GatewayServer, start_gateway
@@ -140,3 +141,39 @@ def test_same_bytes_twice_in_one_body(server, tmp_path) -> None:
     for a in answers:
         assert len(orjson.loads(a.content)["00081199"]["Value"]) == 2
     assert len(stored_files(server, pydicom.dcmread(path).SOPInstanceUID)) == 1
+
+
+class RacingIndex(Index):
+    """An index on which another writer commits right after we looked (a node with its own
+    file store sharing the database: its lock is not ours). Real SQLite, real writes."""
+
+    def __init__(self, url: str, other: LocalArchive, source: Path) -> None:
+        super().__init__(url)
+        self.other, self.source, self.raced = other, source, False
+
+    def existing(self, sop_uids):
+        seen = super().existing(sop_uids)
+        if not self.raced:
+            self.raced = True
+            assert self.other.store(self.source).outcome is StoreOutcome.STORED
+        return seen
+
+
+@pytest.mark.parametrize("same_bytes", [True, False])
+def test_a_writer_outside_the_lock_is_decided_again(tmp_path, same_bytes) -> None:
+    url = f"sqlite:///{tmp_path / 'index.sqlite'}"
+    theirs = make_file(tmp_path / "theirs.dcm", sop="outside", InstanceNumber=1)
+    ours = theirs if same_bytes else make_file(tmp_path / "ours.dcm", sop="outside",
+                                               InstanceNumber=2)
+    other = LocalArchive(tmp_path / "node-a", url)
+    archive = LocalArchive(tmp_path / "node-b", url, index=RacingIndex(url, other, theirs))
+    result = archive.store(ours)
+    if same_bytes:
+        assert result.outcome is StoreOutcome.DUPLICATE
+    else:
+        assert result.reason is FailureReason.DUPLICATE_SOP_INSTANCE
+    row = archive.index.existing([result.sop_uid])[result.sop_uid]
+    assert (other.files.abspath(row.path)).read_bytes() == theirs.read_bytes()
+    mine = list((tmp_path / "node-b" / "files").rglob("*.dcm"))
+    assert mine == ([archive.files.abspath(row.path)] if same_bytes else [])
+    assert not list((tmp_path / "node-b" / "tmp").iterdir())

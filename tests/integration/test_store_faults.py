@@ -9,11 +9,11 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import orjson
 import pydicom
-import pytest
 import requests
 
 from gateway.archive import LocalArchive, open_local
@@ -243,5 +243,40 @@ def test_sigkill_mid_stow_then_restart_loses_nothing_acknowledged(tmp_path,
                    for l in problems), problems
         report = run_check(data)
         assert report.returncode == 0 and "0 problems" in report.stdout, report.stdout
+    finally:
+        server.stop()
+
+
+def test_read_only_postgresql_index_is_not_ready_and_stow_says_why(postgres, tmp_path,
+                                                                   artifacts_dir) -> None:
+    import psycopg
+    name = "ro" + uuid.uuid4().hex[:10]
+    url = postgres.create_database(name)
+
+    def set_read_only(on: bool) -> None:  # as after a fail-over to a standby, for new sessions
+        with psycopg.connect(postgres.url(), autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = '
+                         f'{"on" if on else "off"}')
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+
+    data = tmp_path / "data"
+    server = start_gateway(data, artifacts_dir / "logs", workers=1,
+                           env={"GATEWAY_DATABASE_URL": url})
+    try:
+        assert stow(server, [instance(tmp_path, "pg-one")]).status_code == 200
+        set_read_only(True)
+        r = requests.get(server.url + "/readyz", timeout=10)
+        assert r.status_code == 503, r.text
+        assert r.json()["reason"] == "index database not writable: the PostgreSQL session is read-only"
+        assert indexed(server) == 1
+        r = stow(server, [instance(tmp_path, "pg-two")])
+        assert r.status_code == 503, r.text
+        assert "read-only transaction" in r.json()["message"]
+        assert (len(stored(data)), parts(data)) == (1, [])
+        set_read_only(False)
+        assert requests.get(server.url + "/readyz", timeout=10).status_code == 200
+        assert stow(server, [instance(tmp_path, "pg-two")]).status_code == 200
+        assert (len(stored(data)), indexed(server)) == (2, 2)
     finally:
         server.stop()

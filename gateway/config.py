@@ -106,6 +106,11 @@ class Settings:
     stow_part_header_bytes: int = field(default=16 * 1024, metadata=_doc(
         "Longest header block of one STOW-RS part, in bytes; longer gets 400."))
     # --- end of HTTP request limits
+    temp_max_age: float = field(default=3600.0, metadata=_doc(
+        "Seconds after which a `.part` file in `DATA_DIR/tmp` counts as left by a crash: "
+        "removed at start-up and by `check --repair`. Must exceed the longest STOW request "
+        "(its parts wait there until the whole body has arrived); a part still being written "
+        "is never removed."))
     workers: int = field(default=2 * (os.cpu_count() or 1), metadata=_doc(
         "gunicorn worker processes (default 2 x cores)."))
     duplicate_policy: str = field(default="reject", metadata=_doc(
@@ -251,7 +256,7 @@ def _validated(s: Settings) -> Settings:
     for key in ("body_min_rate", "upload_wait"):
         if getattr(s, key) < 0:
             raise SettingsError(f"{ENV_PREFIX}{key.upper()} must not be negative")
-    for key in ("pacs_retries", "pacs_backoff", "pacs_cache_ttl"):
+    for key in ("pacs_retries", "pacs_backoff", "pacs_cache_ttl", "temp_max_age"):
         if getattr(s, key) < 0:
             raise SettingsError(f"{ENV_PREFIX}{key.upper()} must not be negative")
     for key in READ_LIMITS:

@@ -19,7 +19,7 @@ from flask import Response
 
 from ..archive.protocol import Archive, FailureReason, StoreResult
 from ..archive.store import Received as Spooled
-from ..archive.store import TempWriter
+from ..archive.store import TempWriter, out_of_space
 from ..config import Settings
 from .errors import DicomwebError, header_safe
 from .media import DICOM, DICOM_JSON, MULTIPART, MediaError, parse_media_type
@@ -130,6 +130,13 @@ def receive(stream: BinaryIO, boundary: str, limits: Limits, tmp_dir: Path) -> l
         _discard(received, writer)
         raise DicomwebError(413, f"request body exceeds MAX_UPLOAD_BYTES ({limits.max_bytes} "
                                  "bytes); nothing was stored") from None
+    except OSError as exc:
+        _discard(received, writer)
+        if not out_of_space(exc):
+            raise
+        # RFC 4918 11.5: 507 Insufficient Storage; nothing could be spooled, nothing stored
+        raise DicomwebError(507, f"no space left on the disk of {tmp_dir} ({exc.strerror}); "
+                                 "nothing was stored") from None
     except BaseException:
         _discard(received, writer)
         raise

@@ -91,14 +91,18 @@ def import_(ctx: click.Context, paths: tuple[Path, ...], clinical: tuple[Path, .
 def do_import(settings: Settings, paths: list[Path], clinical: list[Path], *,
               workers: int | None = None) -> ImportReport:
     """Images first, then every clinical sheet (given, or found among ``paths``)."""
+    from .archive import ArchiveError
     from .archive.local import open_local
     from .ingest.importer import run_import
     archive = open_local(settings)
     try:
         t0 = time.monotonic()
-        report = run_import(archive, paths, workers=workers or settings.import_workers,
-                            on_reject=lambda name, why: click.echo(f"rejected {name}: {why}",
-                                                                   err=True))
+        try:
+            report = run_import(archive, paths, workers=workers or settings.import_workers,
+                                on_reject=lambda name, why: click.echo(f"rejected {name}: {why}",
+                                                                       err=True))
+        except ArchiveError as exc:  # the index refused a write: what was indexed before stays
+            raise click.ClickException(exc.message) from exc
         dt = time.monotonic() - t0
         click.echo(f"imported: {report.summary()} in {dt:.1f} s "
                    f"({(report.new + report.replaced) / dt if dt else 0:.0f} instances/s)")
@@ -127,6 +131,33 @@ def _import_sheets(settings: Settings, archive: LocalArchive, sheets: list[Path]
         click.echo(f"clinical: {res.patients} patient rows, {res.imaging} imaging rows "
                    f"from {res.source}")
         click.echo(f"FHIR: {res.fhir}")
+
+
+@main.command()
+@click.option("--repair", is_flag=True, help="Index good unindexed files, remove orphans and "
+              "leftovers, rebuild FHIR links; say what could not be repaired.")
+@click.option("--quick", is_flag=True, help="Compare file sizes only, not SHA-256 digests.")
+@click.pass_context
+def check(ctx: click.Context, repair: bool, quick: bool) -> None:
+    """Verify the archive: files against the index, tmp/, FHIR links. Exit 1 if something
+    is wrong (with --repair: if something could not be repaired)."""
+    from .archive import ArchiveError
+    from .archive.local import open_local
+    from .ingest.check import check as run_check
+    settings = _settings(ctx)
+    archive = open_local(settings, sweep=False)
+    try:
+        report = run_check(archive, temp_max_age=settings.temp_max_age, repair=repair,
+                           digests=not quick)
+    except ArchiveError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        archive.close()
+    for problem in report.problems:
+        click.echo(problem.line())
+    click.echo(report.summary())
+    if report.unrepaired:
+        ctx.exit(1)
 
 
 @main.command()

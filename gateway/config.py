@@ -83,10 +83,6 @@ class Settings:
         "Comma-separated origins allowed by CORS, `*` for any."))
     max_upload_bytes: int = field(default=2 * GiB, metadata=_doc(
         "Largest STOW-RS request body, in bytes; larger bodies get 413."))
-    temp_max_age: float = field(default=3600.0, metadata=_doc(
-        "Seconds after which a `.part` file in `DATA_DIR/tmp` counts as left by a crash: "
-        "removed at start-up. Must exceed the longest STOW request (its parts wait there "
-        "until the whole body has arrived) and the longest PACS retrieval."))
     # --- HTTP request limits: each exceeded one is answered in the face's own form
     # (DICOMweb JSON, FHIR OperationOutcome) and a refused STOW stores nothing.
     request_line_bytes: int = field(default=32 * 1024, metadata=_doc(
@@ -110,6 +106,11 @@ class Settings:
     stow_part_header_bytes: int = field(default=16 * 1024, metadata=_doc(
         "Longest header block of one STOW-RS part, in bytes; longer gets 400."))
     # --- end of HTTP request limits
+    temp_max_age: float = field(default=3600.0, metadata=_doc(
+        "Seconds after which a `.part` file in `DATA_DIR/tmp` counts as left by a crash: "
+        "removed at start-up and by `check --repair`. Must exceed the longest STOW request "
+        "(its parts wait there until the whole body has arrived) and the longest PACS "
+        "retrieval; a part still being written is never removed."))
     workers: int = field(default=2 * (os.cpu_count() or 1), metadata=_doc(
         "gunicorn worker processes (default 2 x cores)."))
     duplicate_policy: str = field(default="reject", metadata=_doc(

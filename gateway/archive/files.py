@@ -10,9 +10,18 @@ read through :class:`gateway.archive.protocol.StoredInstance`.
 """
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO, Protocol
+
+
+OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """The store's disk (or quota) is full: STOW says 0xA700 per instance, or 507."""
+    return isinstance(exc, OSError) and exc.errno in OUT_OF_SPACE
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from flask import Response
 
 from ..archive.protocol import Archive, FailureReason, StoreResult
 from ..archive.files import Received as Spooled
-from ..archive.files import Spool
+from ..archive.files import Spool, out_of_space
 from ..config import Settings
 from .errors import DicomwebError, header_safe
 from .media import DICOM, DICOM_JSON, MULTIPART, MediaError, parse_media_type
@@ -132,6 +132,14 @@ def receive(stream: IO[bytes], boundary: str, limits: Limits,
         _discard(received, writer)
         raise DicomwebError(413, f"request body exceeds MAX_UPLOAD_BYTES ({limits.max_bytes} "
                                  "bytes); nothing was stored") from None
+    except OSError as exc:
+        where = writer.path.parent if writer is not None else "the archive's file store"
+        _discard(received, writer)
+        if not out_of_space(exc):
+            raise
+        # RFC 4918 11.5: 507 Insufficient Storage; nothing could be spooled, nothing stored
+        raise DicomwebError(507, f"no space left on the disk of {where} ({exc.strerror}); "
+                                 "nothing was stored") from None
     except BaseException:
         _discard(received, writer)
         raise

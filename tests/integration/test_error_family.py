@@ -21,6 +21,7 @@ from gateway.archive import errors
 from gateway.archive.errors import (ArchiveError, InvalidQuery, NotAcceptable, NotFound,
                                     Unavailable, UpstreamError, UpstreamTimeout)
 from gateway.archive.local import LocalArchive, open_local
+from gateway.archive.local.index import IndexWriteError
 from gateway.archive.protocol import Query, SearchResult
 from gateway.config import Settings
 from gateway.dimse import contexts as cx
@@ -35,7 +36,9 @@ TABLE = {NotFound:        (404, "not-found",      0xC000),
          NotAcceptable:   (406, "not-supported",  0xC000),
          Unavailable:     (503, "transient",      0xA700),
          UpstreamError:   (502, "exception",      0xC000),
-         UpstreamTimeout: (504, "timeout",        0xC000)}
+         UpstreamTimeout: (504, "timeout",        0xC000),
+         # the embedded index refusing a write (read-only, unreachable, disk full)
+         IndexWriteError: (503, "transient",      0xA700)}
 
 
 class FailingArchive(LocalArchive):

@@ -122,7 +122,7 @@ class LocalArchive:
         results: list[StoreResult | None] = []
         ready: list[tuple[int, Prepared]] = []
         for source in sources:
-            received = self._received(source, move)
+            received = self.receive(source, move)
             prepared = self.prepare(received) if isinstance(received, Received) else received
             if isinstance(prepared, StoreResult):
                 results.append(prepared)
@@ -134,7 +134,9 @@ class LocalArchive:
             results[i] = result
         return results  # type: ignore[return-value]
 
-    def _received(self, source: Source, move: bool) -> Received | StoreResult:
+    def receive(self, source: Source, move: bool = False) -> Received | StoreResult:
+        """``source`` in this store's temp space with its digest (``move``: a path of ours,
+        taken as it is), or why it could not be received."""
         try:
             if isinstance(source, Received):
                 return source  # spooled into tmp/ with its digest: ours now
@@ -231,18 +233,12 @@ class LocalArchive:
         rec = p.record
         ident = _ident(p)
         rel = self.files.key(rec.study_uid, rec.series_uid, rec.sop_uid, p.received.sha256)
-        if expected_study and rec.study_uid != expected_study:
+        refused = self.refusal(p, old, expected_study)
+        if refused is not None:
             p.received.path.unlink(missing_ok=True)
-            return StoreResult(StoreOutcome.FAILED, reason=FailureReason.STUDY_MISMATCH, message=(
-                f"StudyInstanceUID {rec.study_uid} is not the study {expected_study} of the request"),
-                **ident), None
+            return refused, None
         if old and old.sha256 == p.received.sha256:
             return self._duplicate(p, old), None
-        if old and self.duplicate_policy != "overwrite":
-            p.received.path.unlink(missing_ok=True)
-            return StoreResult(StoreOutcome.FAILED, reason=FailureReason.DUPLICATE_SOP_INSTANCE,
-                               message=f"SOPInstanceUID {rec.sop_uid} is already stored with "
-                                       "different content", **ident), None
         try:
             self.files.put(p.received, rel)
         except OSError as exc:
@@ -250,6 +246,20 @@ class LocalArchive:
             return _io_failure(p, exc), None
         outcome = StoreOutcome.REPLACED if old else StoreOutcome.STORED
         return StoreResult(outcome, **ident), Pending(rec, rel, replace=old)
+
+    def refusal(self, p: Prepared, old: Existing | None,
+                expected_study: str | None) -> StoreResult | None:
+        """Why ``p`` is refused before anything is placed (PS3.18 10.5.3): not the study the
+        request names, or other bytes under a stored SOPInstanceUID (DUPLICATE_POLICY reject).
+        The PACS backend asks the same before it sends anything to the PACS."""
+        rec = p.record
+        if expected_study and rec.study_uid != expected_study:
+            return _failed(p, FailureReason.STUDY_MISMATCH, f"StudyInstanceUID {rec.study_uid} "
+                           f"is not the study {expected_study} of the request")
+        if old and old.sha256 != p.received.sha256 and self.duplicate_policy != "overwrite":
+            return _failed(p, FailureReason.DUPLICATE_SOP_INSTANCE, f"SOPInstanceUID "
+                           f"{rec.sop_uid} is already stored with different content")
+        return None
 
     def _duplicate(self, p: Prepared, old: Existing) -> StoreResult:
         """Identical bytes: a success that changes nothing in the index (PS3.18 10.5: a STOW

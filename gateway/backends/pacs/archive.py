@@ -14,7 +14,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 from pydicom.dataset import Dataset
 from pynetdicom.events import Event
@@ -32,7 +32,7 @@ from ...archive.local.archive import LocalArchive
 from .preparepool import PreparePool
 from ...archive.protocol import (FailureReason, Level, Query, SearchResult, Source, StoredInstance,
                                  StoreOutcome, StoreResult, UidPath)
-from ...archive.files import Received, Spool
+from ...archive.files import Spool
 
 log = logging.getLogger(__name__)
 
@@ -283,22 +283,17 @@ class RemoteArchive:
 
     def store(self, source: Source, *, expected_study: str | None = None,
               move: bool = False) -> StoreResult:
-        """C-STORE to the PACS first; only what the PACS accepted enters the cache."""
-        try:
-            if isinstance(source, Received):
-                received = source
-            elif move and isinstance(source, Path):
-                received = self.cache.files.hash_file(source)
-            else:
-                received = self.cache.files.receive(source)
-        except OSError as exc:
-            return StoreResult(StoreOutcome.FAILED, reason=FailureReason.OUT_OF_RESOURCES,
-                               message=f"cannot receive file: {exc.strerror or exc}")
+        """C-STORE to the PACS first; only what the PACS accepted enters the cache, and what
+        the cache would refuse is not sent to the PACS either (PS3.18 10.5.3)."""
+        received = self.cache.receive(source, move)
+        if isinstance(received, StoreResult):
+            return received
         prepared = self.cache.prepare(received)
         if isinstance(prepared, StoreResult):
             return prepared
         rec = prepared.record
-        refusal = self._refuse_before_sending(rec, received.sha256, expected_study)
+        old = self.cache.index.existing([rec.sop_uid]).get(rec.sop_uid)
+        refusal = self.cache.refusal(prepared, old, expected_study)
         if refusal is None:
             try:
                 self.scu.store(received.path, rec.instance["sop_class_uid"],
@@ -320,22 +315,6 @@ class RemoteArchive:
         result = self.cache.commit([prepared], expected_study=expected_study)[0]
         self.state.clear("study", rec.study_uid)  # its series list may have grown
         return result
-
-    def _refuse_before_sending(self, rec: Any, sha256: str,
-                               expected_study: str | None) -> StoreResult | None:
-        """What the cache would refuse is not sent to the PACS either (PS3.18 10.5.3)."""
-        ident = dict(sop_class_uid=rec.instance["sop_class_uid"], sop_uid=rec.sop_uid,
-                     study_uid=rec.study_uid, series_uid=rec.series_uid)
-        if expected_study and rec.study_uid != expected_study:
-            return StoreResult(StoreOutcome.FAILED, reason=FailureReason.STUDY_MISMATCH, message=(
-                f"StudyInstanceUID {rec.study_uid} is not the study {expected_study} of the "
-                "request"), **ident)
-        old = self.cache.index.existing([rec.sop_uid]).get(rec.sop_uid)
-        if old and old.sha256 != sha256 and self.cache.duplicate_policy != "overwrite":
-            return StoreResult(StoreOutcome.FAILED, reason=FailureReason.DUPLICATE_SOP_INSTANCE,
-                               message=f"SOPInstanceUID {rec.sop_uid} is already stored with "
-                                       "different content", **ident)
-        return None
 
     def close(self) -> None:
         """Retrieval threads, cache helpers, our C-MOVE destination, the pooled associations

@@ -1,0 +1,156 @@
+"""AuditEvents in the index database (SQLAlchemy Core): append-only, searchable.
+
+One row per AuditEvent with the columns `/fhir/AuditEvent` searches on (patient, date,
+outcome, action, type) and the JSON body as written; agents (user `sub`, `client_id`, AE
+titles) in a child table, since an event has several. Rows are only ever inserted: on
+SQLite and PostgreSQL a trigger refuses UPDATE and DELETE, so the trail cannot be edited
+through the application's connection either.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import (Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table,
+                        Text, and_, event, exists, func, insert, select, text)
+from sqlalchemy.engine import Connection, Engine
+
+metadata = MetaData()
+
+audit_events = Table(
+    "audit_events", metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("recorded", DateTime(timezone=False), nullable=False),  # UTC
+    Column("action", String(1), nullable=False),
+    Column("type_code", String(64), nullable=False),
+    Column("outcome", Integer, nullable=False),
+    Column("patient", String(64)),
+    Column("body", Text, nullable=False),
+    Index("ix_audit_events_patient_recorded", "patient", "recorded"),
+    Index("ix_audit_events_recorded", "recorded"),
+)
+
+audit_agents = Table(
+    "audit_event_agents", metadata,
+    Column("event_pk", Integer, ForeignKey("audit_events.pk"), nullable=False),
+    Column("agent", String(256), nullable=False),
+    Index("ix_audit_event_agents_agent", "agent", "event_pk"),
+)
+
+_APPEND_ONLY = {
+    "sqlite": [
+        f"CREATE TRIGGER IF NOT EXISTS {t}_append_only_{op} BEFORE {op.upper()} ON {t} "
+        "BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END"
+        for t in ("audit_events", "audit_event_agents") for op in ("update", "delete")],
+    "postgresql": [
+        "CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger AS $$ BEGIN "
+        "RAISE EXCEPTION 'the audit trail is append-only'; END $$ LANGUAGE plpgsql",
+        *[f"CREATE OR REPLACE TRIGGER {t}_append_only BEFORE UPDATE OR DELETE ON {t} "
+          "FOR EACH ROW EXECUTE FUNCTION audit_append_only()"
+          for t in ("audit_events", "audit_event_agents")]],
+}
+
+
+@event.listens_for(audit_agents, "after_create")
+def _triggers(target: Table, connection: Connection, **_: object) -> None:
+    for statement in _APPEND_ONLY.get(connection.dialect.name, []):
+        connection.execute(text(statement))
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """`/fhir/AuditEvent` search parameters the store answers (FHIR R4 names)."""
+
+    patient: str | None = None
+    agent: str | None = None
+    since: dt.datetime | None = None      # date=ge...
+    until: dt.datetime | None = None      # date=lt...
+    outcome: Sequence[int] = ()
+    limit: int = 100
+    offset: int = 0
+
+
+class AuditStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(self) -> None:
+        metadata.create_all(self.engine)
+
+    def append(self, events: Iterable[dict]) -> int:
+        """Insert AuditEvent resources (as `gateway.audit.fhir.to_fhir` makes them)."""
+        count = 0
+        with self.engine.begin() as conn:
+            for resource in events:
+                row = _row(resource)
+                pk = conn.execute(insert(audit_events).values(**row)).inserted_primary_key[0]
+                agents = sorted(_agents(resource))
+                if agents:
+                    conn.execute(insert(audit_agents),
+                                 [{"event_pk": pk, "agent": a} for a in agents])
+                count += 1
+        return count
+
+    def search(self, query: AuditQuery) -> list[dict]:
+        """Matching AuditEvents, newest first."""
+        stmt = (select(audit_events.c.body).where(*_conditions(query))
+                .order_by(audit_events.c.recorded.desc(), audit_events.c.pk.desc())
+                .limit(query.limit).offset(query.offset))
+        with self.engine.connect() as conn:
+            return [json.loads(body) for body in conn.execute(stmt).scalars()]
+
+    def count(self, query: AuditQuery) -> int:
+        stmt = select(func.count()).select_from(audit_events).where(*_conditions(query))
+        with self.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+
+def _conditions(q: AuditQuery) -> list:
+    c = audit_events.c
+    conditions = []
+    if q.patient is not None:
+        conditions.append(c.patient == q.patient.removeprefix("Patient/"))
+    if q.agent is not None:
+        conditions.append(exists().where(and_(audit_agents.c.event_pk == c.pk,
+                                              audit_agents.c.agent == q.agent)))
+    if q.since is not None:
+        conditions.append(c.recorded >= _utc(q.since))
+    if q.until is not None:
+        conditions.append(c.recorded < _utc(q.until))
+    if q.outcome:
+        conditions.append(c.outcome.in_(list(q.outcome)))
+    return conditions
+
+
+def _row(resource: dict) -> dict:
+    patients = [e["what"]["reference"].removeprefix("Patient/")
+                for e in resource.get("entity", [])
+                if e.get("role", {}).get("code") == "1" and "reference" in e.get("what", {})]
+    recorded = dt.datetime.fromisoformat(resource["recorded"].replace("Z", "+00:00"))
+    return {"id": resource["id"], "recorded": _utc(recorded), "action": resource["action"],
+            "type_code": resource["type"]["code"], "outcome": int(resource["outcome"]),
+            "patient": patients[0] if patients else None,
+            "body": json.dumps(resource, separators=(",", ":"))}
+
+
+def _agents(resource: dict) -> set[str]:
+    """Searchable agent ids: every agent's who.identifier.value (sub, client_id, AE title)
+    and AE titles from altId."""
+    out = set()
+    for agent in resource.get("agent", []):
+        value = agent.get("who", {}).get("identifier", {}).get("value")
+        if value:
+            out.add(str(value)[:256])
+        alt = agent.get("altId", "")
+        if alt.startswith("AETITLES="):
+            out.update(a for a in alt.removeprefix("AETITLES=").split("\\") if a)
+    return out
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    if moment.tzinfo is None:
+        raise ValueError("audit search bounds must be timezone-aware")
+    return moment.astimezone(dt.timezone.utc).replace(tzinfo=None)

@@ -9,11 +9,11 @@ through the application's connection either.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import (Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table,
+import orjson
+from sqlalchemy import (Column, ForeignKey, Index, Integer, MetaData, String, Table,
                         Text, and_, event, exists, func, insert, select, text)
 from sqlalchemy.engine import Connection, Engine
 
@@ -23,7 +23,7 @@ audit_events = Table(
     "audit_events", metadata,
     Column("pk", Integer, primary_key=True, autoincrement=True),
     Column("id", String(64), nullable=False, unique=True),
-    Column("recorded", DateTime(timezone=False), nullable=False),  # UTC
+    Column("recorded", String(24), nullable=False),  # FHIR instant, UTC, ms: sorts as text
     Column("action", String(1), nullable=False),
     Column("type_code", String(64), nullable=False),
     Column("outcome", Integer, nullable=False),
@@ -35,9 +35,9 @@ audit_events = Table(
 
 audit_agents = Table(
     "audit_event_agents", metadata,
-    Column("event_pk", Integer, ForeignKey("audit_events.pk"), nullable=False),
+    Column("event_id", String(64), ForeignKey("audit_events.id"), nullable=False),
     Column("agent", String(256), nullable=False),
-    Index("ix_audit_event_agents_agent", "agent", "event_pk"),
+    Index("ix_audit_event_agents_agent", "agent", "event_id"),
 )
 
 _APPEND_ONLY = {
@@ -81,18 +81,18 @@ class AuditStore:
         metadata.create_all(self.engine)
 
     def append(self, events: Iterable[dict]) -> int:
-        """Insert AuditEvent resources (as `gateway.audit.fhir.to_fhir` makes them)."""
-        count = 0
+        """Insert AuditEvent resources (as `gateway.audit.fhir.to_fhir` makes them), in one
+        transaction with two executemany statements."""
+        resources = list(events)
+        if not resources:
+            return 0
+        rows = [_row(r) for r in resources]
+        agents = [{"event_id": r["id"], "agent": a} for r in resources for a in sorted(_agents(r))]
         with self.engine.begin() as conn:
-            for resource in events:
-                row = _row(resource)
-                pk = conn.execute(insert(audit_events).values(**row)).inserted_primary_key[0]
-                agents = sorted(_agents(resource))
-                if agents:
-                    conn.execute(insert(audit_agents),
-                                 [{"event_pk": pk, "agent": a} for a in agents])
-                count += 1
-        return count
+            conn.execute(insert(audit_events), rows)
+            if agents:
+                conn.execute(insert(audit_agents), agents)
+        return len(rows)
 
     def search(self, query: AuditQuery) -> list[dict]:
         """Matching AuditEvents, newest first."""
@@ -100,7 +100,7 @@ class AuditStore:
                 .order_by(audit_events.c.recorded.desc(), audit_events.c.pk.desc())
                 .limit(query.limit).offset(query.offset))
         with self.engine.connect() as conn:
-            return [json.loads(body) for body in conn.execute(stmt).scalars()]
+            return [orjson.loads(body) for body in conn.execute(stmt).scalars()]
 
     def count(self, query: AuditQuery) -> int:
         stmt = select(func.count()).select_from(audit_events).where(*_conditions(query))
@@ -114,7 +114,7 @@ def _conditions(q: AuditQuery) -> list:
     if q.patient is not None:
         conditions.append(c.patient == q.patient.removeprefix("Patient/"))
     if q.agent is not None:
-        conditions.append(exists().where(and_(audit_agents.c.event_pk == c.pk,
+        conditions.append(exists().where(and_(audit_agents.c.event_id == c.id,
                                               audit_agents.c.agent == q.agent)))
     if q.since is not None:
         conditions.append(c.recorded >= _utc(q.since))
@@ -133,7 +133,7 @@ def _row(resource: dict) -> dict:
     return {"id": resource["id"], "recorded": _utc(recorded), "action": resource["action"],
             "type_code": resource["type"]["code"], "outcome": int(resource["outcome"]),
             "patient": patients[0] if patients else None,
-            "body": json.dumps(resource, separators=(",", ":"))}
+            "body": orjson.dumps(resource).decode()}
 
 
 def _agents(resource: dict) -> set[str]:
@@ -150,7 +150,8 @@ def _agents(resource: dict) -> set[str]:
     return out
 
 
-def _utc(moment: dt.datetime) -> dt.datetime:
+def _utc(moment: dt.datetime) -> str:
+    """The one text form of a moment the column holds and compares (UTC, milliseconds)."""
     if moment.tzinfo is None:
         raise ValueError("audit search bounds must be timezone-aware")
-    return moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:23] + "Z"

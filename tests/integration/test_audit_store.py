@@ -44,6 +44,7 @@ def fill(store: AuditStore) -> None:
     trail.record(rec(Action.SECURITY_ALERT, BOB, 30, outcome=Outcome.MINOR_FAILURE,
                      alert=Alert.RESTRICTED_FUNCTION, attempted=Action.READ, patients=("P1",),
                      description="outside the compartment"))
+    assert trail.flush()
     assert trail.stats.stored == 6 and trail.stats.store_failures == 0
 
 
@@ -103,6 +104,17 @@ def test_a_broken_store_never_fails_the_request(tmp_path: Path, caplog) -> None:
     store = AuditStore(make_engine(f"sqlite:///{tmp_path / 'never-created.sqlite'}"))
     trail = AuditTrail(store)  # no tables: every insert fails
     with caplog.at_level(logging.ERROR, logger="gateway.audit.trail"):
-        trail.record(rec(Action.QUERY, ALICE, 0, patients=("P1", "P2")))
-    assert trail.stats.store_failures == 1 and trail.stats.stored == 0
-    assert "2 AuditEvents of request r0 not stored" in caplog.text
+        trail.record(rec(Action.QUERY, ALICE, 0, patients=("P1", "P2")))  # returns at once
+        assert trail.flush()
+    assert trail.stats.store_failures == 2 and trail.stats.stored == 0
+    assert "2 AuditEvents not stored (requests r0)" in caplog.text
+
+
+def test_a_full_store_queue_drops_counts_and_logs(store: AuditStore, caplog) -> None:
+    trail = AuditTrail(store, queue_size=2)
+    with caplog.at_level(logging.ERROR, logger="gateway.audit.trail"):
+        trail.record(rec(Action.QUERY, ALICE, 0, patients=tuple(f"P{i}" for i in range(50))))
+        assert trail.flush()
+    assert trail.stats.dropped >= 45 and trail.stats.stored + trail.stats.dropped == 50
+    assert store.count(AuditQuery()) == trail.stats.stored
+    assert "audit store queue full (2)" in caplog.text

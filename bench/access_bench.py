@@ -21,16 +21,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.access import JwksCache, Policy, TokenValidator  # noqa: E402
-from gateway.archive.index import make_engine  # noqa: E402
-from gateway.access.bearer import bearer_token  # noqa: E402
-from gateway.access.scopes import DicomOp  # noqa: E402
-from gateway.audit.dicom import to_dicom_xml  # noqa: E402
-from gateway.audit.events import Action, Actor, AuditRecord, Face  # noqa: E402
-from gateway.audit.fhir import to_fhir  # noqa: E402
-from gateway.audit.store import AuditStore  # noqa: E402
-from gateway.audit.trail import AuditTrail  # noqa: E402
-from tests.support.forged_issuer import ForgedIssuer  # noqa: E402
+from gateway.access import JwksCache, Policy, TokenValidator
+from gateway.access.bearer import bearer_token
+from gateway.access.scopes import DicomOp
+from gateway.archive.index import make_engine
+from gateway.audit.dicom import to_dicom_xml
+from gateway.audit.events import Action, Actor, AuditRecord, Face
+from gateway.audit.fhir import to_fhir
+from gateway.audit.store import AuditStore
+from gateway.audit.trail import AuditTrail
+from tests.support.forged_issuer import ForgedIssuer
 
 SCOPE = "patient/ImagingStudy.rs patient/Observation.rs"
 

@@ -7,12 +7,21 @@ Nothing here imports Flask or opens a listening socket.
 """
 from __future__ import annotations
 
-from .errors import (AccessError, CallingAeRefused, ExpiredToken, IdentityRefused,
-                     InsufficientScope, InvalidRequest, InvalidToken, IssuerUnavailable,
-                     MissingCredentials, ServiceNotPermitted)
+from .errors import (
+    AccessError,
+    CallingAeRefused,
+    ExpiredToken,
+    IdentityRefused,
+    InsufficientScope,
+    InvalidRequest,
+    InvalidToken,
+    IssuerUnavailable,
+    MissingCredentials,
+    ServiceNotPermitted,
+)
 from .fetch import Fetcher
 from .introspection import Introspector
-from .jwks import JwksCache, discovery_url
+from .jwks import JwksCache
 from .policy import AuthMode, Permit, Policy
 from .principal import ANONYMOUS, Principal
 from .settings import AccessSettings
@@ -35,7 +44,7 @@ def build_validator(settings: AccessSettings, public_url: str,
     if settings.auth_client_id and settings.auth_client_secret:
         url = settings.auth_introspection_url
         if not url and jwks is not None:
-            url = lambda: str(jwks.metadata().get("introspection_endpoint", ""))  # noqa: E731
+            url = lambda: str(jwks.metadata().get("introspection_endpoint", ""))
         if url:
             introspector = Introspector(url, settings.auth_client_id, settings.auth_client_secret,
                                         audience=audience, issuer=settings.auth_issuer or None,

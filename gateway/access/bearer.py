@@ -16,7 +16,7 @@ from .errors import InvalidRequest
 PARAMETER = "access_token"
 # RFC 6750 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
-_SCHEME = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+)(?:[ ]+(.*))?\Z", re.S)
+_SCHEME = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+)(?:[ ]+(.*))?\Z", re.DOTALL)
 
 
 def bearer_token(authorization: Iterable[str] | str | None,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import IdentityRefused, InvalidToken, ServiceNotPermitted
 from .principal import ANONYMOUS, Principal
@@ -86,11 +87,11 @@ class IdentityOffer:
     positive_response_requested: bool = False
 
     @classmethod
-    def from_pynetdicom(cls, item: object) -> IdentityOffer:
+    def from_pynetdicom(cls, item: Any) -> IdentityOffer:
         """From pynetdicom's `UserIdentityNegotiation` (attribute names as pynetdicom 3 has)."""
-        return cls(int(getattr(item, "user_identity_type")),
-                   bytes(getattr(item, "primary_field") or b""),
-                   bytes(getattr(item, "secondary_field") or b""),
+        return cls(int(item.user_identity_type),
+                   bytes(item.primary_field or b""),
+                   bytes(item.secondary_field or b""),
                    bool(getattr(item, "positive_response_requested", False)))
 
 

@@ -20,7 +20,6 @@ from .fetch import Fetcher
 from .principal import COLLECTIONS_CLAIM, Principal, cache_key, principal_from_claims
 
 
-
 class _Denied:
     """A cached negative answer: the error to raise again."""
 

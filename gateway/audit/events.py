@@ -107,7 +107,7 @@ class AuditRecord:
     outcome: Outcome = Outcome.SUCCESS
     who: Actor = field(default_factory=Actor)
     server: Server = field(default_factory=Server)
-    recorded: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    recorded: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     request_id: str | None = None
     method: str | None = None            # GET / POST / C-FIND / C-GET ...
     path: str | None = None              # /dicomweb/studies, /fhir/Patient/X ...

@@ -219,5 +219,5 @@ def network(address: str) -> dict:
 
 def instant(moment: dt.datetime) -> str:
     """FHIR instant in UTC with milliseconds."""
-    return moment.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace(
+    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z")

@@ -13,8 +13,23 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import orjson
-from sqlalchemy import (Column, ForeignKey, Index, Integer, MetaData, String, Table,
-                        Text, and_, event, exists, func, insert, select, text)
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    event,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.engine import Connection, Engine
 
 metadata = MetaData()
@@ -46,8 +61,8 @@ _APPEND_ONLY = {
         "BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END"
         for t in ("audit_events", "audit_event_agents") for op in ("update", "delete")],
     "postgresql": [
-        "CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger AS $$ BEGIN "
-        "RAISE EXCEPTION 'the audit trail is append-only'; END $$ LANGUAGE plpgsql",
+        ("CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger AS $$ BEGIN "
+         "RAISE EXCEPTION 'the audit trail is append-only'; END $$ LANGUAGE plpgsql"),
         *[f"CREATE OR REPLACE TRIGGER {t}_append_only BEFORE UPDATE OR DELETE ON {t} "
           "FOR EACH ROW EXECUTE FUNCTION audit_append_only()"
           for t in ("audit_events", "audit_event_agents")]],
@@ -129,7 +144,7 @@ def _row(resource: dict) -> dict:
     patients = [e["what"]["reference"].removeprefix("Patient/")
                 for e in resource.get("entity", [])
                 if e.get("role", {}).get("code") == "1" and "reference" in e.get("what", {})]
-    recorded = dt.datetime.fromisoformat(resource["recorded"].replace("Z", "+00:00"))
+    recorded = dt.datetime.fromisoformat(resource["recorded"])  # 3.11 reads the trailing Z
     return {"id": resource["id"], "recorded": _utc(recorded), "action": resource["action"],
             "type_code": resource["type"]["code"], "outcome": int(resource["outcome"]),
             "patient": patients[0] if patients else None,
@@ -154,4 +169,4 @@ def _utc(moment: dt.datetime) -> str:
     """The one text form of a moment the column holds and compares (UTC, milliseconds)."""
     if moment.tzinfo is None:
         raise ValueError("audit search bounds must be timezone-aware")
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:23] + "Z"
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:23] + "Z"

@@ -34,7 +34,7 @@ def frame(message: bytes, *, hostname: str | None = None, app: str = APP_NAME,
           procid: str | None = None, msgid: str = MSGID,
           when: dt.datetime | None = None) -> bytes:
     """One RFC 5424 message with its RFC 6587 3.4.1 / RFC 5425 4.3 octet count."""
-    stamp = (when or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
+    stamp = (when or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     header = "<{}>1 {} {} {} {} {} -".format(
         PRI, stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         _field(hostname or socket.gethostname(), 255), _field(app, 48),

@@ -13,8 +13,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm
 
-from gateway.access import (ExpiredToken, InvalidToken, IssuerUnavailable, JwksCache,
-                            TokenValidator)
+from gateway.access import (
+    ExpiredToken,
+    InvalidToken,
+    IssuerUnavailable,
+    JwksCache,
+    TokenValidator,
+)
 from gateway.access.principal import token_hash
 from tests.support.forged_issuer import ForgedIssuer
 from tests.support.procs import free_port

@@ -37,10 +37,10 @@ def handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> tuple[str | Non
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-            with client.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-                outcome = tls.version()
-                tls.sendall(b"x")
+        with (socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+              client.wrap_socket(raw, server_hostname="127.0.0.1") as tls):
+            outcome = tls.version()
+            tls.sendall(b"x")
     except (ssl.SSLError, OSError) as exc:
         outcome = str(exc)
     thread.join(5)

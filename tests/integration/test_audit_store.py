@@ -12,12 +12,21 @@ from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError
 
 from gateway.archive.index import make_engine
-from gateway.audit.events import Action, Actor, Alert, AuditRecord, Face, Outcome, Server, Study
+from gateway.audit.events import (
+    Action,
+    Actor,
+    Alert,
+    AuditRecord,
+    Face,
+    Outcome,
+    Server,
+    Study,
+)
 from gateway.audit.fhir import to_fhir
 from gateway.audit.store import AuditQuery, AuditStore
 from gateway.audit.trail import AuditTrail
 
-T0 = dt.datetime(2024, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2024, 3, 1, 12, 0, tzinfo=dt.UTC)
 ALICE = Actor(sub="alice", client_id="viewer", issuer="http://idp", jti="j1", address="10.0.0.1")
 BOB = Actor(sub="bob", client_id="ehr-app", address="10.0.0.2")
 MODALITY = Actor(calling_ae="CT_SCANNER", address="10.0.0.9")
@@ -94,9 +103,8 @@ def test_append_only_on_postgresql(postgres) -> None:
     store.create()
     fill(store)
     assert ids(store.search(AuditQuery(patient="P1", agent="bob"))) == ["r30"]
-    with store.engine.connect() as conn:
-        with pytest.raises(DatabaseError, match="append-only"):
-            conn.execute(text("DELETE FROM audit_events"))
+    with store.engine.connect() as conn, pytest.raises(DatabaseError, match="append-only"):
+        conn.execute(text("DELETE FROM audit_events"))
     assert store.count(AuditQuery()) == 6
 
 

@@ -13,9 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from gateway.access import (AccessSettings, InsufficientScope, InvalidToken, IssuerUnavailable,
-                            JwksCache, MissingCredentials, TokenValidator, build_policy,
-                            build_validator)
+from gateway.access import (
+    AccessSettings,
+    InsufficientScope,
+    InvalidToken,
+    IssuerUnavailable,
+    JwksCache,
+    MissingCredentials,
+    TokenValidator,
+    build_policy,
+    build_validator,
+)
 from gateway.access.bearer import bearer_token
 from gateway.access.introspection import Introspector
 from gateway.access.scopes import DicomOp

@@ -26,7 +26,7 @@ CT = "1.2.840.10008.5.1.4.1.1.2"
 def records(tag: str) -> list[AuditRecord]:
     who = Actor(sub="alice", client_id="viewer", address="10.1.1.1")
     server = Server(f"http://gw-{tag}.test", "127.0.0.1", ae_title="TCIAGW")  # tags the messages
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     studies = (Study(f"1.2.{i}", f"P{i}", ((CT, 120),)) for i in range(2))
     return [AuditRecord(Action.QUERY, Face.DICOMWEB, who=who, server=server, recorded=now,
                         request_id=tag, query=b"PatientID=P*", patients=("P0", "P1")),
@@ -54,7 +54,7 @@ def test_a5_messages_arrive_and_parse(syslog_receiver: Rsyslog, listener: str) -
         trail.record(r)
     sender.close()
     assert sender.stats.sent == 3 and sender.stats.dropped == 0  # 1 query + 2 per-patient reads
-    mine = lambda: [m for m in syslog_receiver.messages(listener) if tag in m["msg"]]  # noqa: E731
+    mine = lambda: [m for m in syslog_receiver.messages(listener) if tag in m["msg"]]
     wait_until(lambda: len(mine()) == 3, timeout=10, what="3 audit messages")
     got = mine()
     assert {(m["app-name"], m["msgid"], m["hostname"]) for m in got} == {

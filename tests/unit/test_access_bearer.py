@@ -5,8 +5,14 @@ import pytest
 
 from gateway.access.answers import dicomweb_answer, fhir_answer
 from gateway.access.bearer import bearer_token
-from gateway.access.errors import (ExpiredToken, InsufficientScope, InvalidRequest,
-                                   InvalidToken, IssuerUnavailable, MissingCredentials)
+from gateway.access.errors import (
+    ExpiredToken,
+    InsufficientScope,
+    InvalidRequest,
+    InvalidToken,
+    IssuerUnavailable,
+    MissingCredentials,
+)
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln-_~+/=="
 

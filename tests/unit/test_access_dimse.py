@@ -6,8 +6,14 @@ import pytest
 from pynetdicom.pdu_primitives import UserIdentityNegotiation
 
 from gateway.access import ANONYMOUS, IdentityRefused, InvalidToken, ServiceNotPermitted
-from gateway.access.dimse import (IdentityOffer, Service, check_service, decide_identity,
-                                  parse_ae_permissions, service_for_op)
+from gateway.access.dimse import (
+    IdentityOffer,
+    Service,
+    check_service,
+    decide_identity,
+    parse_ae_permissions,
+    service_for_op,
+)
 from gateway.access.principal import principal_from_claims
 
 GOOD = "header.payload.signature"

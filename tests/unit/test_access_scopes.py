@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.access import (ANONYMOUS, AuthMode, InsufficientScope, MissingCredentials, Policy)
+from gateway.access import (
+    ANONYMOUS,
+    AuthMode,
+    InsufficientScope,
+    MissingCredentials,
+    Policy,
+)
 from gateway.access.principal import principal_from_claims
-from gateway.access.scopes import (DicomOp, decide, dicom_permissions, parse_permissions,
-                                   parse_scope, parse_scopes, token_matches)
+from gateway.access.scopes import (
+    DicomOp,
+    decide,
+    dicom_permissions,
+    parse_permissions,
+    parse_scope,
+    parse_scopes,
+    token_matches,
+)
 
 LAB = "http://terminology.hl7.org/CodeSystem/observation-category|laboratory"
 VITALS = "http://terminology.hl7.org/CodeSystem/observation-category|vital-signs"

@@ -6,15 +6,24 @@ import dataclasses
 
 import pytest
 
-from gateway.access.settings import (SETTING_NAMES, AccessSettings, closest, is_loopback_bind,
-                                     settings_table, startup_problems, unknown_variables)
+from gateway.access.settings import (
+    SETTING_NAMES,
+    AccessSettings,
+    closest,
+    is_loopback_bind,
+    settings_table,
+    startup_problems,
+    unknown_variables,
+)
 from gateway.config import Settings
 
-DESIGN_KEYS = ("AUTH_MODE AUTH_ISSUER AUTH_AUDIENCE AUTH_LEEWAY AUTH_INTROSPECTION_URL "
-               "AUTH_CLIENT_ID AUTH_CLIENT_SECRET AUTH_ALLOW_ANONYMOUS_REMOTE "
-               "AUTH_RESTRICTED_COLLECTIONS AUTH_COLLECTIONS_CLAIM VIEWER_OIDC_CLIENT_ID "
-               "DIMSE_TLS_BIND DIMSE_TLS_CERT DIMSE_TLS_KEY DIMSE_TLS_CA DIMSE_REQUIRE_IDENTITY "
-               "DIMSE_AE_PERMISSIONS AUDIT_SYSLOG AUDIT_SYSLOG_TLS_CA").split()
+DESIGN_KEYS = [
+    "AUTH_MODE", "AUTH_ISSUER", "AUTH_AUDIENCE", "AUTH_LEEWAY", "AUTH_INTROSPECTION_URL",
+    "AUTH_CLIENT_ID", "AUTH_CLIENT_SECRET", "AUTH_ALLOW_ANONYMOUS_REMOTE",
+    "AUTH_RESTRICTED_COLLECTIONS", "AUTH_COLLECTIONS_CLAIM", "VIEWER_OIDC_CLIENT_ID",
+    "DIMSE_TLS_BIND", "DIMSE_TLS_CERT", "DIMSE_TLS_KEY", "DIMSE_TLS_CA",
+    "DIMSE_REQUIRE_IDENTITY", "DIMSE_AE_PERMISSIONS", "AUDIT_SYSLOG", "AUDIT_SYSLOG_TLS_CA"
+]
 
 
 def known() -> list[str]:

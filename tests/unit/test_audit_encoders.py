@@ -12,8 +12,17 @@ from lxml import etree
 
 from gateway.access.principal import principal_from_claims
 from gateway.audit.dicom import to_dicom_xml
-from gateway.audit.events import (Action, Actor, Alert, AuditRecord, Face, Outcome, Server,
-                                  Study, redact_query)
+from gateway.audit.events import (
+    Action,
+    Actor,
+    Alert,
+    AuditRecord,
+    Face,
+    Outcome,
+    Server,
+    Study,
+    redact_query,
+)
 from gateway.audit.fhir import to_fhir
 from gateway.audit.syslog import frame
 from gateway.fhir.resources import validate
@@ -22,7 +31,7 @@ SCHEMA = etree.RelaxNG(etree.parse(str(Path(__file__).resolve().parents[1] / "su
                                        / "audit_message.rng")))
 BALP = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit."
 CT = "1.2.840.10008.5.1.4.1.1.2"
-WHEN = dt.datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=dt.timezone.utc)
+WHEN = dt.datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=dt.UTC)
 ALICE = Actor(sub="alice", client_id="viewer", issuer="http://idp.test", jti="jti-1",
               token_hash="0123456789abcdef", address="10.1.2.3")
 GATEWAY = Server("http://gw.test:8080", "192.0.2.10", ae_title="TCIAGW")
@@ -77,7 +86,7 @@ def test_a_query_over_three_patients_is_three_balp_patient_queries_and_one_a5_qu
     query = entities(first, "24")[0]
     assert base64.b64decode(query["query"]) == raw
     assert query["description"] == "GET /dicomweb/studies"
-    transaction = [e for e in first["entity"] if e["type"]["code"] == "XrequestId"][0]
+    transaction = next(e for e in first["entity"] if e["type"]["code"] == "XrequestId")
     assert transaction["what"]["identifier"]["value"] == "req-42"
     client, server, user = agent(first, "110153"), agent(first, "110152"), agent(first, "IRCP")
     assert client["who"]["identifier"]["value"] == "viewer"
@@ -187,7 +196,7 @@ def test_a_denial_is_a_security_alert() -> None:
                description="no scope grants 's' on ImagingStudy", patients=("P9",))
     [event] = fhir(r)
     assert (event["type"]["code"], [s["code"] for s in event["subtype"]]) == ("110113", ["110132", "search"])
-    alert = [e for e in event["entity"] if e.get("detail")][0]
+    alert = next(e for e in event["entity"] if e.get("detail"))
     assert alert["detail"] == [{"type": "Alert Description",
                                 "valueString": "no scope grants 's' on ImagingStudy"}]
     assert base64.b64decode(entities(event, "24")[0]["query"]) == b"limit=1"

@@ -36,7 +36,7 @@ class AccessSettings:
         "(and the introspection endpoint)."))
     auth_audience: str = field(default="", metadata=_doc(
         "Value that must be in a token's `aud`. Empty means PUBLIC_URL."))
-    auth_leeway: float = field(default=30.0, metadata=_doc(
+    auth_leeway: int = field(default=30, metadata=_doc(
         "Seconds of clock skew allowed on `exp`/`nbf`/`iat`."))
     auth_introspection_url: str = field(default="", metadata=_doc(
         "RFC 7662 endpoint for opaque tokens. Empty with AUTH_CLIENT_ID set: the "
@@ -170,6 +170,9 @@ def _coerce(f: dataclasses.Field, raw: str) -> Any:
         if lowered not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
             raise ValueError(f"{f.name.upper()}={raw!r} is not a boolean")
         return lowered in ("1", "true", "yes", "on")
-    if f.type in (float, "float"):
-        return float(raw)
+    if f.type in (int, "int"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{f.name.upper()}={raw!r} is not a whole number") from None
     return raw

@@ -11,11 +11,13 @@ the token's digest, and `redact_query` removes `access_token` parameters from ra
 """
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import enum
+import functools
 import ipaddress
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from urllib.parse import unquote_to_bytes
 
 from ..access.principal import Principal
@@ -134,9 +136,15 @@ class AuditRecord:
         """One record per patient touched (IHE BALP PatientQuery), or just this one."""
         if len(self.patients) <= 1:
             return [self]
-        return [replace(self, patients=(p,), studies=tuple(s for s in self.studies
-                                                           if s.patient in (p, None)))
-                for p in self.patients]
+        return [self._narrowed(p) for p in self.patients]
+
+    def _narrowed(self, patient: str) -> AuditRecord:
+        # A copy without __post_init__: the fields are already normalised and redacted.
+        clone = copy.copy(self)
+        object.__setattr__(clone, "patients", (patient,))
+        object.__setattr__(clone, "studies", tuple(s for s in self.studies
+                                                   if s.patient in (patient, None)))
+        return clone
 
 
 _SEPARATORS = re.compile(rb"([&;])")
@@ -160,6 +168,7 @@ def _param_name(name: bytes) -> bytes:
     return unquote_to_bytes(name.replace(b"+", b" ")).strip().lstrip(b"?").lower()
 
 
+@functools.lru_cache(maxsize=4096)
 def is_ip(address: str) -> bool:
     """An IP address (v4, or v6 with or without brackets), not a host name."""
     try:

@@ -87,6 +87,7 @@ class SyslogSender:
         self._stop = threading.Event()
         self._sock: socket.socket | None = None
         self._connected = False
+        self._closing = False
         self._thread = threading.Thread(target=self._run, name="audit-syslog", daemon=True)
         self._thread.start()
 
@@ -94,6 +95,10 @@ class SyslogSender:
     def submit(self, message: bytes) -> bool:
         """Queue one message (the A.5 XML); False when it was dropped (queue full)."""
         self._count("submitted")
+        if self._closing:
+            self._count("dropped")
+            log.error("audit syslog: a message submitted after close was dropped")
+            return False
         try:
             self._queue.put_nowait(frame(message, hostname=self.hostname))
             return True
@@ -115,6 +120,7 @@ class SyslogSender:
 
     def close(self, timeout: float = 5.0) -> None:
         """Send what is queued (for up to `timeout` s), then stop the thread."""
+        self._closing = True
         try:
             self._queue.put(None, timeout=timeout)
         except queue.Full:

@@ -118,11 +118,25 @@ def test_a_broken_store_never_fails_the_request(tmp_path: Path, caplog) -> None:
     assert "2 AuditEvents not stored (requests r0)" in caplog.text
 
 
-def test_a_full_store_queue_drops_counts_and_logs(store: AuditStore, caplog) -> None:
+def test_a_full_queue_drops_counts_and_logs(store: AuditStore, caplog) -> None:
     trail = AuditTrail(store, queue_size=2)
     with caplog.at_level(logging.ERROR, logger="gateway.audit.trail"):
-        trail.record(rec(Action.QUERY, ALICE, 0, patients=tuple(f"P{i}" for i in range(50))))
+        accepted = [trail.record(rec(Action.QUERY, ALICE, i, patients=("P1",)))
+                    for i in range(50)]
         assert trail.flush()
-    assert trail.stats.dropped >= 45 and trail.stats.stored + trail.stats.dropped == 50
-    assert store.count(AuditQuery()) == trail.stats.stored
-    assert "audit store queue full (2)" in caplog.text
+    assert accepted.count(False) == trail.stats.dropped >= 40  # 2 queued, a batch in hand
+    assert store.count(AuditQuery()) == trail.stats.stored == 50 - trail.stats.dropped
+    assert "audit queue full (2)" in caplog.text
+
+
+def test_an_encoder_failure_is_counted_and_the_rest_is_stored(store: AuditStore,
+                                                              caplog) -> None:
+    trail = AuditTrail(store)
+    broken = rec(Action.SECURITY_ALERT, BOB, 1, alert="not-an-alert-code")  # type: ignore[arg-type]
+    with caplog.at_level(logging.ERROR, logger="gateway.audit.trail"):
+        trail.record(broken)
+        trail.record(rec(Action.READ, ALICE, 2, studies=(Study("1.2", "P1"),)))
+        assert trail.flush()
+    assert (trail.stats.encode_failures, trail.stats.stored) == (1, 1)
+    assert "cannot encode dimse security-alert" not in caplog.text
+    assert "cannot encode dicomweb security-alert (request r1)" in caplog.text

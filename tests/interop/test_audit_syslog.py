@@ -52,7 +52,7 @@ def test_a5_messages_arrive_and_parse(syslog_receiver: Rsyslog, listener: str) -
     trail = AuditTrail(sender=sender)
     for r in records(tag):
         trail.record(r)
-    sender.close()
+    trail.close()  # encodes, hands over, and the sender flushes
     assert sender.stats.sent == 3 and sender.stats.dropped == 0  # 1 query + 2 per-patient reads
     mine = lambda: [m for m in syslog_receiver.messages(listener) if tag in m["msg"]]
     wait_until(lambda: len(mine()) == 3, timeout=10, what="3 audit messages")
@@ -78,7 +78,7 @@ def test_an_untrusted_collector_gets_nothing_and_nothing_raises(syslog_receiver:
         trail = AuditTrail(sender=sender)
         trail.record(records(tag)[0])
         wait_until(lambda: sender.stats.connect_failures >= 2, timeout=10, what="retries")
-        sender.close(timeout=0.5)
+        trail.close(timeout=0.5)
     assert sender.stats.sent == 0 and sender.stats.submitted == 1
     assert "certificate verify failed" in caplog.text
     assert caplog.text.count("cannot connect") == 1  # logged once, not per retry

@@ -33,7 +33,7 @@ def known() -> list[str]:
 def test_every_setting_of_the_contract_is_documented_with_its_default() -> None:
     assert list(SETTING_NAMES) == DESIGN_KEYS
     rows = {key: (default, doc) for key, default, doc in settings_table()}
-    assert rows["AUTH_MODE"][0] == "off" and rows["AUTH_LEEWAY"][0] == "30.0"
+    assert rows["AUTH_MODE"][0] == "off" and rows["AUTH_LEEWAY"][0] == "30"
     assert rows["AUTH_COLLECTIONS_CLAIM"][0] == "collections"
     assert all(doc.strip() for _, doc in rows.values())
     assert not set(SETTING_NAMES) & {f.name.upper() for f in dataclasses.fields(Settings)}
@@ -43,11 +43,13 @@ def test_from_env_coerces_and_validates() -> None:
     s = AccessSettings.from_env({"GATEWAY_AUTH_MODE": "public-read", "GATEWAY_AUTH_LEEWAY": "5",
                                  "GATEWAY_DIMSE_REQUIRE_IDENTITY": "true",
                                  "GATEWAY_AUTH_RESTRICTED_COLLECTIONS": "LIDC, SECRET ,"})
-    assert (s.auth_mode, s.auth_leeway, s.dimse_require_identity) == ("public-read", 5.0, True)
+    assert (s.auth_mode, s.auth_leeway, s.dimse_require_identity) == ("public-read", 5, True)
     assert s.restricted_collections == {"LIDC", "SECRET"}
     assert s.audience("http://gw.example/") == "http://gw.example/"
     with pytest.raises(ValueError, match="did you mean 'required'"):
         AccessSettings.from_env({"GATEWAY_AUTH_MODE": "requried"})
+    with pytest.raises(ValueError, match="not a whole number"):
+        AccessSettings.from_env({"GATEWAY_AUTH_LEEWAY": "half a minute"})
     with pytest.raises(ValueError, match="not a boolean"):
         AccessSettings.from_env({"GATEWAY_DIMSE_REQUIRE_IDENTITY": "sometimes"})
 

@@ -19,6 +19,7 @@ from .validator import TokenValidator
 
 READS = frozenset("rs")
 TOKEN_ONLY = frozenset({"AuditEvent"})  # never served to anonymous callers
+NO_PATIENT_CONTEXT = frozenset({"AuditEvent"})  # only user/ or system/ scopes grant these
 
 
 class AuthMode(str, enum.Enum):
@@ -76,6 +77,9 @@ class Policy:
                 f"no scope grants {decision.missing!r} on {resource}",
                 scope=needed_scope(principal, resource, permissions, wanted))
         patient = None
+        if decision.compartment_only and resource in NO_PATIENT_CONTEXT:
+            raise InsufficientScope(f"{resource} needs a user/ or system/ scope",
+                                    scope=scope_string("user", resource, permissions))
         if decision.compartment_only:
             if principal.patient is None:
                 raise InsufficientScope("patient/ scopes without a patient claim grant nothing",

@@ -95,6 +95,11 @@ def _participants(r: AuditRecord) -> list[ET.Element]:
                           requestor=not who.has_user and not alert, role=client_role,
                           aes=who.calling_ae, address=who.address)
     out = [gateway, client] if alert else [client, gateway]
+    if r.destination is not None:  # A.5.3.7: the receiving process; the requestor is "other"
+        client.remove(client.find("RoleIDCode"))
+        dest = r.destination
+        out.append(_participant(dest.calling_ae or dest.address or "unknown", requestor=False,
+                                role=DESTINATION, aes=dest.calling_ae, address=dest.address))
     if who.has_user:
         out.append(_participant(who.sub or "", requestor=not alert, role=None, aes=None,
                                 address=None))

@@ -122,6 +122,7 @@ class AuditRecord:
     description: str | None = None       # outcome text (the error description of a denial)
     alert: Alert | None = None           # SECURITY_ALERT only
     attempted: Action | None = None      # SECURITY_ALERT / LOGIN: what was being attempted
+    destination: Actor | None = None     # C-MOVE: the AE the instances were sent to
 
     def __post_init__(self) -> None:
         if self.recorded.tzinfo is None:

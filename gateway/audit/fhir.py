@@ -85,7 +85,11 @@ def _event(r: AuditRecord, event_id: str) -> dict:
     event.update(action=action, recorded=instant(r.recorded), outcome=str(int(r.outcome)))
     if r.description:
         event["outcomeDesc"] = r.description
-    agents = [_client(r, client_role), _server(r, server_role)]
+    if r.destination is not None:  # C-MOVE: the data goes to a third AE, not to the requestor
+        agents = [_client(r, APPLICATION), _server(r, server_role),
+                  _destination(r.destination)]
+    else:
+        agents = [_client(r, client_role), _server(r, server_role)]
     if r.who.has_user:
         agents.append(_user(r.who, user_role))
     event["agent"] = agents
@@ -154,6 +158,17 @@ def _server(r: AuditRecord, role: dict) -> dict:
     address = server.address or urlsplit(server.name).hostname
     if address:
         agent["network"] = network(address)
+    return agent
+
+
+def _destination(dest: Actor) -> dict:
+    agent: dict = {"type": {"coding": [DESTINATION]},
+                   "who": {"identifier": {"value": dest.calling_ae or dest.address or "unknown"}},
+                   "requestor": False}
+    if dest.calling_ae:
+        agent["altId"] = f"AETITLES={dest.calling_ae}"
+    if dest.address:
+        agent["network"] = network(dest.address)
     return agent
 
 

@@ -130,6 +130,16 @@ def test_policy_compartment_and_needed_scope() -> None:
         policy(p=no_patient).authorize(no_patient, "Patient", "r")
 
 
+def test_the_audit_trail_needs_user_or_system_scopes() -> None:
+    pat = principal("patient/*.rs", patient="PAT-A")
+    with pytest.raises(InsufficientScope, match="user/ or system/") as info:
+        policy(p=pat).authorize(pat, "AuditEvent", "s")
+    assert info.value.scope == "user/AuditEvent.s"
+    for scope in ("user/AuditEvent.rs", "system/AuditEvent.rs", "system/*.read"):
+        auditor = principal(scope)
+        assert policy(p=auditor).authorize(auditor, "AuditEvent", "rs").unrestricted
+
+
 def test_v1_scopes_work_as_v2() -> None:
     p = principal("patient/*.read", patient="PAT-A")
     assert policy(p=p).authorize_dicom(p, DicomOp.WADO).patient == "PAT-A"

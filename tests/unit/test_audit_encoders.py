@@ -304,3 +304,22 @@ def test_the_schema_check_is_not_vacuous() -> None:
     broken.append(etree.tostring(doc))
     for xml in broken:
         assert not SCHEMA.validate(etree.fromstring(xml)), xml[:200]
+
+
+def test_a_c_move_names_its_destination() -> None:
+    requestor = Actor(calling_ae="WORKSTATION", address="10.0.0.5")
+    r = record(Action.READ, Face.DIMSE, who=requestor, method="C-MOVE",
+               destination=Actor(calling_ae="ARCHIVE2", address="10.0.0.6"),
+               studies=(Study("1.2.3", "P1", ((CT, 5),)),))
+    [event] = fhir(r)
+    destination, source = agent(event, "110152"), agent(event, "110153")
+    assert destination["who"]["identifier"]["value"] == "ARCHIVE2"
+    assert destination["network"]["address"] == "10.0.0.6"
+    assert source["who"]["identifier"]["value"] == "http://gw.test:8080"
+    assert agent(event, "110150")["altId"] == "AETITLES=WORKSTATION"  # the requestor
+    [message] = dicom(r)
+    participants = {p.get("UserID"): p for p in message.findall("ActiveParticipant")}
+    assert code_of(participants["ARCHIVE2"], "RoleIDCode") == "110152"
+    assert code_of(participants["http://gw.test:8080"], "RoleIDCode") == "110153"
+    assert participants["WORKSTATION"].find("RoleIDCode") is None
+    assert participants["WORKSTATION"].get("UserIsRequestor") == "true"

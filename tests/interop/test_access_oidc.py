@@ -30,8 +30,6 @@ from gateway.access.scopes import DicomOp
 from tests.support.oidc_flow import authorization_code
 from tests.support.oidc_idp import OidcProvider, start_oidc
 
-CALLBACK = "http://127.0.0.1:9/viewer/callback"
-
 
 class Clock:
     def __init__(self, start: float) -> None:
@@ -41,13 +39,13 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(scope="module")
-def idp(artifacts_dir: Path):
-    provider = start_oidc(artifacts_dir / "logs", patient_a="PAT-A", patient_b="PAT-B",
-                          redirect_uris=[CALLBACK],
-                          client_claims={"clinician": {"collections": ["LIDC"]}})
-    yield provider
-    provider.close()
+@pytest.fixture
+def idp(oidc_idp: OidcProvider) -> OidcProvider:
+    """The session's provider (tests/conftest.py): patients TEST-PATIENT-A and -B."""
+    return oidc_idp
+
+
+PAT_A, PAT_B = "TEST-PATIENT-A", "TEST-PATIENT-B"
 
 
 def settings(idp: OidcProvider, **extra: object) -> AccessSettings:
@@ -58,17 +56,17 @@ def settings(idp: OidcProvider, **extra: object) -> AccessSettings:
 def test_jwt_access_tokens_of_each_client(idp: OidcProvider) -> None:
     policy = build_policy(settings(idp), public_url="http://unused.test/")
     a = policy.authenticate(bearer_token("Bearer " + idp.token("patient-a", "patient/*.rs")))
-    assert (a.sub, a.client_id, a.patient, a.source) == ("patient-a", "patient-a", "PAT-A", "jwt")
+    assert (a.sub, a.client_id, a.patient, a.source) == ("patient-a", "patient-a", PAT_A, "jwt")
     assert a.issuer == idp.issuer and a.jti
-    assert policy.authorize_dicom(a, DicomOp.QIDO).patient == "PAT-A"
+    assert policy.authorize_dicom(a, DicomOp.QIDO).patient == PAT_A
     with pytest.raises(InsufficientScope) as info:
         policy.authorize_dicom(a, DicomOp.STOW)
     assert info.value.scope == "patient/ImagingStudy.c"
     b = policy.authenticate(idp.token("patient-b", "patient/ImagingStudy.rs"))
-    assert policy.authorize_dicom(b, DicomOp.WADO).patient == "PAT-B"
+    assert policy.authorize_dicom(b, DicomOp.WADO).patient == PAT_B
     clinician = policy.authenticate(idp.token("clinician", "user/ImagingStudy.rs user/ImagingStudy.c"))
     assert policy.authorize_dicom(clinician, DicomOp.C_STORE).unrestricted
-    assert policy.collection_visible(clinician, "LIDC") and not policy.collection_visible(a, "LIDC")
+    assert not policy.collection_visible(clinician, "LIDC")  # no collections claim here
     backend = policy.authenticate(idp.token("backend", "system/AuditEvent.rs"))
     assert policy.authorize(backend, "AuditEvent", "s").unrestricted
     with pytest.raises(InsufficientScope) as info:
@@ -83,7 +81,7 @@ def test_granular_and_v1_scopes_from_the_provider(idp: OidcProvider) -> None:
     lab = "http://terminology.hl7.org/CodeSystem/observation-category|laboratory"
     p = policy.authenticate(idp.token("patient-a", f"patient/Observation.rs?category={lab}"))
     permit = policy.authorize(p, "Observation", "s")
-    assert permit.patient == "PAT-A" and permit.categories == {lab}
+    assert permit.patient == PAT_A and permit.categories == {lab}
     with pytest.raises(InsufficientScope):
         policy.authorize(p, "Observation", "r", ["http://terminology.hl7.org/CodeSystem/observation-category|vital-signs"])
     v1 = policy.authenticate(idp.token("clinician", "user/ImagingStudy.read"))
@@ -100,6 +98,20 @@ def test_an_id_token_is_not_an_access_token(idp: OidcProvider) -> None:
         validator.principal(answer["id_token"])
 
 
+def test_restricted_collections_from_a_claim(artifacts_dir: Path) -> None:
+    provider = start_oidc(artifacts_dir / "logs",
+                          client_claims={"clinician": {"collections": ["LIDC"]}})
+    try:
+        policy = build_policy(settings(provider), public_url="http://unused.test/")
+        clinician = policy.authenticate(provider.token("clinician", "user/ImagingStudy.rs"))
+        backend = policy.authenticate(provider.token("backend", "system/ImagingStudy.rs"))
+        assert clinician.collections == {"LIDC"} and policy.collection_visible(clinician, "LIDC")
+        assert not policy.collection_visible(backend, "LIDC")
+        assert policy.hidden_collections(backend) == {"LIDC"}
+    finally:
+        provider.close()
+
+
 def test_opaque_tokens_by_introspection_with_a_decision_cache(idp: OidcProvider) -> None:
     clock = Clock(time.time())
     introspector = Introspector(idp.endpoint("introspection_endpoint"), "gateway", "gateway-secret",
@@ -108,7 +120,7 @@ def test_opaque_tokens_by_introspection_with_a_decision_cache(idp: OidcProvider)
     token = idp.token("patient-a", "patient/ImagingStudy.rs", opaque=True)
     p = validator.principal(token)
     assert (p.source, p.client_id, p.patient, p.scopes) == (
-        "introspection", "patient-a", "PAT-A", ("patient/ImagingStudy.rs",))
+        "introspection", "patient-a", PAT_A, ("patient/ImagingStudy.rs",))
     assert validator.principal(token) is p and introspector.calls == 1  # cached
     idp.revoke(token, "patient-a")
     assert validator.principal(token) is p  # still within the 30 s decision cache

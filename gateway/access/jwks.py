@@ -68,10 +68,10 @@ class JwksCache:
     def key(self, kid: str | None, alg: str) -> SigningKey:
         """The key that must have signed a token with header `kid`/`alg`."""
         with self._lock:
-            if self._keys is None or self._clock() - self._fetched_at >= self.max_age:
+            if self._keys is None or self._stale():
                 self._refresh(required=self._keys is None)
             found = self._find(kid, alg)
-            if found is None and self._clock() - self._attempted_at >= self.min_refresh_interval:
+            if found is None and self._may_retry():
                 self._refresh(required=False)
                 found = self._find(kid, alg)
         if found is None:
@@ -81,7 +81,7 @@ class JwksCache:
     def knows(self, kid: str | None) -> bool:
         """Is `kid` still published, as of the last refresh? (No fetch: for cached tokens.)"""
         with self._lock:
-            if self._keys is not None and self._clock() - self._fetched_at >= self.max_age:
+            if self._keys is not None and self._stale():
                 self._refresh(required=False)
             return any(k.kid == kid for k in self._keys or ())
 
@@ -91,6 +91,13 @@ class JwksCache:
             return dict(self._discover())
 
     # ---------------------------------------------------------------- fetching
+    def _may_retry(self) -> bool:
+        return self._clock() - self._attempted_at >= self.min_refresh_interval
+
+    def _stale(self) -> bool:
+        """Older than max_age, and not just retried: a dead issuer is asked once per interval."""
+        return self._clock() - self._fetched_at >= self.max_age and self._may_retry()
+
     def _find(self, kid: str | None, alg: str) -> SigningKey | None:
         keys = [k for k in self._keys or () if k.usable_for(alg)]
         if kid is not None:
@@ -99,7 +106,7 @@ class JwksCache:
 
     def _refresh(self, *, required: bool) -> None:
         now = self._clock()
-        if self._keys is None and now - self._attempted_at < self.min_refresh_interval:
+        if self._keys is None and not self._may_retry():
             # The issuer failed moments ago: do not retry on every request.
             raise IssuerUnavailable(f"no signing keys from {self.issuer} yet; retrying "
                                     f"at most every {self.min_refresh_interval:g} s")

@@ -261,6 +261,22 @@ def test_an_unreachable_issuer_is_503_and_not_retried_per_request(clock: Clock) 
     assert jwks.fetches == 1
 
 
+def test_a_dead_issuer_keeps_the_known_keys_and_is_asked_once_per_interval(clock: Clock) -> None:
+    issuer = ForgedIssuer("http://tcia-gateway.test/")
+    jwks = JwksCache(issuer.url, max_age=300, min_refresh_interval=15, clock=clock)
+    validator = TokenValidator(issuer.url, issuer.forge.audience, jwks=jwks)
+    tokens = [issuer.forge.token(SCOPE) for _ in range(4)]
+    assert validator.principal(tokens[0]).sub
+    issuer.close()
+    clock.advance(301)  # stale: the refresh fails, the known key still verifies
+    assert validator.principal(tokens[1]).sub and jwks.fetches == 2
+    assert validator.principal(tokens[2]).sub and jwks.fetches == 2  # not asked again at once
+    refused(validator, issuer.forge.unknown_kid(SCOPE))
+    assert jwks.fetches == 2
+    clock.advance(16)
+    assert validator.principal(tokens[3]).sub and jwks.fetches == 3  # one retry per interval
+
+
 def test_discovery_must_name_the_configured_issuer(forged_issuer: ForgedIssuer,
                                                    clock: Clock) -> None:
     other = forged_issuer.url.replace("127.0.0.1", "localhost")

@@ -133,8 +133,9 @@ class Repository:
                     _delete(conn, [prior.pk])
                     counts["updated"] += 1
                 else:
-                    conn.execute(delete(resources_t).where(and_(  # same id under another patient
-                        resources_t.c.type == key[0], resources_t.c.id == key[1])))
+                    _delete(conn, list(conn.execute(select(resources_t.c.pk).where(and_(
+                        resources_t.c.type == key[0], resources_t.c.id == key[1]))).scalars()))
+                    # ^ the same id under another patient, with its search rows
                     counts["created"] += 1
                 self._insert(conn, resource, version, now, digest)
             _delete(conn, [r.pk for r in old.values()])

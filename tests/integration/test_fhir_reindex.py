@@ -71,3 +71,18 @@ def test_two_processes_starting_together_rebuild_once(data_copy: Path):
         t.join(120)
     assert sorted(results) == [False, True]
     assert rows(engine, index_t) == index_rows  # not twice
+
+
+def test_a_resource_moving_to_another_patient_takes_its_search_rows(tmp_path: Path):
+    """Same id, new patient: the old row goes with its index and text rows (foreign keys on)."""
+    repository = Repository(make_engine(f"sqlite:///{tmp_path / 'index.sqlite'}"))
+    report = {"resourceType": "DiagnosticReport", "id": "r1", "status": "final",
+              "code": {"text": "XR CHEST"}, "conclusion": "Right lower lobe consolidation"}
+    repository.replace_patients(["A"], [{**report, "subject": {"reference": "Patient/A"}}])
+    counts = repository.replace_patients(["B"], [{**report, "subject": {"reference": "Patient/B"}}])
+    assert counts["created"] == 1
+    rows_b = repository.run(repository.compile(S.parse("DiagnosticReport", [
+        ("_content", "consolidation"), ("patient", "B")])))[0]
+    assert [r[1] for r in rows_b] == ["r1"]
+    assert found(repository, "DiagnosticReport", ("patient", "A")) == 0
+    assert rows(repository.engine, text_t) == 2  # conclusion and code text, once

@@ -209,6 +209,11 @@ def test_q8_reports_whose_findings_mention_consolidation_or_ground_glass(smart, 
     found = both(smart, fhirpy, "DiagnosticReport", {"_content": "consolidation,ground-glass"})
     got = sorted((patient_of(r), " ".join(r["conclusion"].lower().split())) for r in found)
     assert got == truth.q8_reports_mentioning("consolidation", "ground-glass")
+    findings_of = {s.uid: " ".join(row["radiologist_key_findings"].lower().split())
+                   for row, s in truth.paired()}
+    for report in found:  # each report names the study its imaging row describes
+        (study,) = report["imagingStudy"]
+        assert findings_of[study["reference"].split("/")[1]] == " ".join(report["conclusion"].lower().split())
     assert smart_count(smart, "DiagnosticReport", {"_content": "Ground-Glass"}) == len(
         truth.q8_reports_mentioning("ground-glass"))
 

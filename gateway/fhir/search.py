@@ -191,6 +191,8 @@ def _result_param(request: SearchRequest, name: str, modifier: str, raw: str) ->
 
 
 def _clause(param: Param, modifier: str | None, raw: str, key: str) -> Clause:
+    if param.type == "reference" and modifier in param.targets:
+        modifier = None  # subject:Patient=X names the type it already refers to (R4 3.1.1.4.7)
     if modifier and modifier not in MODIFIERS.get(param.type, ()):
         raise not_supported(400, f"Modifier :{modifier} is not supported on {param.name}", key)
     if modifier == "missing":

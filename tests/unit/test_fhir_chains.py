@@ -69,14 +69,18 @@ def test_race_and_text_and_typed_reference():
         == S.US_CORE_RACE
     assert parse("DiagnosticReport", ("_content", "Ground-Glass,  consolidation")).clauses[0].values \
         == ("ground-glass", "consolidation")
-    assert parse("Observation", ("derived-from", "ImagingStudy/1.2.3")).clauses[0].values == (("ImagingStudy", "1.2.3"),)
+    typed = parse("Observation", ("derived-from", "ImagingStudy/1.2.3")).clauses[0]
+    assert typed.values == (("ImagingStudy", "1.2.3"),)
     assert parse("Observation", ("derived-from", "1.2.3")).clauses[0].values == ((None, "1.2.3"),)
+    typed_patient = parse("Observation", ("subject:Patient", "p1")).clauses[0]  # R4 type modifier
+    assert typed_patient.modifier is None and typed_patient.values == ("p1",)
 
 
 @pytest.mark.parametrize("kind, key, value, named, says", [
     # unknown chain target parameter
     ("Observation", "patient.foo", "1", "patient.foo", "Unknown search parameter 'foo' for Patient"),
-    ("ImagingStudy", "patient._has:Condition:patient:foo", "1", "patient._has:Condition:patient:foo", "'foo'"),
+    ("ImagingStudy", "patient._has:Condition:patient:foo", "1", "patient._has:Condition:patient:foo",
+     "'foo'"),
     # chain on a non-reference
     ("Patient", "gender.x", "1", "gender.x", "not a reference"),
     ("Observation", "code.display", "1", "code.display", "not a reference"),
@@ -114,7 +118,8 @@ def test_race_and_text_and_typed_reference():
     ("Observation", "_sort:foo", "date", "_sort:foo", "no modifier"),
     ("Observation", "_sort:desc", "date,code", "_sort:desc", "one parameter name"),
     # composite malformed
-    ("Observation", "code-value-quantity", "http://loinc.org|39156-5", "code-value-quantity", "code$value-quantity"),
+    ("Observation", "code-value-quantity", "http://loinc.org|39156-5", "code-value-quantity",
+     "code$value-quantity"),
     ("Observation", "code-value-quantity", "a$ge1$2", "code-value-quantity", "code$value-quantity"),
     ("Observation", "code-value-quantity", "$ge40", "code-value-quantity", "code$value-quantity"),
     ("Observation", "code-value-quantity", "39156-5$lots", "code-value-quantity", "[prefix]number"),
@@ -122,6 +127,7 @@ def test_race_and_text_and_typed_reference():
     ("Observation", "_content:exact", "x", "_content:exact", "not supported"),
     # references to other types
     ("Observation", "derived-from", "Patient/1", "derived-from", "not a reference to ImagingStudy"),
+    ("Observation", "subject:Group", "g1", "subject:Group", "not supported"),
 ])
 def test_every_error_names_the_parameter(kind, key, value, named, says):
     error = refused(kind, key, value)

@@ -8,10 +8,12 @@ cycle and exits 1 if there is any; prints nothing and exits 0 otherwise (CI: .ci
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import grimp
 
 ROOT = "gateway"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's gateway
 
 
 def child_of(package: str, module: str) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from typing import Any
 
 ANY = object()  # token: any system / any code
 
@@ -16,41 +17,64 @@ ANY = object()  # token: any system / any code
 @dataclass(frozen=True)
 class Param:
     name: str
-    type: str               # token | string | date | reference | quantity
+    type: str               # token | string | date | reference | quantity | text | composite
     paths: tuple[str, ...]  # dotted element paths the value comes from
     doc: str = ""
+    targets: tuple[str, ...] = ("Patient",)  # reference: the types it may point at
+    url: str | None = None  # the first `extension` step of the paths keeps this url only
+    components: tuple["Param", ...] = ()  # composite: its parts, in `$` order
 
 
-def _p(name: str, kind: str, *paths: str, doc: str = "") -> Param:
-    return Param(name, kind, paths, doc)
+def _p(name: str, kind: str, *paths: str, doc: str = "", **extra: Any) -> Param:
+    return Param(name, kind, paths, doc, **extra)
+
+
+US_CORE_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
 
 
 _PATIENT = _p("patient", "reference", "subject", doc="The patient (subject) the resource is about")
 _SUBJECT = _p("subject", "reference", "subject", doc="Alias of patient")
 _ID = _p("_id", "token", "id", doc="Logical id")
+_CODE = _p("code", "token", "code")
+_VALUE_QUANTITY = _p("value-quantity", "quantity", "valueQuantity")
+_VALUE_CONCEPT = _p("value-concept", "token", "valueCodeableConcept")
 
 PARAMS: dict[str, dict[str, Param]] = {
     "Patient": {p.name: p for p in (
         _ID, _p("identifier", "token", "identifier"), _p("name", "string", "name"),
         _p("gender", "token", "gender"), _p("birthdate", "date", "birthDate"),
         _p("deceased", "token", "deceasedBoolean"),
-        _p("address-postalcode", "string", "address.postalCode"))},
+        _p("address-postalcode", "string", "address.postalCode"),
+        # US Core 6.1 SearchParameter us-core-race: Patient.extension(us-core-race).extension.value.code
+        _p("race", "token", "extension.extension.valueCoding", url=US_CORE_RACE,
+           doc="US Core race (OMB category or detailed code, urn:oid:2.16.840.1.113883.6.238)"))},
     "Condition": {p.name: p for p in (
         _ID, _PATIENT, _SUBJECT, _p("category", "token", "category"),
         _p("clinical-status", "token", "clinicalStatus"),
         _p("verification-status", "token", "verificationStatus"), _p("code", "token", "code"),
         _p("onset-date", "date", "onsetDateTime"))},
     "Observation": {p.name: p for p in (
-        _ID, _PATIENT, _SUBJECT, _p("category", "token", "category"), _p("code", "token", "code"),
+        _ID, _PATIENT, _SUBJECT, _p("category", "token", "category"), _CODE,
         _p("date", "date", "effectiveDateTime"), _p("status", "token", "status"),
-        _p("value-quantity", "quantity", "valueQuantity"),
-        _p("value-concept", "token", "valueCodeableConcept"))},
+        _VALUE_QUANTITY, _VALUE_CONCEPT,
+        _p("code-value-quantity", "composite", components=(_CODE, _VALUE_QUANTITY),
+           doc="Code and quantity value of the same Observation: code$[prefix]number"),
+        _p("code-value-concept", "composite", components=(_CODE, _VALUE_CONCEPT),
+           doc="Code and coded value of the same Observation: code$[system|]code"),
+        _p("derived-from", "reference", "derivedFrom", targets=("ImagingStudy",),
+           doc="The ImagingStudy the Observation was derived from"),
+        _p("part-of", "reference", "partOf", targets=("ImagingStudy",),
+           doc="The ImagingStudy the Observation is part of"),
+        _p("_content", "text", "valueString", "code.text",
+           doc="Text search: a phrase anywhere in the value text or code text"))},
     "DiagnosticReport": {p.name: p for p in (
-        _ID, _PATIENT, _SUBJECT, _p("category", "token", "category"), _p("code", "token", "code"),
-        _p("date", "date", "effectiveDateTime"), _p("status", "token", "status"))},
+        _ID, _PATIENT, _SUBJECT, _p("category", "token", "category"), _CODE,
+        _p("date", "date", "effectiveDateTime"), _p("status", "token", "status"),
+        _p("_content", "text", "conclusion", "code.text",
+           doc="Text search: a phrase anywhere in the conclusion or code text"))},
     "Encounter": {p.name: p for p in (
         _ID, _PATIENT, _SUBJECT, _p("class", "token", "class"), _p("type", "token", "type"),
-        _p("status", "token", "status"))},
+        _p("status", "token", "status"), _p("date", "date", "period"))},
     "MolecularSequence": {p.name: p for p in (
         _ID, _p("patient", "reference", "patient"), _p("type", "token", "type"))},
     "ImagingStudy": {p.name: p for p in (

@@ -1,62 +1,35 @@
-"""FHIR resources in the index database: pre-serialised JSON plus search columns.
+"""FHIR resources in the index database: pre-serialised JSON plus search columns (schema.py).
 
-One row per resource (``fhir_resources``: body bytes with meta, the patient it belongs to) and
-one row per searchable value (``fhir_index``: token system/code, normalised string, number,
-date range). A search is one SELECT over indexed columns with the total as a window count, so
-the hot path never parses JSON. Rebuilding a patient's resources keeps versionId and
+A search is one SELECT over indexed columns with the total as a window count (its SQL is
+built by the FHIR face, gateway/fhir/sqlsearch.py; this module runs it), so the hot path
+never parses JSON. Rebuilding a patient's resources keeps versionId and
 lastUpdated of those that did not change (idempotent re-import).
 """
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import orjson
-from sqlalchemy import (Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData,
-                        String, Table, UniqueConstraint, and_, delete, select)
+from sqlalchemy import and_, delete, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from . import params as S
-from .generation import Generation
+from . import reindex
 from .connections import SqliteConnections
+from .extract import patient_of
+from .generation import Generation
+from .reindex import write_index
+from .schema import index_t, meta_t, metadata, resources_t, text_t
+
+__all__ = ["CompiledSearch", "Repository", "Stored", "index_t", "meta_t", "metadata",
+           "resources_t", "text_t", "write_index"]
 
 log = logging.getLogger(__name__)
 
-metadata = MetaData()
-
-resources_t = Table(
-    "fhir_resources", metadata,
-    Column("pk", Integer, primary_key=True),
-    Column("type", String(40), nullable=False),
-    Column("id", String(64), nullable=False),
-    Column("version", Integer, nullable=False),
-    Column("last_updated", String(40), nullable=False),
-    Column("patient_id", String(64)),
-    Column("digest", String(64), nullable=False),
-    Column("body", LargeBinary, nullable=False),
-    UniqueConstraint("type", "id", name="uq_fhir_resources_type_id"),
-)
-index_t = Table(
-    "fhir_index", metadata,
-    Column("pk", Integer, primary_key=True),
-    Column("res_pk", Integer, ForeignKey("fhir_resources.pk"), nullable=False),
-    Column("param", String(40), nullable=False),
-    Column("system", String(255)),
-    Column("value", String(255)),
-    Column("num", Float),
-    Column("lo", String(32)),
-    Column("hi", String(32)),
-)
-Index("ix_fhir_resources_patient", resources_t.c.type, resources_t.c.patient_id, resources_t.c.pk)
-Index("ix_fhir_index_value", index_t.c.param, index_t.c.value, index_t.c.res_pk)
-Index("ix_fhir_index_res", index_t.c.res_pk, index_t.c.param)
-Index("ix_fhir_index_num", index_t.c.param, index_t.c.num)
-Index("ix_fhir_index_date", index_t.c.param, index_t.c.lo)
 
 
 @dataclass(frozen=True)
@@ -75,7 +48,7 @@ class Repository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         # Hand-written SQL goes straight to the driver: its own bind-parameter style.
-        self._named = "colon" if engine.dialect.name == "sqlite" else "pyformat"
+        self.bind_style = "colon" if engine.dialect.name == "sqlite" else "pyformat"
         self.generation = Generation.of(engine)  # tells cached search results of changes
         self._sqlite = SqliteConnections.of(engine)  # search connections outside the pool
         self._schema_ready = False
@@ -91,6 +64,8 @@ class Repository:
             metadata.create_all(self.engine)
         except OperationalError:  # another worker created them at the same moment
             metadata.create_all(self.engine)
+        if reindex.ensure_current(self.engine) and self.generation is not None:
+            self.generation.bump()  # results cached under the old index are stale
         self._schema_ready = True
 
     # ------------------------------------------------------------------ write
@@ -116,8 +91,9 @@ class Repository:
                     _delete(conn, [prior.pk])
                     counts["updated"] += 1
                 else:
-                    conn.execute(delete(resources_t).where(and_(  # same id under another patient
-                        resources_t.c.type == key[0], resources_t.c.id == key[1])))
+                    _delete(conn, list(conn.execute(select(resources_t.c.pk).where(and_(
+                        resources_t.c.type == key[0], resources_t.c.id == key[1]))).scalars()))
+                    # ^ the same id under another patient, with its search rows
                     counts["created"] += 1
                 self._insert(conn, resource, version, now, digest)
             _delete(conn, [r.pk for r in old.values()])
@@ -138,9 +114,7 @@ class Repository:
             patient_id=patient_of(resource), digest=digest, body=orjson.dumps(body))).inserted_primary_key
         assert inserted is not None
         pk = inserted[0]
-        rows = [{**_EMPTY_ROW, "res_pk": pk, **row} for row in index_rows(resource)]
-        if rows:
-            conn.execute(index_t.insert(), rows)
+        write_index(conn, pk, resource)
 
     # ------------------------------------------------------------------- read
     def read(self, kind: str, rid: str) -> Stored | None:
@@ -149,18 +123,6 @@ class Repository:
             row = conn.execute(select(*_COLS).where(and_(
                 resources_t.c.type == kind, resources_t.c.id == rid))).first()
         return Stored(*row) if row else None
-
-    def compile(self, kind: str, clauses: list[S.Clause], count: int,
-                offset: int) -> CompiledSearch:
-        """The SQL of a search, built once per search plan: one page with the total as a
-        window count, and a COUNT for ``_count=0`` or a page past the end."""
-        bind = _Binds(self._named)
-        where = where_sql(kind, clauses, bind)
-        count_sql = f"SELECT COUNT(*) FROM fhir_resources r WHERE {where}"
-        page_sql = None if count == 0 else (
-            f"SELECT {_SELECT}, COUNT(*) OVER () FROM fhir_resources r WHERE {where} "
-            f"ORDER BY r.pk LIMIT {int(count)} OFFSET {int(offset)}")
-        return CompiledSearch(page_sql, count_sql, dict(bind), offset)
 
     def run(self, query: CompiledSearch) -> tuple[list[tuple], int]:
         """One page of (type, id, body, patient_id) rows and the total. The hot path: the
@@ -226,6 +188,7 @@ class CompiledSearch:
     count: str
     params: dict[str, Any]
     offset: int
+    total_at: int = 4  # the page's column holding the total; the row is what comes before it
 
 
 def _run(cursor: Any, query: CompiledSearch) -> tuple[list[tuple], int]:
@@ -233,14 +196,14 @@ def _run(cursor: Any, query: CompiledSearch) -> tuple[list[tuple], int]:
         cursor.execute(query.page, query.params)
         rows = cursor.fetchall()
         if rows:
-            return [r[:4] for r in rows], rows[0][4]
+            at = query.total_at
+            return [r[:at] for r in rows], rows[0][at]
         if not query.offset:
             return [], 0
     cursor.execute(query.count, query.params)
     return [], cursor.fetchone()[0]
 
 
-_EMPTY_ROW = {"system": None, "value": None, "num": None, "lo": None, "hi": None}
 _COLS = (resources_t.c.type, resources_t.c.id, resources_t.c.version, resources_t.c.last_updated,
          resources_t.c.patient_id, resources_t.c.body)
 
@@ -248,139 +211,9 @@ _COLS = (resources_t.c.type, resources_t.c.id, resources_t.c.version, resources_
 def _delete(conn: Connection, pks: list[int]) -> None:
     if pks:
         conn.execute(delete(index_t).where(index_t.c.res_pk.in_(pks)))
+        conn.execute(delete(text_t).where(text_t.c.res_pk.in_(pks)))
         conn.execute(delete(resources_t).where(resources_t.c.pk.in_(pks)))
 
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-_SELECT = "r.type, r.id, r.body, r.patient_id"
-_DATE_SQL = {"eq": "(i.lo >= {lo} AND i.hi <= {hi})", "ne": "NOT (i.lo >= {lo} AND i.hi <= {hi})",
-             "gt": "i.hi > {hi}", "sa": "i.lo > {hi}", "lt": "i.lo < {lo}", "eb": "i.hi < {lo}",
-             "ge": "i.hi >= {lo}", "le": "i.lo <= {hi}"}
-
-
-class _Binds(dict):
-    """Named bind parameters in the driver's style (sqlite3 ``:b0``, psycopg ``%(b0)s``)."""
-
-    def __init__(self, style: str = "colon") -> None:
-        super().__init__()
-        self.style = style
-
-    def __call__(self, value: Any) -> str:
-        name = f"b{len(self)}"
-        self[name] = value
-        return f":{name}" if self.style == "colon" else f"%({name})s"
-
-
-def where_sql(kind: str, clauses: list[S.Clause], bind: _Binds) -> str:
-    """The WHERE clause of a search over ``fhir_resources r`` (clauses ANDed, values ORed)."""
-    parts = [f"r.type = {bind(kind)}"] + [_clause_sql(c, bind) for c in clauses]
-    return " AND ".join(parts)
-
-
-def _clause_sql(clause: S.Clause, bind: _Binds) -> str:
-    param = clause.param
-    if param.name == "_id":
-        return f"r.id IN ({', '.join(bind(code) for _s, code in clause.values)})"
-    if param.type == "reference":
-        if clause.modifier == "missing":
-            return "r.patient_id IS NULL" if clause.values[0] else "r.patient_id IS NOT NULL"
-        return f"r.patient_id IN ({', '.join(bind(v) for v in clause.values)})"
-    has = f"EXISTS (SELECT 1 FROM fhir_index i WHERE i.res_pk = r.pk AND i.param = {bind(param.name)}"
-    if clause.modifier == "missing":
-        return f"NOT {has})" if clause.values[0] else f"{has})"
-    alternatives = " OR ".join(_value_sql(param.type, clause.modifier, v, bind) for v in clause.values)
-    matched = f"{has} AND ({alternatives}))"
-    return f"NOT {matched}" if clause.modifier == "not" else matched
-
-
-def _value_sql(kind: str, modifier: str | None, value: Any, bind: _Binds) -> str:
-    if kind == "token":
-        system, code = value
-        conds = [] if code is S.ANY else [f"i.value = {bind(code)}"]
-        if system is not S.ANY:
-            conds.append("i.system IS NULL" if system == "" else f"i.system = {bind(system)}")
-        return " AND ".join(conds) or "1 = 1"
-    if kind == "string":
-        if modifier == "exact":
-            return f"i.value = {bind(value)}"
-        pattern = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        pattern = ("%" if modifier == "contains" else "") + pattern + "%"
-        return f"i.value LIKE {bind(pattern)} ESCAPE '\\'"
-    if kind == "date":
-        prefix, q_lo, q_hi = value
-        return _DATE_SQL[prefix].format(lo=bind(q_lo), hi=bind(q_hi))
-    prefix, number, half, system, code = value
-    conds = [_number_sql(prefix, number, half, bind)]
-    if system:
-        conds.append(f"i.system = {bind(system)}")
-    if code:
-        conds.append(f"i.value = {bind(code)}")
-    return " AND ".join(conds)
-
-
-def _number_sql(prefix: str, number: float, half: float, bind: _Binds) -> str:
-    if prefix in ("eq", "ne"):
-        inside = f"(i.num >= {bind(number - half)} AND i.num < {bind(number + half)})"
-        return inside if prefix == "eq" else f"NOT {inside}"
-    if prefix == "ap":
-        spread = abs(number) * 0.1
-        return f"(i.num >= {bind(number - spread)} AND i.num <= {bind(number + spread)})"
-    op = {"gt": ">", "sa": ">", "lt": "<", "eb": "<", "ge": ">=", "le": "<="}[prefix]
-    return f"i.num {op} {bind(number)}"
-
-
-# ------------------------------------------------------------------ extraction
-def patient_of(resource: dict) -> str | None:
-    """The patient compartment a resource belongs to (the Patient itself, or its subject)."""
-    if resource["resourceType"] == "Patient":
-        return resource["id"]
-    for key in ("subject", "patient"):
-        ref = (resource.get(key) or {}).get("reference", "")
-        if ref.startswith("Patient/"):
-            return ref.split("/", 1)[1]
-    return None
-
-
-def index_rows(resource: dict) -> list[dict]:
-    """The search-index rows of a resource, from the parameter table (search.PARAMS)."""
-    rows: list[dict] = []
-    for param in S.PARAMS.get(resource["resourceType"], {}).values():
-        if param.type == "reference" or param.name == "_id":
-            continue
-        for path in param.paths:
-            for value in _values(resource, path.split(".")):
-                rows += [{"param": param.name, **r} for r in _index_values(param.type, value)]
-    return rows
-
-
-def _values(node: Any, parts: list[str]) -> Iterable[Any]:
-    if isinstance(node, list):
-        for item in node:
-            yield from _values(item, parts)
-    elif not parts:
-        yield node
-    elif isinstance(node, dict) and parts[0] in node:
-        yield from _values(node[parts[0]], parts[1:])
-
-
-def _index_values(kind: str, value: Any) -> list[dict]:
-    if kind == "token":
-        if isinstance(value, dict) and "coding" in value:
-            return [{"system": c.get("system"), "value": c.get("code")} for c in value["coding"]]
-        if isinstance(value, dict):  # Coding or Identifier
-            return [{"system": value.get("system"), "value": value.get("code", value.get("value"))}]
-        return [{"system": None, "value": json.dumps(value) if isinstance(value, bool) else str(value)}]
-    if kind == "string":
-        if isinstance(value, dict):  # HumanName
-            parts = [value.get("text"), value.get("family"), *value.get("given", [])]
-            return [{"value": S.normalise(p)} for p in parts if p]
-        return [{"value": S.normalise(value)}]
-    if kind == "date":
-        found = S.date_range(str(value)[:19] if "T" in str(value) else str(value))
-        return [{"lo": found[0], "hi": found[1]}] if found else []
-    if kind == "quantity" and isinstance(value, dict) and "value" in value:
-        return [{"num": float(value["value"]), "system": value.get("system"), "value": value.get("code")}]
-    return []

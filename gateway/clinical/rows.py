@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import Column, Engine, Index, Integer, String, Table, Text, UniqueConstraint, select
 
-from .repository import metadata
+from .schema import metadata
 
 clinical_rows = Table(
     "clinical_rows", metadata,

@@ -3,7 +3,12 @@ or MAPPINGS_DIR), and ImagingStudy + Endpoint built from the archive. ``register
 called by create_app."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask import Flask
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 EXTENSION = "tcia_fhir"
 
@@ -18,13 +23,26 @@ def register(app: Flask) -> None:
     from .imaging import ImagingBuilder
     from ..clinical.repository import Repository
     from .service import FhirService
+    from .studies import StudyIndex
     state = app.extensions["tcia_gateway"]
     settings = state["settings"]
     spec = load(settings.mappings_dir or None)
     repository = Repository(make_engine(settings.index_url))
+    builder = ImagingBuilder(spec.imaging, context.public_base)
+    archive = state["archive"]
+    studies = StudyIndex(repository, builder) if shares_index(archive, repository.engine) else None
     app.extensions[EXTENSION] = FhirService(
-        repository, ImagingBuilder(spec.imaging, context.public_base),
-        max_count=settings.max_fhir_count, cache_items=settings.fhir_cache_items,
-        cache_bytes=settings.fhir_cache_bytes)
+        repository, builder, studies, max_count=settings.max_fhir_count,
+        cache_items=settings.fhir_cache_items, cache_bytes=settings.fhir_cache_bytes)
     state["closers"].append(repository.engine.dispose)
     app.register_blueprint(routes.bp)
+
+
+def shares_index(archive: object, engine: "Engine") -> bool:
+    """Whether the archive is the embedded one with its index in this database, so that
+    ImagingStudy searches can join its tables with the FHIR tables."""
+    from ..archive.local import LocalArchive
+    if not isinstance(archive, LocalArchive):
+        return False
+    theirs = archive.index.engine.url.render_as_string(hide_password=False)
+    return theirs == engine.url.render_as_string(hide_password=False)

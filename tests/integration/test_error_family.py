@@ -111,7 +111,7 @@ def test_every_face_answers_the_kind_alike(kind: type[ArchiveError], archive: Fa
     dicomweb = client.get("/dicomweb/studies", headers={"Accept": "application/dicom+json"})
     assert dicomweb.status_code == http
     assert dicomweb.get_json()["message"] == f"{kind.__name__} raised on purpose"
-    fhir = client.get("/fhir/ImagingStudy")
+    fhir = client.get("/fhir/ImagingStudy/1.2.840.99")  # read: built from archive.search
     assert fhir.status_code == http
     body = fhir.get_json()
     assert body["resourceType"] == "OperationOutcome"

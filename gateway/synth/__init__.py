@@ -1,5 +1,6 @@
-"""Synthetic COVID-19-AR cohort: seeded patients, chest radiographs and CT, clinical sheets."""
+"""Synthetic cohorts: the twin of a real TCIA collection, and the classic COVID-19-AR cohort."""
 
-from .writer import CohortSummary, write_cohort
+from .skeleton import COLLECTIONS, SkeletonError
+from .writer import CohortSummary, write_cohort, write_twin
 
-__all__ = ["CohortSummary", "write_cohort"]
+__all__ = ["COLLECTIONS", "CohortSummary", "SkeletonError", "write_cohort", "write_twin"]

@@ -66,8 +66,8 @@ class ChestPhantom:
         rows, cols = np.nonzero(self.masks["rib_ring"] & (self.y > -0.6 * self.b))
         self._ring = (rows, cols, self.theta[rows, cols])
         self._bases: dict[tuple, np.ndarray] = {}
-        self.stamps = {r: (np.add.outer(np.arange(-r, r + 1) ** 2, np.arange(-r, r + 1) ** 2)
-                           <= r * r) for r in range(1, 8)}
+        self.offsets = {r: [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)
+                            if dy * dy + dx * dx <= r * r] for r in range(1, 8)}
 
     def _vessel_tracks(self, rng: np.random.Generator, pixel_mm: float) -> np.ndarray:
         """Pulmonary vessels as straight 3D tracks: x, y (mm) at the top, drift/mm, radius (px).
@@ -195,14 +195,18 @@ class ChestPhantom:
         return w * (f.density * 880.0)
 
     def _vessel_map(self, zmm: float) -> np.ndarray:
+        """Vessel cross-sections at this height: one disc stamp per track, radius by radius."""
         out = np.zeros(self.rb.shape, bool)
         half, n = (self.size - 1) / 2, self.size
-        for cx, cy, dx, dy, r in self.vessels:
-            col = int(np.rint((cx + dx * zmm) / self.pixel_mm + half))
-            row = int(np.rint((cy + dy * zmm) / self.pixel_mm + half))
-            ri = int(r)
-            if ri <= row < n - ri and ri <= col < n - ri:
-                out[row - ri:row + ri + 1, col - ri:col + ri + 1] |= self.stamps[ri]
+        v = self.vessels
+        cols = np.rint((v[:, 0] + v[:, 2] * zmm) / self.pixel_mm + half).astype(int)
+        rows = np.rint((v[:, 1] + v[:, 3] * zmm) / self.pixel_mm + half).astype(int)
+        for ri in np.unique(v[:, 4]).astype(int):
+            keep = (v[:, 4] == ri) & (rows >= ri) & (rows < n - ri) & (cols >= ri) & \
+                (cols < n - ri)
+            r, c = rows[keep], cols[keep]
+            for dy, dx in self.offsets[ri]:
+                out[r + dy, c + dx] = True
         return out
 
     def _airways(self, img: np.ndarray, zf: float) -> None:

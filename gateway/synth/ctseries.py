@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 
 from . import tables as T
 from .ct import CHEST_MM, ChestPhantom
-from .dicom import StudyJob, base_dataset, image_basics, set_pixels, write_instance
+from .dicom import SeriesWriter, StudyJob, Values, base_dataset, image_basics
 from .images import Habitus
 from .layout import instance_name
 from .model import SC_IMAGE, SeriesSpec, make_uid
@@ -160,7 +160,7 @@ def _pixel_module(ds: Dataset, series: SeriesSpec, size: int) -> None:
 
 
 def _header(job: StudyJob, series: SeriesSpec) -> Dataset:
-    """The header shared by every image of a series; ``_place`` fills in the per-image part."""
+    """The header shared by every image of a series; ``_values`` gives the per-image part."""
     ds = base_dataset(job, series, 0)
     image_basics(ds)
     ds.ImageType = _image_type(series)
@@ -180,21 +180,22 @@ def _header(job: StudyJob, series: SeriesSpec) -> Dataset:
     return ds
 
 
-def _place(ds: Dataset, series: SeriesSpec, index: int, plane: Plane) -> None:
-    ds.SOPInstanceUID = series.instance_uids[index]
-    ds.InstanceNumber = index + 1
+def _values(series: SeriesSpec, index: int, plane: Plane) -> Values:
+    """The per-image attributes: identity, then Image Plane (or, for SC, orientation only)."""
     spacing = [f"{plane.spacing[0]:.4f}", f"{plane.spacing[1]:.4f}"]
+    values: Values = {"SOPInstanceUID": series.instance_uids[index],
+                      "InstanceNumber": str(index + 1)}
     if series.sop_class == SC_IMAGE:
-        ds.PatientOrientation = ["P", "F"] if plane.orientation == SAGITTAL else ["L", "F"]
-        ds.NominalScannedPixelSpacing = spacing
-        return
-    ds.ImagePositionPatient = [f"{v:.2f}" for v in plane.position]
-    ds.ImageOrientationPatient = list(plane.orientation)
-    ds.PixelSpacing = spacing
+        values["PatientOrientation"] = ["P", "F"] if plane.orientation == SAGITTAL else \
+            ["L", "F"]
+        values["NominalScannedPixelSpacing"] = spacing
+        return values
+    values["ImagePositionPatient"] = [f"{v:.2f}" for v in plane.position]
+    values["ImageOrientationPatient"] = list(plane.orientation)
+    values["PixelSpacing"] = spacing
     if plane.location is not None:
-        ds.SliceLocation = f"{plane.location:.2f}"
-    elif "SliceLocation" in ds:
-        del ds.SliceLocation
+        values["SliceLocation"] = f"{plane.location:.2f}"
+    return values
 
 
 def stored(hu: np.ndarray, signed: bool) -> np.ndarray:
@@ -204,10 +205,9 @@ def stored(hu: np.ndarray, signed: bool) -> np.ndarray:
 
 def render_ct_series(scan: Scan, series: SeriesSpec, target: Path) -> int:
     """Write one CT (or CT-derived Secondary Capture) series; returns the bytes written."""
-    n, size = len(series.instance_uids), 0
-    ds = _header(scan.job, series)
+    n = len(series.instance_uids)
+    writer = SeriesWriter(_header(scan.job, series), series.syntax)
     for i, plane in enumerate(PLANNERS[series.kind](scan, series, n)):
-        _place(ds, series, i, plane)
-        set_pixels(ds, stored(plane.hu, series.pixel_rep == 1), series.syntax)
-        size += write_instance(ds, target / instance_name(i, n), series.syntax)
-    return size
+        writer.write(target / instance_name(i, n), _values(series, i, plane),
+                     stored(plane.hu, series.pixel_rep == 1))
+    return writer.bytes

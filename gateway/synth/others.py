@@ -18,7 +18,7 @@ from PIL import Image
 from pydicom.dataset import Dataset
 
 from .ctseries import AXIAL, PLANNERS, SAGITTAL, Plane, Scan
-from .dicom import base_dataset, code_item, image_basics, set_pixels, write_instance
+from .dicom import SeriesWriter, Values, base_dataset, code_item, image_basics, write_instance
 from .layout import instance_name
 from .model import SeriesSpec, make_uid
 
@@ -44,12 +44,18 @@ def uptake(hu: np.ndarray) -> np.ndarray:
     return base.astype(np.float32)
 
 
-def _geometry(ds: Dataset, plane: Plane, scale: float) -> None:
-    ds.ImagePositionPatient = [f"{v:.2f}" for v in plane.position]
-    ds.ImageOrientationPatient = list(plane.orientation)
-    ds.PixelSpacing = [f"{plane.spacing[0] * scale:.4f}", f"{plane.spacing[1] * scale:.4f}"]
-    if plane.location is not None:
-        ds.SliceLocation = f"{plane.location:.2f}"
+def _values(series: SeriesSpec, i: int, plane: Plane | None = None, scale: float = 1.0
+            ) -> Values:
+    """Per-instance identity and, for planes, Image Plane (C.7.6.2)."""
+    values: Values = {"SOPInstanceUID": series.instance_uids[i], "InstanceNumber": str(i + 1)}
+    if plane is not None:
+        values["ImagePositionPatient"] = [f"{v:.2f}" for v in plane.position]
+        values["ImageOrientationPatient"] = list(plane.orientation)
+        values["PixelSpacing"] = [f"{plane.spacing[0] * scale:.4f}",
+                                  f"{plane.spacing[1] * scale:.4f}"]
+        if plane.location is not None:
+            values["SliceLocation"] = f"{plane.location:.2f}"
+    return values
 
 
 def _frame_of_reference(ds: Dataset, scan: Scan) -> None:
@@ -71,7 +77,7 @@ def _store(values: np.ndarray, signed: bool) -> np.ndarray:
 
 def render_mr(scan: Scan, series: SeriesSpec, target: Path) -> int:
     """MR Image: the study's anatomy as T2-like signal, axial, coronal or sagittal."""
-    size, n, total = max(64, scan.size // 2), len(series.instance_uids), 0
+    size, n = max(64, scan.size // 2), len(series.instance_uids)
     planner = PLANNERS[series.kind.removeprefix("mr-")]
     ds = base_dataset(scan.job, series, 0)
     image_basics(ds)
@@ -84,13 +90,11 @@ def render_mr(scan: Scan, series: SeriesSpec, target: Path) -> int:
     ds.MagneticFieldStrength, ds.ImagedNucleus = "1.5", "1H"
     ds.SliceThickness = f"{series.thickness or 5.0:.2f}"
     ds.WindowCenter, ds.WindowWidth = "450", "900"
+    writer = SeriesWriter(ds, series.syntax)
     for i, plane in enumerate(planner(scan, series, n)):
-        ds.SOPInstanceUID, ds.InstanceNumber = series.instance_uids[i], i + 1
-        _geometry(ds, plane, scan.size / size)
-        set_pixels(ds, _store(_resize(mr_signal(plane.hu), size), series.pixel_rep == 1),
-                   series.syntax)
-        total += write_instance(ds, target / instance_name(i, n), series.syntax)
-    return total
+        writer.write(target / instance_name(i, n), _values(series, i, plane, scan.size / size),
+                     _store(_resize(mr_signal(plane.hu), size), series.pixel_rep == 1))
+    return writer.bytes
 
 
 def _radiopharmaceutical(ds: Dataset, nuclide: tuple[str, str, str], agent: str,
@@ -108,7 +112,7 @@ def _radiopharmaceutical(ds: Dataset, nuclide: tuple[str, str, str], agent: str,
 
 def render_pet(scan: Scan, series: SeriesSpec, target: Path) -> int:
     """PET Image: axial uptake slices over the study's length (Bq/ml, decay corrected)."""
-    size, n, total = max(64, scan.size // 4), len(series.instance_uids), 0
+    size, n = max(64, scan.size // 4), len(series.instance_uids)
     ds = base_dataset(scan.job, series, 0)
     image_basics(ds)
     _frame_of_reference(ds, scan)
@@ -123,13 +127,13 @@ def render_pet(scan: Scan, series: SeriesSpec, target: Path) -> int:
     ds.SliceThickness = f"{series.thickness or 3.0:.2f}"
     _radiopharmaceutical(ds, F18, "Fludeoxyglucose F^18^", "6586.2")
     flat = replace(series, kind="axial", coverage=None)
+    writer = SeriesWriter(ds, series.syntax)
     for i, plane in enumerate(PLANNERS["axial"](scan, flat, n)):
-        ds.SOPInstanceUID, ds.InstanceNumber, ds.ImageIndex = series.instance_uids[i], i + 1, i + 1
-        _geometry(ds, plane, scan.size / size)
-        set_pixels(ds, _store(_resize(uptake(plane.hu), size) * 2500.0, series.pixel_rep == 1),
-                   series.syntax)
-        total += write_instance(ds, target / instance_name(i, n), series.syntax)
-    return total
+        values = _values(series, i, plane, scan.size / size)
+        values["ImageIndex"] = str(i + 1)
+        writer.write(target / instance_name(i, n), values,
+                     _store(_resize(uptake(plane.hu), size) * 2500.0, series.pixel_rep == 1))
+    return writer.bytes
 
 
 def _planar(scan: Scan, size: int, lateral: bool = False) -> np.ndarray:
@@ -140,7 +144,7 @@ def _planar(scan: Scan, size: int, lateral: bool = False) -> np.ndarray:
 
 def render_nm(scan: Scan, series: SeriesSpec, target: Path) -> int:
     """NM Image: one planar STATIC anterior frame per instance (Tc-99m)."""
-    size, n, total = max(64, scan.size // 4), len(series.instance_uids), 0
+    size, n = max(64, scan.size // 4), len(series.instance_uids)
     ds = base_dataset(scan.job, series, 0)
     image_basics(ds)
     ds.ImageType = ["ORIGINAL", "PRIMARY", "STATIC", "EMISSION"]
@@ -162,11 +166,10 @@ def render_nm(scan: Scan, series: SeriesSpec, target: Path) -> int:
     ds.CountsAccumulated, ds.ActualFrameDuration = 500000, 300000
     _radiopharmaceutical(ds, TC99M, "Tc-99m MAA", "21624.12")
     image = _store(_planar(scan, size), False)
+    writer = SeriesWriter(ds, series.syntax)
     for i in range(n):
-        ds.SOPInstanceUID, ds.InstanceNumber = series.instance_uids[i], i + 1
-        set_pixels(ds, image, series.syntax)
-        total += write_instance(ds, target / instance_name(i, n), series.syntax)
-    return total
+        writer.write(target / instance_name(i, n), _values(series, i), image)
+    return writer.bytes
 
 
 def _sc_header(scan: Scan, series: SeriesSpec) -> Dataset:
@@ -193,35 +196,35 @@ def render_fused(scan: Scan, series: SeriesSpec, target: Path) -> int:
     kind = "sagittal" if "SAG" in d else "coronal" if "COR" in d else "axial"
     if "MIP" in d and kind == "axial":
         kind = "coronal"
-    n, total = len(series.instance_uids), 0
+    n = len(series.instance_uids)
     ds = _sc_header(scan, series)
     ds.PhotometricInterpretation, ds.SamplesPerPixel, ds.PlanarConfiguration = "RGB", 3, 0
     ds.Rows = ds.Columns = scan.size
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    writer = SeriesWriter(ds, series.syntax)
     for i, plane in enumerate(PLANNERS[kind](scan, replace(series, kind=kind), n)):
-        ds.SOPInstanceUID, ds.InstanceNumber = series.instance_uids[i], i + 1
-        ds.PatientOrientation = ["P", "F"] if plane.orientation == SAGITTAL else \
+        values = _values(series, i)
+        values["PatientOrientation"] = ["P", "F"] if plane.orientation == SAGITTAL else \
             ["L", "P"] if plane.orientation == AXIAL else ["L", "F"]
-        set_pixels(ds, _fusion(scan, series, plane), series.syntax)
-        total += write_instance(ds, target / instance_name(i, n), series.syntax)
-    return total
+        writer.write(target / instance_name(i, n), values, _fusion(scan, series, plane))
+    return writer.bytes
 
 
 def render_emission_mip(scan: Scan, series: SeriesSpec, target: Path) -> int:
     """Secondary Capture greyscale: rotating MIP views of the uptake (as workstations save)."""
-    size, n, total = max(64, scan.size // 4), len(series.instance_uids), 0
+    size, n = max(64, scan.size // 4), len(series.instance_uids)
     ds = _sc_header(scan, series)
     _mono16(ds, size, False)
     ds.PatientOrientation = ["L", "F"]
     up = uptake(scan.volume)
     front, side = _resize(up.max(axis=1), size), _resize(up.max(axis=2), size)
+    writer = SeriesWriter(ds, series.syntax)
     for i in range(n):
         angle = 2 * np.pi * i / max(n, 1)
         view = np.maximum(abs(np.cos(angle)) * front, abs(np.sin(angle)) * side)
-        ds.SOPInstanceUID, ds.InstanceNumber = series.instance_uids[i], i + 1
-        set_pixels(ds, _store(view * 1000.0, False), series.syntax)
-        total += write_instance(ds, target / instance_name(i, n), series.syntax)
-    return total
+        writer.write(target / instance_name(i, n), _values(series, i),
+                     _store(view * 1000.0, False))
+    return writer.bytes
 
 
 def _content(relationship: str, value_type: str, concept: tuple[str, str, str], **value

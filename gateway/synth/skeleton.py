@@ -105,15 +105,25 @@ def _facts(folder: Path, cid: str) -> dict:
     return rows[0]
 
 
-def read_skeleton(name: str) -> Skeleton:
-    """Every series of collection ``name``, in (patient, study date, study, series) order."""
+def _series_rows(path: Path, cid: str) -> list[dict]:
+    """The collection's rows, batch by batch (a third of the memory of one filtered read)."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    rows: list[dict] = []
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=65536,
+                                                   columns=["collection_id", *COLUMNS]):
+        mask = pc.equal(batch.column(0), cid)
+        if pc.any(mask).as_py():
+            rows.extend(batch.filter(mask).to_pylist())
+    return rows
+
+
+def read_skeleton(name: str) -> Skeleton:
+    """Every series of collection ``name``, in (patient, study date, study, series) order."""
     folder, cid = _package_dir(), collection_id(name)
     facts = _facts(folder, cid)
-    table = pq.read_table(folder / "idc_index.parquet", columns=list(COLUMNS),
-                          filters=[("collection_id", "=", cid)])
-    rows = [_row(r) for r in table.to_pylist()]
+    rows = [_row(r) for r in _series_rows(folder / "idc_index.parquet", cid)]
     rows.sort(key=lambda r: (r.patient, r.study_date or date.min, r.study,
                              r.number if r.number is not None else -1, r.series))
     source = facts["sources"][0]

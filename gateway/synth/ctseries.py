@@ -151,7 +151,9 @@ def _pixel_module(ds: Dataset, series: SeriesSpec, size: int) -> None:
     signed = series.pixel_rep == 1
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16 if signed else 12, 15 if signed else 11
     ds.PixelRepresentation = 1 if signed else 0
-    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = "-1024", "1", "HU"
+    ds.RescaleIntercept, ds.RescaleSlope = "-1024", "1"
+    if series.kind != "projection":  # a localizer's values are no Hounsfield units
+        ds.RescaleType = "HU"
     if series.kind == "projection":
         ds.WindowCenter, ds.WindowWidth = "1200", "2400"
     else:
@@ -170,7 +172,6 @@ def _header(job: StudyJob, series: SeriesSpec) -> Dataset:
         return ds
     ds.FrameOfReferenceUID = make_uid(job.seed, job.study.uid, "frame-of-reference")
     ds.PositionReferenceIndicator = ""
-    ds.PatientPosition = "HFS"
     ds.SliceThickness = f"{series.thickness or 1.0:.2f}"
     ds.KVP, ds.AcquisitionNumber = "120", 1
     ds.ReconstructionDiameter = f"{FOV_MM:.1f}"

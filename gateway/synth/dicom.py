@@ -38,7 +38,8 @@ from .model import (
 IMPLEMENTATION_CLASS_UID = "2.25.90036964747672796879490749440906121877"
 IMPLEMENTATION_VERSION_NAME = "TCIAGW_SYNTH"
 CHEST_CODE = ("43799004", "SCT", "Chest")  # PS3.16 CID 4031, body part CHEST
-CTP_CREATOR = "CTP"  # TCIA's Clinical Trial Processor private block, group 0013
+CTP_CREATOR = "CTP"
+PAIRED = frozenset({"KIDNEY", "BREAST", "LUNG", "EYE", "EAR", "HIP", "KNEE", "SHOULDER"})  # TCIA's Clinical Trial Processor private block, group 0013
 # RLE encoder: GDCM (~15 ms per 1024 px radiograph) when installed, else pydicom's pure-Python
 # one (~0.5 s). Both are deterministic; the bytes differ between them, so one machine's output is
 # reproducible as long as the installed encoders do not change.
@@ -127,6 +128,10 @@ def _study_series_modules(ds: Dataset, p: PatientSpec, s: StudySpec, series: Ser
         ds.SeriesDescription = series.description
     if series.body_part:
         ds.BodyPartExamined = series.body_part
+    if series.kind != "sr" and (not series.body_part or series.body_part in PAIRED):
+        ds.Laterality = ""  # type 2C (C.7.3.1): the part may be paired, the side is unknown
+    if series.modality in ("CT", "MR") and series.kind != "xr":
+        ds.PatientPosition = "HFS"  # type 2C for CT and MR (C.7.3.1)
     ds.Manufacturer = series.manufacturer or ""
     if series.model:
         ds.ManufacturerModelName = series.model
@@ -142,6 +147,9 @@ def base_dataset(job: StudyJob, series: SeriesSpec, index: int) -> Dataset:
     """The shared modules, plus SOP Common and the General Image identification."""
     s = job.study
     ds = Dataset()
+    texts = (s.description, series.description, series.manufacturer, series.model)
+    if any(t and not t.isascii() for t in texts):
+        ds.SpecificCharacterSet = "ISO_IR 192"  # real descriptions hold µ, ² (PS3.5 6.1.2.3)
     ds.SOPClassUID = series.sop_class
     ds.SOPInstanceUID = series.instance_uids[index]
     when = series_time(s, series)
@@ -266,6 +274,7 @@ class Template:
 
     def __init__(self, ds: Dataset, syntax: str, varying: list[str]) -> None:
         self.implicit, self.syntax = syntax == IMPLICIT_VR_LE, syntax
+        self.charset = ds.get("SpecificCharacterSet", "ISO_IR 6")
         self.vrs = {ds.data_element(k).tag: ds.data_element(k).VR.encode() for k in varying}
         self.parts: list[bytes | int] = []
         run = Dataset()
@@ -286,7 +295,7 @@ class Template:
     def _bytes(self, ds: Dataset) -> bytes:
         fp = DicomBytesIO()
         fp.is_implicit_VR, fp.is_little_endian = self.implicit, True
-        write_dataset(fp, ds)
+        write_dataset(fp, ds, self.charset)  # a run may lack (0008,0005): pass it down
         return fp.getvalue()
 
     def _element(self, tag: int, vr: bytes, value: bytes, undefined: bool = False) -> bytes:

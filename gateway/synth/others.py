@@ -104,7 +104,8 @@ def _radiopharmaceutical(ds: Dataset, nuclide: tuple[str, str, str], agent: str,
     item.Radiopharmaceutical = agent
     item.RadiopharmaceuticalStartTime = ds.StudyTime
     item.RadionuclideTotalDose = "370000000"
-    item.RadionuclideHalfLife = half_life
+    if half_life:  # PET Isotope only (C.8.9.2)
+        item.RadionuclideHalfLife = half_life
     ds.RadiopharmaceuticalInformationSequence = [item]
     ds.PatientOrientationCodeSequence = []
     ds.PatientGantryRelationshipCodeSequence = []
@@ -121,7 +122,7 @@ def render_pet(scan: Scan, series: SeriesSpec, target: Path) -> int:
     ds.Units, ds.CountsSource, ds.SeriesType = "BQML", "EMISSION", ["WHOLE BODY", "IMAGE"]
     ds.CorrectedImage = ["DECY", "ATTN"] if "NAC" not in (series.description or "").upper() \
         else ["DECY"]
-    ds.DecayCorrection, ds.NumberOfSlices = "START", n
+    ds.DecayCorrection, ds.NumberOfSlices, ds.CollimatorType = "START", n, "NONE"
     ds.RescaleIntercept, ds.RescaleSlope = "0", "2"
     ds.FrameReferenceTime, ds.ActualFrameDuration, ds.DecayFactor = "0", 180000, "1"
     ds.SliceThickness = f"{series.thickness or 3.0:.2f}"
@@ -161,10 +162,11 @@ def render_nm(scan: Scan, series: SeriesSpec, target: Path) -> int:
     ds.EnergyWindowInformationSequence = [window]
     detector = Dataset()
     detector.CollimatorGridName, detector.CollimatorType = "LEHR", "PARA"
+    detector.ImagePositionPatient = ""  # type 2: unknown
     detector.ImageOrientationPatient = ["1", "0", "0", "0", "0", "-1"]
     ds.DetectorInformationSequence = [detector]
     ds.CountsAccumulated, ds.ActualFrameDuration = 500000, 300000
-    _radiopharmaceutical(ds, TC99M, "Tc-99m MAA", "21624.12")
+    _radiopharmaceutical(ds, TC99M, "Tc-99m MAA", "")
     image = _store(_planar(scan, size), False)
     writer = SeriesWriter(ds, series.syntax)
     for i in range(n):

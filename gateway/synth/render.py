@@ -6,7 +6,11 @@ never depend on the worker count or on the order in which studies finish.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
+from pydicom import config
 
 from .ctseries import PLANNERS, Scan, render_ct_series
 from .dicom import StudyJob, write_instance
@@ -15,8 +19,26 @@ from .others import RENDERERS
 from .xr import radiograph_dataset
 
 
+@contextmanager
+def unvalidated() -> Iterator[None]:
+    """The generator's own values need no checking; pydicom's value validation is half the
+    cost of building a radiograph. Restored afterwards (workers=1 renders in the caller)."""
+    settings = config.settings
+    saved = settings.writing_validation_mode, settings.reading_validation_mode
+    settings.writing_validation_mode = settings.reading_validation_mode = config.IGNORE
+    try:
+        yield
+    finally:
+        settings.writing_validation_mode, settings.reading_validation_mode = saved
+
+
 def render_study(job: StudyJob) -> tuple[int, int]:
     """Render and write one study; returns (instances, bytes)."""
+    with unvalidated():
+        return _render(job)
+
+
+def _render(job: StudyJob) -> tuple[int, int]:
     p, s = job.patient, job.study
     folder = study_dir(job.root, p, s)
     scan: Scan | None = None

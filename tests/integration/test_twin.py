@@ -136,3 +136,28 @@ def test_covid_19_ar_has_its_clinical_sheet(twin) -> None:
     sheets = read_clinical(summary.xlsx)
     assert {r["patient_id"] for r in sheets.patients} == {r["PatientID"] for r in mine}
     assert len(sheets.imaging) == len({r["StudyInstanceUID"] for r in mine})
+
+
+def test_fast_reader_equals_pydicom_on_every_series(twin) -> None:
+    """First, middle and last file of every series (every kind, SOP class and syntax): the
+    fast reader's DICOM JSON is pydicom's, Implicit VR included; none is declined."""
+    import orjson
+
+    from gateway.archive import dicomjson, ingest
+    from tests.unit.test_dicomjson import pydicom_json
+    _, _, mine, _ = twin
+    syntaxes = set()
+    for series in mine:
+        files = sorted(series["folder"].glob("*.dcm"))
+        for path in {files[0], files[len(files) // 2], files[-1]}:
+            fast = dicomjson.read(path, lambda tag: "{BULK}/" + tag)
+            slow = ingest._pydicom(path, path.stat().st_size, "{BULK}/")
+            assert orjson.dumps(dict(sorted(fast.doc.items()))) == orjson.dumps(
+                dict(sorted(slow.doc.items()))), path
+            assert (fast.bulk, fast.meta, fast.fragments) == (slow.bulk, slow.meta,
+                                                               slow.fragments)
+            mine_doc = {**fast.doc, "7FE00010": {"vr": fast.doc["7FE00010"]["vr"]}}
+            assert dict(sorted(mine_doc.items())) == dict(sorted(pydicom_json(path).items()))
+            assert fast.doc["00131010"] == {"vr": "LO", "Value": [twin[0]]}  # CTP block
+            syntaxes.add(fast.meta["TransferSyntaxUID"])
+    assert syntaxes == {r["TransferSyntaxUID"] for r in twin[3]}

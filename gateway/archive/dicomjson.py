@@ -60,6 +60,7 @@ CTP_PRIVATE = {0x00131010: ("LO", "1", "Project Name", ""),
                0x00131012: ("LO", "1", "Site Name", ""),
                0x00131013: ("LO", "1", "Site ID", "")}
 add_private_dict_entries("CTP", CTP_PRIVATE)
+_STANDARD = DicomDictionary  # tag -> (VR, VM, name, retired, keyword): the common case
 
 
 class Unsupported(Exception):
@@ -159,15 +160,11 @@ class _Reader:
             if tag == ITEM_END and end is None:
                 return self.resolved(out, deferred), vpos
             if not vr and tag >> 16 != 0xFFFE:
-                if (tag & 0xFFFF) == 0 or (top and tag >> 16 == 0x0002):
+                entry = _STANDARD.get(tag) if tag & 0xFFFF and tag >> 16 != 0x0002 else None
+                vr = entry[0] if entry is not None and len(entry[0]) == 2 else \
+                    self.implicit_step(tag, length, vpos, top, creators, deferred)
+                if not vr:  # skipped, or read once the data set's Pixel Representation is
                     pos = vpos + (0 if length == UNDEFINED else length)
-                    continue
-                vr = self.implicit_vr(tag, length, creators, top)
-                if vr == "US or SS":
-                    if vpos + length > self.size:
-                        raise Truncated(f"element {tag:08X} runs past the end")
-                    deferred.append((tag, vpos, length))
-                    pos = vpos + length
                     continue
             if vr == "SQ":
                 items, pos = self.sequence(vpos, None if length == UNDEFINED else vpos + length)
@@ -192,6 +189,20 @@ class _Reader:
         if end is None and not top:
             raise Truncated("item without its delimitation item")
         return self.resolved(out, deferred), pos
+
+    def implicit_step(self, tag: int, length: int, vpos: int, top: bool,
+                      creators: dict[int, str], deferred: list[tuple[int, int, int]]) -> str:
+        """The VR of an Implicit VR element, or "" when it is skipped (group lengths, file
+        meta) or deferred (US or SS)."""
+        if (tag & 0xFFFF) == 0 or (top and tag >> 16 == 0x0002):
+            return ""
+        vr = self.implicit_vr(tag, length, creators, top)
+        if vr != "US or SS":
+            return vr
+        if vpos + length > self.size:
+            raise Truncated(f"element {tag:08X} runs past the end")
+        deferred.append((tag, vpos, length))
+        return ""
 
     def implicit_vr(self, tag: int, length: int, creators: dict[int, str], top: bool) -> str:
         """The VR pydicom gives an Implicit VR element (its raw_element_vr and

@@ -42,6 +42,7 @@ def twin_series(root: Path) -> list[dict]:
         ds = pydicom.dcmread(files[0], stop_before_pixels=True)
         out.append({"PatientID": ds.PatientID, "StudyInstanceUID": ds.StudyInstanceUID,
                     "SeriesInstanceUID": ds.SeriesInstanceUID, "StudyDate": ds.StudyDate,
+                    "StudyTime": ds.StudyTime, "StudyDescription": ds.get("StudyDescription"),
                     "Modality": ds.Modality, "SOPClassUID": ds.SOPClassUID,
                     "TransferSyntaxUID": ds.file_meta.TransferSyntaxUID,
                     "SeriesDescription": ds.get("SeriesDescription"), "instanceCount": len(files),
@@ -135,7 +136,19 @@ def test_covid_19_ar_has_its_clinical_sheet(twin) -> None:
     from gateway.mapping.sheet import read_clinical
     sheets = read_clinical(summary.xlsx)
     assert {r["patient_id"] for r in sheets.patients} == {r["PatientID"] for r in mine}
-    assert len(sheets.imaging) == len({r["StudyInstanceUID"] for r in mine})
+    studies = {r["StudyInstanceUID"]: r for r in mine}
+    assert len(sheets.imaging) == len(studies)
+    for pid in {r["PatientID"] for r in mine}:
+        rows = sorted((float(r["diagnosis_to_imaging_time_hrs"]), r["image_study_description"],
+                       r["study_modality"]) for r in sheets.imaging if r["patient_id"] == pid)
+        own = sorted((datetime.strptime(r["StudyDate"] + r["StudyTime"], "%Y%m%d%H%M%S"),
+                      r["StudyDescription"], r["StudyInstanceUID"])
+                     for r in studies.values() if r["PatientID"] == pid)
+        assert [d for _, d, _ in rows] == [d for _, d, _ in own]  # same studies, same order
+        for (hours, _, modality), (when, _, uid) in zip(rows, own):
+            elapsed = (when - own[0][0]).total_seconds() / 3600  # the sheet's hours, exactly
+            assert abs(hours - rows[0][0] - elapsed) < 1e-6
+            assert modality in {r["Modality"] for r in mine if r["StudyInstanceUID"] == uid}
 
 
 def test_fast_reader_equals_pydicom_on_every_series(twin) -> None:

@@ -20,6 +20,7 @@ from gateway.synth import write_twin
 from gateway.synth.layout import METADATA_COLUMNS
 
 COLLECTIONS = {"COVID-19-AR": (105, 256, 461, 31935), "MIDRC-RICORD-1C": (361, 998, 1241, 1257)}
+pytestmark = pytest.mark.slow  # writes 33,192 files (~25 s of 2 cores), reads a third of them
 
 
 def real_series(name: str) -> list[dict]:

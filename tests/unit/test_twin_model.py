@@ -157,3 +157,32 @@ def test_coronal_mpr_cuts_the_axial_volume(ct_study) -> None:
         cut = slice_.pixel_array[j].astype(float) - 1024
         agree.append(np.mean((line < -500) == (cut < -500)))
     assert np.mean(agree) > 0.96  # a cut 5 rows off agrees on ~0.92
+
+
+@pytest.mark.parametrize("collection", ["COVID-19-AR", "MIDRC-RICORD-1A"])
+def test_series_template_writes_what_pydicom_writes(collection, tmp_path) -> None:
+    """The template (fixed part encoded once) gives save_as's bytes, per syntax."""
+    from gateway.synth import ctseries
+    from gateway.synth.dicom import SeriesWriter, set_pixels, write_instance
+    cohort = build_twin(read_skeleton(collection), ct_size=32, xr_size=64)
+    seen = set()
+    for p in cohort.patients:
+        for s in p.studies:
+            for x in s.series:
+                if x.kind not in ctseries.PLANNERS or (x.syntax, x.kind) in seen:
+                    continue
+                seen.add((x.syntax, x.kind))
+                job = job_for(tmp_path, cohort.seed, 64, 32, p, s, cohort.marks)
+                writer = SeriesWriter(ctseries._header(job, x), x.syntax)
+                planes = ctseries.PLANNERS[x.kind](ctseries.Scan(job), x, len(x.instance_uids))
+                for i, plane in zip(range(3), planes):
+                    values = ctseries._values(x, i, plane)
+                    pixels = ctseries.stored(plane.hu, x.pixel_rep == 1)
+                    writer.write(tmp_path / "fast.dcm", values, pixels)
+                    for keyword, value in values.items():
+                        setattr(writer.ds, keyword, value)
+                    set_pixels(writer.ds, pixels, x.syntax)
+                    write_instance(writer.ds, tmp_path / "pydicom.dcm", x.syntax)
+                    assert (tmp_path / "fast.dcm").read_bytes() == \
+                        (tmp_path / "pydicom.dcm").read_bytes(), (x.kind, x.syntax, i)
+    assert len({syntax for syntax, _ in seen}) >= (2 if collection != "COVID-19-AR" else 1)

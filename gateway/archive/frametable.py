@@ -26,6 +26,8 @@ def frame_table(path: Path, ts: str, pixel: tuple[str, int, int] | None,
                 fragments: list[tuple[int, int]] | None, image: dict[str, Any],
                 count: int) -> Table | None:
     """``image`` holds Rows, Columns, SamplesPerPixel, BitsAllocated (ints or None)."""
+    if count < 0:
+        raise BadPixelData(f"NumberOfFrames {count} is negative")
     if pixel is None or count == 0 or ts in NO_OFFSET_SYNTAXES:
         return None
     _vr, offset, length = pixel

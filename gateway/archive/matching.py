@@ -23,6 +23,7 @@ from .uids import is_uid
 
 TABLES = {Level.PATIENT: patients, Level.STUDY: studies, Level.SERIES: series,
           Level.INSTANCE: instances}
+IS_RANGE = (-(1 << 31), (1 << 31) - 1)  # PS3.5 Table 6.2-1 IS (US is within it)
 _DATE = re.compile(r"^\d{8}$")
 _TIME = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
 
@@ -106,9 +107,13 @@ def condition(attr: Attribute, value: str, *, fuzzy: bool = False) -> ColumnElem
         return _range(attr, col, value)
     if attr.vr in ("IS", "US"):
         try:
-            return col.in_([int(v) for v in value.split("\\")])
+            numbers = [int(v) for v in value.split("\\")]
         except ValueError:
             raise InvalidQuery(f"{attr.keyword}: {value!r} is not an integer", attr.keyword)
+        if not all(IS_RANGE[0] <= n <= IS_RANGE[1] for n in numbers):
+            raise InvalidQuery(f"{attr.keyword}: {value!r} is out of range for {attr.vr}",
+                               attr.keyword)
+        return col.in_(numbers)
     if attr.vr == "PN" and fuzzy:
         return _fuzzy(col, value)
     return _string(attr, col, value)

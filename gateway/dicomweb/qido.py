@@ -14,6 +14,7 @@ from ..archive.errors import InvalidQuery
 from ..archive.protocol import Level, Query, UidPath
 
 ANYWHERE = UidPath()
+MAX_INTEGER = (1 << 63) - 1  # the largest OFFSET SQLite and PostgreSQL take
 MAX_RESULTS = 5000  # per response; beyond it a Warning header says more can be requested
 RESERVED = frozenset({"limit", "offset", "fuzzymatching", "includefield"})
 # Multi-valued matching (PS3.4 C.2.2.2.1 lists): repeated keys and commas become "\".
@@ -54,8 +55,10 @@ def _non_negative(values: list[str] | None, name: str) -> int | None:
     text = _one(values, name)
     if text is None or text == "":
         return None
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # "²".isdigit() is True
         raise InvalidQuery(f"{name}={text!r}: expected a non-negative integer", name)
+    if int(text) > MAX_INTEGER:
+        raise InvalidQuery(f"{name}={text}: larger than {MAX_INTEGER}", name)
     return int(text)
 
 

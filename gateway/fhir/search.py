@@ -7,6 +7,7 @@ works. Anything else is a 400 naming the parameter, unless ``Prefer: handling=le
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -126,7 +127,7 @@ def _result_param(request: SearchRequest, name: str, modifier: str, raw: str) ->
     if modifier:
         raise invalid(f"{name} takes no modifier", f"{name}:{modifier}")
     if name in ("_count", "_offset"):
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit()):  # "²".isdigit() is True
             raise invalid(f"{name} must be a non-negative integer, not {raw!r}", name)
         if name == "_count":
             request.count = min(int(raw), MAX_COUNT)
@@ -262,10 +263,13 @@ def _quantity(text: str, key: str) -> tuple:
     prefix, rest = _prefix(text)
     number, _, unit = rest.partition("|")
     system, _, code = unit.partition("|") if "|" in unit else ("", "", unit)
-    try:
+    try:  # NaN, Infinity and exponents beyond a float's range are no number to compare
         value = Decimal(number)
+        finite = value.is_finite()
+        half = Decimal(5).scaleb(value.as_tuple().exponent - 1) if finite else Decimal(0)
+        found = (float(value), float(half)) if finite else (math.nan, math.nan)
     except InvalidOperation:
-        raise invalid(f"{key}={text} is not [prefix]number[|system|code]", key) from None
-    exponent = value.as_tuple().exponent
-    half = Decimal(5).scaleb(exponent - 1) if isinstance(exponent, int) else Decimal(0)
-    return prefix, float(value), float(half), system or None, code or None
+        found = (math.nan, math.nan)
+    if not all(map(math.isfinite, found)):
+        raise invalid(f"{key}={text} is not [prefix]number[|system|code]", key)
+    return prefix, found[0], found[1], system or None, code or None

@@ -46,6 +46,8 @@ def frame_table(path: Path, ts: str, pixel: tuple[str, int, int] | None,
 
 def _encapsulated(path: Path, items: list[tuple[int, int]], count: int) -> Table | None:
     """``items``: (value offset, length) of the Basic Offset Table item, then fragments."""
+    if not items:
+        raise BadPixelData("encapsulated pixel data has no items")
     bot_off, bot_len = items[0]
     fragments = items[1:]
     if not fragments:
@@ -54,7 +56,7 @@ def _encapsulated(path: Path, items: list[tuple[int, int]], count: int) -> Table
         return [[[o, n] for o, n in fragments]]
     if len(fragments) == count:
         return [[[o, n]] for o, n in fragments]
-    if bot_len:
+    if bot_len and bot_len % 4 == 0:  # 4-byte offsets (PS3.5 A.4); else: cut by decoding
         with open(path, "rb") as fh:
             fh.seek(bot_off)
             table = struct.unpack(f"<{bot_len // 4}I", fh.read(bot_len))

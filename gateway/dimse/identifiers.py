@@ -20,6 +20,8 @@ from ..archive.protocol import Level, Query
 
 # Elements that describe the query, not the matches (PS3.4 C.4.1.1.3.1, C.4.1.2.3).
 QUERY_ONLY_TAGS = frozenset({0x00080005, 0x00080052, 0x00080054, 0x00080056, 0x00088000})
+# VRs whose values may use SpecificCharacterSet (PS3.5 6.1.2.3); the others are ASCII.
+EXTENDED_TEXT = frozenset({"SH", "LO", "UC", "ST", "LT", "UT", "PN"})
 # Binary numeric VRs (PS3.5 Table 6.2-1): Python type and range of a value.
 BINARY_NUMBERS = {"US": (int, 0, 0xFFFF), "SS": (int, -0x8000, 0x7FFF),
                   "UL": (int, 0, 0xFFFFFFFF), "SL": (int, -0x80000000, 0x7FFFFFFF),
@@ -92,7 +94,12 @@ def find_identifier(query: Query) -> Dataset:
         if query.fuzzy and attr is not None and attr.vr == "PN" and value and "*" not in value:
             value = "*" + "*".join(value.replace("^", " ").split()) + "*"
         _put(ds, tag, value)
-    if any(not str(e.value or "").isascii() for e in ds.iterall() if e.VR in ("PN", "LO", "SH")):
+    for elem in ds.iterall():
+        if elem.VR not in EXTENDED_TEXT and not str(elem.value or "").isascii():
+            name = elem.keyword or f"{int(elem.tag):08X}"
+            raise InvalidQuery(f"{name}: a {elem.VR} value takes only the default character "
+                               "repertoire (PS3.5 6.1.2.2)", name)
+    if any(not str(e.value or "").isascii() for e in ds.iterall() if e.VR in EXTENDED_TEXT):
         ds.SpecificCharacterSet = "ISO_IR 192"
     return ds
 

@@ -214,3 +214,41 @@ def test_fhir_paging_with_a_unicode_digit_is_400(name: str) -> None:
     with pytest.raises(FhirError) as caught:
         search.parse("Patient", [(name, "²")])
     assert caught.value.status == 400 and caught.value.expression == name
+
+
+def test_cfind_identifier_with_non_ascii_code_string_is_invalid_query() -> None:
+    """QIDO ``Modality=é`` to a remote PACS: pydicom could not encode the CS value
+    (UnicodeEncodeError, a 500); text VRs still go as UTF-8 with ISO_IR 192."""
+    with pytest.raises(InvalidQuery) as caught:
+        find_identifier(Query(Level.SERIES, {"Modality": "é"}))
+    assert caught.value.attribute == "Modality"
+    ds = find_identifier(Query(Level.SERIES, {"PatientName": "Müller*"}))
+    assert ds.SpecificCharacterSet == "ISO_IR 192" and _encoded(ds)
+
+
+# ------------------------------------------------------------------ frame table, encapsulated
+def _items(*values: bytes, close: bool = True) -> bytes:
+    out = b"".join(struct.pack("<HHI", 0xFFFE, 0xE000, len(v)) + v for v in values)
+    return out + (struct.pack("<HHI", 0xFFFE, 0xE0DD, 0) if close else b"")
+
+
+def _table(tmp_path: Path, stream: bytes, count: int):
+    path = tmp_path / "pixels"
+    path.write_bytes(stream)
+    items = frametable.read_items(path, 0, len(stream))
+    return frametable.frame_table(path, "1.2.840.10008.1.2.4.90", ("OB", 0, frametable.UNDEFINED),
+                                  items, {"Rows": 8, "Columns": 8}, count)
+
+
+def test_encapsulated_pixel_data_without_items_is_bad_pixel_data(tmp_path: Path) -> None:
+    """Only a sequence delimiter: IndexError (a 500 on STOW when pydicom read the file)."""
+    with pytest.raises(frametable.BadPixelData, match="no items"):
+        _table(tmp_path, _items(), 1)
+
+
+def test_basic_offset_table_not_a_multiple_of_four_is_cut_by_decoding(tmp_path: Path) -> None:
+    """A 2-byte Basic Offset Table raised struct.error (a 500); now the table is None
+    (frames are cut by decoding), as for any encapsulation that offsets cannot cut."""
+    assert _table(tmp_path, _items(b"\0\0", b"ab", b"cd", b"ef"), 2) is None
+    good = _items(struct.pack("<2I", 0, 20), b"ab", b"cd", b"ef", b"gh")
+    assert [len(frame) for frame in _table(tmp_path, good, 2)] == [2, 2]

@@ -252,3 +252,13 @@ def test_basic_offset_table_not_a_multiple_of_four_is_cut_by_decoding(tmp_path: 
     assert _table(tmp_path, _items(b"\0\0", b"ab", b"cd", b"ef"), 2) is None
     good = _items(struct.pack("<2I", 0, 20), b"ab", b"cd", b"ef", b"gh")
     assert [len(frame) for frame in _table(tmp_path, good, 2)] == [2, 2]
+
+
+@pytest.mark.parametrize("value, high", [
+    ("9999", "9999-12-31T23:59:59.999999"), ("9999-12", "9999-12-31T23:59:59.999999"),
+    ("le9999-12-31T23:59", "9999-12-31T23:59:59.999999"), ("2020-02", "2020-02-29T23:59:59.999999")])
+def test_fhir_dates_in_year_9999_cover_to_its_end(value: str, high: str) -> None:
+    """``birthdate=9999`` raised ValueError and ``9999-12`` OverflowError (500s): the end
+    of the range they cover was computed past datetime.max."""
+    (_prefix, low, upper), = search.parse("Patient", [("birthdate", value)]).clauses[0].values
+    assert upper == high and low < upper

@@ -138,6 +138,9 @@ ERRORS = {"400": "Malformed request (the message names the parameter)", "404": "
           "502": "PACS answered with a failure", "503": "Archive unavailable",
           "504": "PACS timeout"}
 
+# Answered by the HTTP server in front of the app (gunicorn limit_request_line/_fields).
+LIMITS = {"414": "Request line longer than the server takes",
+          "431": "Request headers larger than the server takes"}
 NOT_MODIFIED = ("Not modified (If-None-Match)", None)
 ERROR_JSON = {"application/json": {"schema": ERROR_REF}}
 STOW_JSON = {"application/dicom+json": {"schema": {"$ref": "#/components/schemas/DicomDataset"}}}
@@ -219,6 +222,7 @@ def _operation(endpoint: str, method: str, path: str, arguments: list[str]) -> d
                  for code, (desc, content) in ok.items()}
     responses.update({code: {"description": desc, "content": ERROR_JSON}
                       for code, desc in ERRORS.items()})
+    responses.update({code: {"description": desc} for code, desc in LIMITS.items()})
     params = [{"name": a, "in": "path", "required": True, "description": PATH_DOC.get(a, a),
                "schema": PATH_SCHEMA.get(a, {"type": "string"})} for a in arguments]
     operation = {"tags": [tag], "summary": summary, "operationId": _operation_id(method, path),

@@ -159,7 +159,7 @@ def digits(cell: Any, args: dict) -> str | Absent:
     value = _text(cell)
     if isinstance(value, Absent):
         return value
-    if not value.isdigit() or (length and len(value) != length):
+    if not (value.isascii() and value.isdigit()) or (length and len(value) != length):
         return Absent("invalid", f"not a {length or ''}-digit code: {value!r}".replace("  ", " "))
     return value
 

@@ -66,7 +66,11 @@ def _run(query: Query) -> None:
         assert exc.attribute is not None, f"InvalidQuery without an attribute: {exc}"
         return
     assert result.matches == [] and not result.truncated  # the index is empty
-    identifier = find_identifier(query)
+    try:  # the same Query to a remote PACS: an identifier that encodes, or InvalidQuery
+        identifier = find_identifier(query)
+    except InvalidQuery as exc:
+        assert exc.attribute is not None, f"InvalidQuery without an attribute: {exc}"
+        return
     out = DicomBytesIO()
     out.is_little_endian, out.is_implicit_VR = True, False
     write_dataset(out, identifier)

@@ -262,3 +262,12 @@ def test_fhir_dates_in_year_9999_cover_to_its_end(value: str, high: str) -> None
     of the range they cover was computed past datetime.max."""
     (_prefix, low, upper), = search.parse("Patient", [("birthdate", value)]).clauses[0].values
     assert upper == high and low < upper
+
+
+@pytest.mark.parametrize("cell", ["߇12", "７２１", "72²"])
+def test_digits_accepts_only_ascii_digits(cell: str) -> None:
+    """A ZIP prefix of NKo or full-width digits passed ``str.isdigit()`` and went into
+    Patient.address.postalCode as written."""
+    value = transforms.digits(cell, {"length": 3})
+    assert isinstance(value, transforms.Absent) and value.kind == "invalid"
+    assert transforms.digits("072", {"length": 3}) == "072"

@@ -17,12 +17,17 @@ workers = _settings.workers
 # worker_connections=4 1580-1630, sync 4 workers 1720-1890, sync 5 workers 1780-1960.
 # No configuration beat the default; all of them show an occasional ~720 req/s run
 # when one worker happens to accept most of wrk's connections at once.
-worker_class = "gthread"
-threads = 4
+# gateway.httpworker.Worker is gthread with request lines up to REQUEST_LINE_BYTES, errors
+# gunicorn answers itself in each face's form, and lingering closes off the event loop.
+worker_class = "gateway.httpworker.Worker"
+threads = 4  # UPLOAD_SLOTS (default 3) keeps one of them free of request bodies
 # Large WADO-RS retrieves and STOW uploads can take long on slow links.
 timeout = 300
 graceful_timeout = 30
 keepalive = 30
+# Request line: OHIF's and dicomweb-client's QIDO URLs carry long UID lists. Header
+# fields stay at gunicorn's limits (100 fields of 8190 bytes).
+limit_request_line = _settings.request_line_bytes
 # Let every worker open its own database connections after fork.
 preload_app = False
 accesslog = "-"

@@ -22,7 +22,8 @@ def create_app(settings: Settings | None = None, *, archive: Archive | None = No
     app.json.sort_keys = False
     app.extensions[EXTENSION] = {"settings": settings,
                                  "archive": archive or open_archive(settings)}
-    from . import cors, errors, health
+    from . import cors, errors, health, limits
+    limits.install(app, settings)
     errors.register(app)
     cors.install(app)
     app.register_blueprint(health.bp)

@@ -74,12 +74,16 @@ def import_(ctx: click.Context, paths: tuple[Path, ...], clinical: tuple[Path, .
 
 def do_import(settings: Settings, paths: list[Path], clinical: list[Path], *,
               workers: int | None = None):
-    from .archive import open_local
+    from .archive import ArchiveError, open_local
     from .archive.importer import import_clinical, run_import
     archive = open_local(settings)
     t0 = time.monotonic()
-    report = run_import(archive, paths, workers=workers or settings.import_workers,
-                        on_reject=lambda name, why: click.echo(f"rejected {name}: {why}", err=True))
+    try:
+        report = run_import(archive, paths, workers=workers or settings.import_workers,
+                            on_reject=lambda name, why: click.echo(f"rejected {name}: {why}",
+                                                                   err=True))
+    except ArchiveError as exc:  # the index refused a write: what was indexed before stays
+        raise click.ClickException(exc.message)
     dt = time.monotonic() - t0
     click.echo(f"imported: {report.summary()} in {dt:.1f} s "
                f"({(report.new + report.replaced) / dt if dt else 0:.0f} instances/s)")
@@ -93,6 +97,29 @@ def do_import(settings: Settings, paths: list[Path], clinical: list[Path], *,
                    f"from {res.source}")
         click.echo(f"FHIR: {res.fhir}")
     return report
+
+
+@main.command()
+@click.option("--repair", is_flag=True, help="Index good unindexed files, remove orphans and "
+              "leftovers, rebuild FHIR links; say what could not be repaired.")
+@click.option("--quick", is_flag=True, help="Compare file sizes only, not SHA-256 digests.")
+@click.pass_context
+def check(ctx: click.Context, repair: bool, quick: bool) -> None:
+    """Verify the archive: files against the index, tmp/, FHIR links. Exit 1 if something
+    is wrong (with --repair: if something could not be repaired)."""
+    from .archive import ArchiveError, open_local
+    from .archive.check import check as run_check
+    settings = _settings(ctx)
+    try:
+        report = run_check(open_local(settings, sweep=False), temp_max_age=settings.temp_max_age,
+                           repair=repair, digests=not quick)
+    except ArchiveError as exc:
+        raise click.ClickException(exc.message)
+    for problem in report.problems:
+        click.echo(problem.line())
+    click.echo(report.summary())
+    if report.unrepaired:
+        ctx.exit(1)
 
 
 @main.command()

@@ -83,6 +83,34 @@ class Settings:
         "Comma-separated origins allowed by CORS, `*` for any."))
     max_upload_bytes: int = field(default=2 * GiB, metadata=_doc(
         "Largest STOW-RS request body, in bytes; larger bodies get 413."))
+    # --- HTTP request limits: each exceeded one is answered in the face's own form
+    # (DICOMweb JSON, FHIR OperationOutcome) and a refused STOW stores nothing.
+    request_line_bytes: int = field(default=32 * 1024, metadata=_doc(
+        "Longest HTTP request line (method, URL with query, version), in bytes; longer "
+        "gets 414. QIDO URLs of OHIF and dicomweb-client carry long UID lists."))
+    body_idle_timeout: float = field(default=30.0, metadata=_doc(
+        "Seconds a request body may pause with no byte arriving; then 408, nothing stored."))
+    body_min_rate: int = field(default=4096, metadata=_doc(
+        "Bytes per second a request body must average: the time spent waiting for it may "
+        "be at most BODY_IDLE_TIMEOUT + bytes / BODY_MIN_RATE, else 408. 0 = no minimum."))
+    upload_slots: int = field(default=3, metadata=_doc(
+        "Request bodies one worker process reads at once; below its 4 threads, so a worker "
+        "always has a thread for reads and health checks. A body finding every slot busy "
+        "gets 503 with Retry-After: 1 (after UPLOAD_WAIT)."))
+    upload_wait: float = field(default=1.0, metadata=_doc(
+        "Seconds a request body waits for a free upload slot, while some slot holder "
+        "began less than this ago (likely a fast upload); slots held longer, by slow "
+        "bodies, refuse at once."))
+    stow_max_parts: int = field(default=10000, metadata=_doc(
+        "Parts in one STOW-RS request; more gets 413 and nothing is stored."))
+    stow_part_header_bytes: int = field(default=16 * 1024, metadata=_doc(
+        "Longest header block of one STOW-RS part, in bytes; longer gets 400."))
+    # --- end of HTTP request limits
+    temp_max_age: float = field(default=3600.0, metadata=_doc(
+        "Seconds after which a `.part` file in `DATA_DIR/tmp` counts as left by a crash: "
+        "removed at start-up and by `check --repair`. Must exceed the longest STOW request "
+        "(its parts wait there until the whole body has arrived); a part still being written "
+        "is never removed."))
     workers: int = field(default=2 * (os.cpu_count() or 1), metadata=_doc(
         "gunicorn worker processes (default 2 x cores)."))
     duplicate_policy: str = field(default="reject", metadata=_doc(
@@ -93,6 +121,21 @@ class Settings:
         "Processes that parse and store files during `import`."))
     log_level: str = field(default="INFO", metadata=_doc(
         "Python logging level.", ("DEBUG", "INFO", "WARNING", "ERROR")))
+
+    # Read-path limits: what one request may ask for. Each exceeded limit is answered in the
+    # face's own form (DICOMweb: 400 + JSON reason; FHIR: an OperationOutcome).
+    max_frames_per_request: int = field(default=1000, metadata=_doc(
+        "Frame numbers one WADO-RS frames request may list (never more than the instance "
+        "has, no duplicates); more: 400. The bulk pixel data resource is not limited."))
+    max_rendered_pixels: int = field(default=4096 * 4096, metadata=_doc(
+        "Largest rendered image, in pixels: the WADO-RS `viewport` vw x vh, the WADO-URI "
+        "rows x columns, or the size one of them implies; larger: 400."))
+    max_qido_results: int = field(default=5000, metadata=_doc(
+        "Most QIDO-RS matches in one response; a larger or absent `limit` is reduced to it, "
+        "with the PS3.18 Warning header when more matches exist (page on with `offset`)."))
+    max_fhir_count: int = field(default=1000, metadata=_doc(
+        "Largest FHIR `_count`; a larger one is reduced to it (the Bundle's `next` link pages "
+        "on) and an OperationOutcome entry in the Bundle says so."))
 
     # ---------------------------------------------------------------- derived
     @property
@@ -131,6 +174,8 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+READ_LIMITS = ("max_frames_per_request", "max_rendered_pixels", "max_qido_results",
+               "max_fhir_count")
 
 
 def settings_table() -> list[tuple[str, str, str]]:
@@ -204,9 +249,19 @@ def _validated(s: Settings) -> Settings:
     for key in positive:
         if getattr(s, key) <= 0:
             raise SettingsError(f"{ENV_PREFIX}{key.upper()} must be positive")
-    for key in ("pacs_retries", "pacs_backoff", "pacs_cache_ttl"):
+    for key in ("request_line_bytes", "body_idle_timeout", "upload_slots",  # HTTP limits
+                "stow_max_parts", "stow_part_header_bytes"):
+        if getattr(s, key) <= 0:
+            raise SettingsError(f"{ENV_PREFIX}{key.upper()} must be positive")
+    for key in ("body_min_rate", "upload_wait"):
         if getattr(s, key) < 0:
             raise SettingsError(f"{ENV_PREFIX}{key.upper()} must not be negative")
+    for key in ("pacs_retries", "pacs_backoff", "pacs_cache_ttl", "temp_max_age"):
+        if getattr(s, key) < 0:
+            raise SettingsError(f"{ENV_PREFIX}{key.upper()} must not be negative")
+    for key in READ_LIMITS:
+        if getattr(s, key) <= 0:
+            raise SettingsError(f"{ENV_PREFIX}{key.upper()} must be positive")
     return s
 
 

@@ -71,3 +71,42 @@ def postgres(artifacts_dir: Path):
     server = start_postgres(artifacts_dir / "logs")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def oidc_idp(artifacts_dir: Path):
+    """panva's oidc-provider on loopback (tests/support/oidc_idp.py): patient-a/-b, clinician,
+    backend, gateway (introspection) and viewer (code + PKCE) clients. Tests that restart or
+    rotate keys start their own with `start_oidc`."""
+    from tests.support.oidc_idp import start_oidc
+    provider = start_oidc(artifacts_dir / "logs")
+    yield provider
+    provider.close()
+
+
+@pytest.fixture
+def forged_issuer():
+    """A loopback issuer publishing the token forge's keys (tests/support/forged_issuer.py)."""
+    from tests.support.forged_issuer import ForgedIssuer
+    from tests.support.oidc_idp import DEFAULT_AUDIENCE
+    with ForgedIssuer(DEFAULT_AUDIENCE) as issuer:
+        yield issuer
+
+
+@pytest.fixture(scope="session")
+def syslog_receiver(artifacts_dir: Path):
+    """rsyslog on loopback: RFC 6587 TCP and RFC 5425 TLS listeners writing what they receive
+    (tests/support/syslog.py)."""
+    from tests.support.syslog import start_rsyslog
+    receiver = start_rsyslog(artifacts_dir / "logs")
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="session")
+def s3_store(artifacts_dir: Path):
+    """SeaweedFS `weed mini` on loopback with S3 credentials (tests/support/seaweed.py)."""
+    from tests.support.seaweed import start_seaweed
+    store = start_seaweed(artifacts_dir / "logs")
+    yield store
+    store.close()

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
 from sqlalchemy import (bindparam, create_engine, func, select, text, update)
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .errors import NotFound, Unavailable
 from .ingest import InstanceRecord
@@ -21,6 +22,14 @@ from .protocol import UidPath
 from .schema import clinical_rows, instances, metadata, patients, series, sqlite_pragmas, studies
 
 log = logging.getLogger(__name__)
+
+
+class IndexWriteError(Unavailable):
+    """The index refused a write: read-only, unreachable, or (``out_of_space``) its disk is full."""
+
+    def __init__(self, message: str, *, out_of_space: bool = False) -> None:
+        super().__init__(message)
+        self.out_of_space = out_of_space
 
 
 @dataclass(frozen=True)
@@ -63,20 +72,38 @@ class Index:
 
     # ------------------------------------------------------------------ reads
     def ping(self) -> None:
+        """Raise Unavailable unless the index answers queries and would accept writes."""
         try:
             self._ensure_schema()
             with self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
+                refusal = _write_refusal(conn, self.engine)
         except SQLAlchemyError as exc:
             raise Unavailable(f"index database unreachable: {exc.__class__.__name__}") from exc
+        if refusal:
+            raise Unavailable(f"index database not writable: {refusal}")
 
     def existing(self, sop_uids: Sequence[str]) -> dict[str, Existing]:
         if not sop_uids:
             return {}
         stmt = select(instances.c.sop_uid, instances.c.sha256, instances.c.path,
                       instances.c.series_pk).where(instances.c.sop_uid.in_(list(sop_uids)))
+        try:
+            with self.engine.connect() as conn:
+                return {r.sop_uid: Existing(r.sha256, r.path, r.series_pk)
+                        for r in conn.execute(stmt)}
+        except SQLAlchemyError as exc:
+            raise Unavailable(f"index database unreachable: {_reason(exc)}") from exc
+
+    def paths_known(self, paths: Sequence[str]) -> set[str]:
+        """Which of these store paths an instance row points to."""
+        known: set[str] = set()
         with self.engine.connect() as conn:
-            return {r.sop_uid: Existing(r.sha256, r.path, r.series_pk) for r in conn.execute(stmt)}
+            for i in range(0, len(paths), 500):
+                chunk = list(paths[i:i + 500])
+                known.update(conn.execute(select(instances.c.path).where(
+                    instances.c.path.in_(chunk))).scalars())
+        return known
 
     def instance_rows(self, where: UidPath) -> Iterator[Any]:
         """Rows of INSTANCE_COLUMNS under ``where``, ordered for retrieval."""
@@ -106,9 +133,20 @@ class Index:
 
     # ----------------------------------------------------------------- writes
     def add(self, items: Sequence[Pending]) -> None:
-        """Index ``items`` in one transaction and refresh the derived counts."""
+        """Index ``items`` in one transaction and refresh the derived counts. Raises
+        IntegrityError when another writer indexed one of them first, IndexWriteError
+        when the database refuses the write."""
         if not items:
             return
+        try:
+            self._add(items)
+        except IntegrityError:
+            raise
+        except SQLAlchemyError as exc:
+            raise IndexWriteError(f"index database write failed: {_reason(exc)}",
+                                  out_of_space=_out_of_space(exc)) from exc
+
+    def _add(self, items: Sequence[Pending]) -> None:
         with self.engine.begin() as conn:
             pat = _upsert(conn, patients, "patient_id", [i.record.patient for i in items])
             stu = _upsert(conn, studies, "study_uid", [
@@ -145,6 +183,44 @@ class Index:
                     {"sheet": sheet, "patient_id": pid, "row_number": n, "source": source,
                      "data": json.dumps(data, sort_keys=True)} for pid, n, data in rows])
         return len(rows)
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    """The driver's own first line (``attempt to write a readonly database``), safe to show."""
+    orig = getattr(exc, "orig", None) or exc
+    return (str(orig).strip().splitlines() or [orig.__class__.__name__])[0][:200]
+
+
+def _out_of_space(exc: SQLAlchemyError) -> bool:
+    orig = getattr(exc, "orig", None)
+    return (getattr(orig, "sqlite_errorname", "") == "SQLITE_FULL"
+            or getattr(orig, "sqlstate", "") == "53100")  # PostgreSQL disk_full
+
+
+def _write_refusal(conn: Connection, engine: Engine) -> str:
+    """Why a write would be refused, without writing (a probe must not queue behind writers):
+    the SQLite file and its directory must be writable (access(2) also sees read-only
+    mounts); PostgreSQL must not be a read-only session or replica, with INSERT granted."""
+    if engine.dialect.name == "sqlite":
+        url = make_url(str(engine.url))
+        if url.query.get("mode") == "ro":
+            return "opened read-only (mode=ro)"
+        if not url.database or url.database == ":memory:":
+            return ""
+        path = Path(url.database)
+        for p in (path, path.parent, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            if p.exists() and not os.access(p, os.W_OK):
+                return f"{p} is read-only"
+        return ""
+    if engine.dialect.name == "postgresql":
+        ro, standby, grant = conn.execute(text(
+            "SELECT current_setting('transaction_read_only'), pg_is_in_recovery(), "
+            "has_table_privilege('instances', 'INSERT')")).one()
+        if ro == "on" or standby:
+            return "the PostgreSQL session is read-only" + (" (a standby)" if standby else "")
+        if not grant:
+            return "INSERT on instances is not granted"
+    return ""
 
 
 PG_CONNECT_TIMEOUT = 5  # seconds; override with ?connect_timeout=N in GATEWAY_DATABASE_URL

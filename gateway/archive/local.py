@@ -1,6 +1,7 @@
 """LocalArchive: the embedded archive (index database + file store)."""
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -12,12 +13,12 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from . import matching
 from .errors import NotFound, Unavailable
-from .index import Existing, Index, Pending
+from .index import Existing, Index, IndexWriteError, Pending
 from .ingest import IngestError, InstanceRecord, parse_file
 from .protocol import (FailureReason, Level, Query, SearchResult, Source, StoredInstance,
                        StoreOutcome, StoreResult, UidPath)
 from .schema import instances, series, studies
-from .store import FileStore, Received
+from .store import FileStore, Received, out_of_space
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,16 @@ class LocalArchive:
         self.duplicate_policy = duplicate_policy
         self._cache: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
         self._cache_size = metadata_cache
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the metadata cache
+        self._commit_lock = threading.Lock()  # with the store's file lock: one writer at a time
 
     # ------------------------------------------------------------------ reads
     def ping(self) -> None:
+        """Ready: the index answers and takes writes, and the file store takes files."""
         self.index.ping()
+        refusal = self.files.write_refusal()
+        if refusal:
+            raise Unavailable(f"file store not writable: {refusal}")
 
     def search(self, query: Query) -> SearchResult:
         try:
@@ -143,38 +149,85 @@ class LocalArchive:
         return prepare_received(received)
 
     def commit(self, batch: list[Prepared], *, expected_study: str | None = None) -> list[StoreResult]:
-        """Place and index a batch: duplicates and conflicts decided against the index."""
+        """Place and index a batch: duplicates and conflicts decided against the index, under
+        the store lock (threads and processes), so no writer decides against a stale index."""
         results: list[StoreResult] = []
-        with self._lock:
-            for segment in _segments(batch):
-                try:
-                    results += self._commit(segment, expected_study)
-                except IntegrityError:
-                    # Another process indexed one of these meanwhile: decide one at a time.
-                    for p in segment:
-                        results += self._commit([p], expected_study)
+        try:
+            with self._commit_lock, self.files.exclusive():
+                for segment in _segments(batch):
+                    results += self._commit_segment(segment, expected_study)
+        except BaseException:
+            for p in batch[len(results):]:  # not decided: the temp files are still ours
+                p.received.path.unlink(missing_ok=True)
+            raise
+        return results
+
+    def _commit_segment(self, segment: list[Prepared],
+                        expected_study: str | None) -> list[StoreResult]:
+        try:
+            return self._commit(segment, expected_study)
+        except IntegrityError:
+            pass  # a writer without our lock (another file store) indexed one meanwhile
+        results = []
+        for p in segment:  # decide one at a time against what it wrote
+            try:
+                results += self._commit([p], expected_study)
+            except IntegrityError:
+                p.received.path.unlink(missing_ok=True)
+                results.append(_failed(p, FailureReason.PROCESSING_FAILURE,
+                                       "another writer stored this instance at the same time"))
         return results
 
     def _commit(self, batch: list[Prepared], expected_study: str | None) -> list[StoreResult]:
         existing = self.index.existing([p.record.sop_uid for p in batch])
         decided = [self._decide(p, existing.get(p.record.sop_uid), expected_study) for p in batch]
-        pending = [item for _r, item in decided if item is not None]
+        placed = [(p, item) for p, (_r, item) in zip(batch, decided) if item is not None]
         try:
-            self.index.add(pending)
-        except BaseException:
-            for item in pending:  # not indexed: take the new files away again
-                self.files.remove(item.path)
+            self.index.add([item for _p, item in placed])
+        except IntegrityError:
+            self._take_back(placed, restore=True)  # the retry places them again
             raise
-        for item in pending:
+        except IndexWriteError as exc:
+            self._take_back(placed, restore=False)
+            if not exc.out_of_space:
+                raise  # read-only or unreachable: Unavailable, the whole request says why
+            failed = {id(p) for p, _item in placed}
+            return [_failed(p, FailureReason.OUT_OF_RESOURCES, exc.message) if id(p) in failed
+                    else r for p, (r, _item) in zip(batch, decided)]
+        except BaseException:
+            self._take_back(placed, restore=False)
+            raise
+        for _p, item in placed:
             if item.replace and item.replace.path != item.path:
                 self.files.remove(item.replace.path)
         return [r for r, _item in decided]
 
+    def _take_back(self, placed: list[tuple[Prepared, Pending]], *, restore: bool) -> None:
+        """Undo the placement of files the index did not take. A path some row points to
+        (identical bytes a lock-less writer indexed) stays; the rest go back to their temp
+        name (``restore``, for a retry) or away."""
+        if not placed:
+            return
+        try:
+            keep = self.index.paths_known([item.path for _p, item in placed]) if restore else set()
+        except SQLAlchemyError:
+            keep, restore = set(), False
+        for p, item in placed:
+            if item.path in keep:
+                continue
+            if restore:
+                try:
+                    os.replace(self.files.abspath(item.path), p.received.path)
+                    continue
+                except OSError:
+                    pass
+            self.files.remove(item.path)
+            p.received.path.unlink(missing_ok=True)
+
     def _decide(self, p: Prepared, old: Existing | None,
                 expected_study: str | None) -> tuple[StoreResult, Pending | None]:
         rec = p.record
-        ident = dict(sop_class_uid=rec.instance["sop_class_uid"], sop_uid=rec.sop_uid,
-                     study_uid=rec.study_uid, series_uid=rec.series_uid)
+        ident = _ident(p)
         rel = self.files.relpath(rec.study_uid, rec.series_uid, rec.sop_uid, p.received.sha256)
         if expected_study and rec.study_uid != expected_study:
             p.received.path.unlink(missing_ok=True)
@@ -182,20 +235,50 @@ class LocalArchive:
                 f"StudyInstanceUID {rec.study_uid} is not the study {expected_study} of the request"),
                 **ident), None
         if old and old.sha256 == p.received.sha256:
-            if self.files.abspath(old.path).exists():
-                p.received.path.unlink(missing_ok=True)
-            else:  # the indexed file went missing: this copy repairs it
-                self.files.place(p.received, old.path)
-            return StoreResult(StoreOutcome.DUPLICATE, message="identical instance already stored",
-                               **ident), None
+            return self._duplicate(p, old), None
         if old and self.duplicate_policy != "overwrite":
             p.received.path.unlink(missing_ok=True)
             return StoreResult(StoreOutcome.FAILED, reason=FailureReason.DUPLICATE_SOP_INSTANCE,
                                message=f"SOPInstanceUID {rec.sop_uid} is already stored with "
                                        "different content", **ident), None
-        self.files.place(p.received, rel)
+        try:
+            self.files.place(p.received, rel)
+        except OSError as exc:
+            p.received.path.unlink(missing_ok=True)
+            return _io_failure(p, exc), None
         outcome = StoreOutcome.REPLACED if old else StoreOutcome.STORED
         return StoreResult(outcome, **ident), Pending(rec, rel, replace=old)
+
+    def _duplicate(self, p: Prepared, old: Existing) -> StoreResult:
+        """Identical bytes: a success that changes nothing in the index (PS3.18 10.5: a STOW
+        may be repeated). The fresh copy, verified by its digest, takes the stored file's
+        place, so sending the original again repairs a file gone missing or damaged."""
+        try:
+            if p.received.path.exists():
+                self.files.place(p.received, old.path)
+        except OSError as exc:
+            p.received.path.unlink(missing_ok=True)
+            return _io_failure(p, exc)
+        return StoreResult(StoreOutcome.DUPLICATE, message="identical instance already stored",
+                           **_ident(p))
+
+
+def _ident(p: Prepared) -> dict[str, str]:
+    rec = p.record
+    return dict(sop_class_uid=rec.instance["sop_class_uid"], sop_uid=rec.sop_uid,
+                study_uid=rec.study_uid, series_uid=rec.series_uid)
+
+
+def _failed(p: Prepared, reason: FailureReason, message: str) -> StoreResult:
+    return StoreResult(StoreOutcome.FAILED, reason=reason, message=message, **_ident(p))
+
+
+def _io_failure(p: Prepared, exc: OSError) -> StoreResult:
+    """A file store write failed: 0xA700 when the disk is full (PS3.4 B.2.3), else 0x0110."""
+    why = f"cannot write the file store: {exc.strerror or exc}"
+    if out_of_space(exc):
+        return _failed(p, FailureReason.OUT_OF_RESOURCES, why)
+    return _failed(p, FailureReason.PROCESSING_FAILURE, why)
 
 
 def _segments(batch: list[Prepared]) -> Iterator[list[Prepared]]:

@@ -6,6 +6,7 @@ person-name matching (each query word is a prefix of a name word).
 """
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any, Callable
 
@@ -23,9 +24,11 @@ from .uids import is_uid
 
 TABLES = {Level.PATIENT: patients, Level.STUDY: studies, Level.SERIES: series,
           Level.INSTANCE: instances}
-IS_RANGE = (-(1 << 31), (1 << 31) - 1)  # PS3.5 Table 6.2-1 IS (US is within it)
 _DATE = re.compile(r"^\d{8}$")
 _TIME = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
+_DATETIME = re.compile(r"^\d{4,14}(\.\d{1,6})?([+-]\d{4})?$")
+_INTEGER = re.compile(r"^[+-]?[0-9]{1,10}$")  # ASCII: int() also takes "²" and "1_0"
+INTEGER_RANGE = {"IS": (-2**31, 2**31 - 1), "US": (0, 65535)}  # PS3.5 6.2
 
 
 def base_select(level: Level, columns: list[ColumnElement]) -> Select:
@@ -106,17 +109,24 @@ def condition(attr: Attribute, value: str, *, fuzzy: bool = False) -> ColumnElem
     if attr.vr in ("DA", "TM", "DT"):
         return _range(attr, col, value)
     if attr.vr in ("IS", "US"):
-        try:
-            numbers = [int(v) for v in value.split("\\")]
-        except ValueError:
-            raise InvalidQuery(f"{attr.keyword}: {value!r} is not an integer", attr.keyword)
-        if not all(IS_RANGE[0] <= n <= IS_RANGE[1] for n in numbers):
-            raise InvalidQuery(f"{attr.keyword}: {value!r} is out of range for {attr.vr}",
-                               attr.keyword)
-        return col.in_(numbers)
+        return col.in_(_integers(attr, value))
     if attr.vr == "PN" and fuzzy:
         return _fuzzy(col, value)
     return _string(attr, col, value)
+
+
+def _integers(attr: Attribute, value: str) -> list[int]:
+    """IS/US values within their VR's range (PS3.5 6.2), or a 400 naming the attribute
+    (beyond it no SQL integer type holds them either)."""
+    low, high = INTEGER_RANGE[attr.vr]
+    out = []
+    for item in value.split("\\"):
+        item = item.strip()
+        if not _INTEGER.match(item) or not low <= int(item) <= high:
+            raise InvalidQuery(f"{attr.keyword}: {item[:40]!r} is not an {attr.vr} integer "
+                               f"({low} to {high})", attr.keyword)
+        out.append(int(item))
+    return out
 
 
 def _string(attr: Attribute, col: ColumnElement, value: str) -> ColumnElement:
@@ -143,17 +153,16 @@ def _fuzzy(col: ColumnElement, value: str) -> ColumnElement:
 
 
 def _range(attr: Attribute, col: ColumnElement, value: str) -> ColumnElement:
-    check = _DATE if attr.vr == "DA" else _TIME
     norm: Callable[[str], str] = (lambda s: s.replace(".", "")) if attr.vr == "DA" else normalise_time
     if attr.vr == "DT":
-        check, norm = re.compile(r"^\d{4,14}(\.\d{1,6})?([+-]\d{4})?$"), (lambda s: s)
+        norm = lambda s: s  # noqa: E731
     if "-" in value and attr.vr != "DT" or value.count("-") == 1 and attr.vr == "DT":
         low, _, high = value.partition("-")
     else:
         low = high = value
     low, high = low.strip(), high.strip()
     for part in (low, high):
-        if part and not check.match(part.replace(".", "") if attr.vr == "DA" else part):
+        if part and not VALID[attr.vr](part):
             raise InvalidQuery(f"{attr.keyword}: {value!r} is not a valid {attr.vr} value or range",
                                attr.keyword)
     if not low and not high:
@@ -166,6 +175,49 @@ def _range(attr: Attribute, col: ColumnElement, value: str) -> ColumnElement:
     if high:
         conds.append(col <= (norm(high) if attr.vr != "TM" else norm(high) + "~"))
     return and_(col.is_not(None), col != "", *conds)
+
+
+def valid_date(text: str) -> bool:
+    """YYYYMMDD (or the old YYYY.MM.DD) naming a day of the calendar (PS3.5 6.2 DA)."""
+    text = text.replace(".", "")
+    return bool(_DATE.match(text)) and _is_date(text[:4], text[4:6], text[6:8])
+
+
+def valid_time(text: str) -> bool:
+    """HH[MM[SS[.F{1,6}]]] with HH < 24, MM < 60, SS <= 60 (a leap second; PS3.5 6.2 TM)."""
+    return bool(_TIME.match(text)) and _is_clock(text)
+
+
+def valid_datetime(text: str) -> bool:
+    """YYYY[MM[DD[HH[MM[SS[.F]]]]]][&ZZXX], each component in its range (PS3.5 6.2 DT)."""
+    if not _DATETIME.match(text):
+        return False
+    body, zone = (text[:-5], text[-5:]) if len(text) > 5 and text[-5] in "+-" else (text, "")
+    whole = body.split(".")[0]
+    if len(whole) % 2 or "." in body and len(whole) != 14:
+        return False
+    if zone and not (int(zone[1:3]) <= 14 and int(zone[3:]) < 60):
+        return False
+    date, clock = whole[:8], whole[8:]
+    return _is_date(date[:4], date[4:6] or "01", date[6:8] or "01") and \
+        (not clock or _is_clock(clock))
+
+
+def _is_date(year: str, month: str, day: str) -> bool:
+    try:
+        dt.date(int(year), int(month), int(day))
+    except ValueError:
+        return False
+    return True
+
+
+def _is_clock(text: str) -> bool:
+    hh, mm, ss = text[:2], text[2:4] or "00", text[4:6] or "00"
+    return int(hh) < 24 and int(mm) < 60 and int(ss) <= 60
+
+
+VALID: dict[str, Callable[[str], bool]] = {"DA": valid_date, "TM": valid_time,
+                                           "DT": valid_datetime}
 
 
 def run(conn: Connection, query: Query,

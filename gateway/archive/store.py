@@ -1,16 +1,23 @@
 """The file store: one file per SOP instance, byte-for-byte as received.
 
 Files are written to a temporary name in ``tmp/``, fsync'ed, then renamed into
-``files/<study>/<series>/<sop>.dcm``; a crash leaves at worst an orphan temp file
-(removed at start-up) or a complete file the index does not know yet (a
-re-import indexes it), never a half file that the index points to.
+``files/<study>/<series>/<sop>_<digest>.dcm``; a crash leaves at worst an orphan temp
+file (swept at start-up once older than TEMP_MAX_AGE) or a complete file the index does
+not know yet (``tcia-gateway check --repair`` indexes it), never a half file that the
+index points to. Placing and indexing happen under one lock shared by every process on
+this data dir (:meth:`FileStore.exclusive`), so two writers never decide against an
+index the other is about to change.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -18,6 +25,7 @@ from typing import BinaryIO, Iterator
 from .protocol import Fragment, StoredInstance
 
 CHUNK = 1 << 20
+LOCK_NAME = ".store.lock"  # in DATA_DIR: held while placing and indexing
 _UNSAFE = re.compile(r"[^0-9A-Za-z.\-]")
 
 
@@ -36,11 +44,22 @@ def safe_component(uid: str) -> str:
     return cleaned if cleaned.strip(".") else "_"
 
 
+PART = ".part"
+OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """The disk (or the quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in OUT_OF_SPACE
+
+
 class TempWriter:
-    """Streams bytes into a temp file under the store, hashing as it goes."""
+    """Streams bytes into a temp file under the store, hashing as it goes. The file is
+    flock'ed while open, so a sweep of leftovers never takes a part still being written."""
 
     def __init__(self, directory: Path) -> None:
-        fd, name = tempfile.mkstemp(dir=directory, suffix=".part")
+        fd, name = tempfile.mkstemp(dir=directory, suffix=PART)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         self._fh = os.fdopen(fd, "wb")
         self.path = Path(name)
         self._hash = hashlib.sha256()
@@ -58,8 +77,12 @@ class TempWriter:
         return Received(self.path, self._hash.hexdigest(), self.size)
 
     def discard(self) -> None:
+        """Remove the temp file, even when closing fails (a full disk fails the flush)."""
         if not self._fh.closed:
-            self._fh.close()
+            try:
+                self._fh.close()
+            except OSError:
+                pass
         self.path.unlink(missing_ok=True)
 
 
@@ -88,19 +111,48 @@ class FileStore:
         self.files.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
 
-    def clean_temp(self, older_than: float = 0.0) -> int:
-        """Remove leftovers of interrupted writes; returns how many."""
-        import time
-        count = 0
+    def stale_parts(self, older_than: float) -> list[Path]:
+        """Temp files last written more than ``older_than`` seconds ago and not being written
+        now (a :class:`TempWriter` holds its file's lock): leftovers of a crash."""
         limit = time.time() - older_than
-        for p in self.tmp.glob("*.part"):
+        stale = []
+        for p in sorted(self.tmp.glob("*" + PART)):
             try:
-                if p.stat().st_mtime <= limit:
-                    p.unlink()
-                    count += 1
+                if p.stat().st_mtime <= limit and not _locked(p):
+                    stale.append(p)
+            except FileNotFoundError:
+                pass
+        return stale
+
+    def clean_temp(self, older_than: float) -> int:
+        """Remove leftovers of interrupted writes (see :meth:`stale_parts`); how many."""
+        count = 0
+        for p in self.stale_parts(older_than):
+            try:
+                p.unlink()
+                count += 1
             except FileNotFoundError:
                 pass
         return count
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the store's write lock (every process on this data dir, and every thread:
+        each call opens its own file description). The kernel drops it if we die."""
+        fd = os.open(self.root / LOCK_NAME, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def write_refusal(self) -> str:
+        """Why new files could not be written here ('' if they can); access(2) also sees a
+        read-only mount. A full disk is not a refusal: reads go on, STOW says 0xA700."""
+        for d in (self.tmp, self.files):
+            if not os.access(d, os.W_OK | os.X_OK):
+                return f"{d} is read-only"
+        return ""
 
     def writer(self) -> TempWriter:
         return TempWriter(self.tmp)
@@ -124,7 +176,7 @@ class FileStore:
     def spool(self, data: bytes) -> Path:
         """Write ``data`` to a temp file, neither hashed nor synced yet: a copy into the page
         cache, so the caller can hand the expensive part (:func:`seal`) to a helper process."""
-        fd, name = tempfile.mkstemp(dir=self.tmp, suffix=".part")
+        fd, name = tempfile.mkstemp(dir=self.tmp, suffix=PART)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -156,6 +208,21 @@ class FileStore:
 
     def remove(self, rel: str) -> None:
         (self.files / rel).unlink(missing_ok=True)
+
+
+def _locked(path: Path) -> bool:
+    """Another open file description holds a lock on ``path`` (a live writer)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def read_frame(inst: StoredInstance, number: int) -> bytes:

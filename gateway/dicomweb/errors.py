@@ -32,7 +32,8 @@ STATUS: tuple[tuple[type[ArchiveError], int], ...] = (
     (UpstreamError, 502), (UpstreamTimeout, 504))
 REASONS = {400: "Bad Request", 404: "Not Found", 406: "Not Acceptable", 409: "Conflict",
            413: "Payload Too Large", 415: "Unsupported Media Type", 500: "Internal Server Error",
-           502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+           502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+           507: "Insufficient Storage"}
 
 
 class DicomwebError(Exception):

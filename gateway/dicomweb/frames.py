@@ -18,21 +18,33 @@ from ..archive.errors import InvalidQuery, NotAcceptable, NotFound
 from ..archive.protocol import StoredInstance
 from . import multipart, pixels
 from .media import EXPLICIT_LE, OCTET, FrameChoice, MediaRange, frame_choice, part_type
+from .zerocopy import check_stored
 
 PIXEL_TAGS = ("7FE00010", "7FE00008", "7FE00009")
 _TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
+_NUMBER = re.compile(r"^[0-9]{1,9}$")  # ASCII digits only: int() also takes "²", "1_0", "+1"
 
 
-def parse_frame_list(text: str) -> list[int]:
-    """``1,2,5`` → [1, 2, 5] (PS3.18 8.3.1: a comma-separated list of frame numbers)."""
-    try:
-        numbers = [int(n) for n in text.replace("%2C", ",").replace("%2c", ",").split(",")
-                   if n.strip()]
-    except ValueError:
-        raise InvalidQuery(f"frame list {text!r}: expected numbers separated by commas",
-                           "frames") from None
+def parse_frame_list(text: str, max_frames: int | None = None) -> list[int]:
+    """``1,2,5`` → [1, 2, 5] (PS3.18 8.3.1: a comma-separated list of frame numbers).
+
+    No number twice, and at most ``max_frames`` of them: ``1,1,1,…`` in a 4 KB URL would
+    otherwise ask for one frame a thousand times."""
+    items = [n.strip() for n in text.replace("%2C", ",").replace("%2c", ",").split(",")]
+    if any(not _NUMBER.match(n) for n in items if n):
+        raise InvalidQuery(f"frame list {text[:100]!r}: expected numbers separated by commas",
+                           "frames")
+    numbers = [int(n) for n in items if n]
     if not numbers:
         raise InvalidQuery("empty frame list", "frames")
+    if max_frames is not None and len(numbers) > max_frames:
+        raise InvalidQuery(f"{len(numbers)} frames asked for in one request; at most "
+                           f"{max_frames} (MAX_FRAMES_PER_REQUEST)", "frames")
+    seen: set[int] = set()
+    for n in numbers:
+        if n in seen:
+            raise InvalidQuery(f"frame {n} is listed more than once", "frames")
+        seen.add(n)
     return numbers
 
 
@@ -40,6 +52,9 @@ def _check_frames(inst: StoredInstance, numbers: list[int]) -> None:
     count = inst.number_of_frames
     if count == 0:
         raise NotFound(f"instance {inst.sop_uid} has no pixel data frames")
+    if len(numbers) > count:
+        raise InvalidQuery(f"{len(numbers)} frames asked for; instance {inst.sop_uid} has "
+                           f"{count}", "frames")
     for n in numbers:
         if not 1 <= n <= count:
             raise NotFound(f"frame {n} does not exist: instance {inst.sop_uid} has {count} "
@@ -65,6 +80,7 @@ def frames_response(inst: StoredInstance, numbers: list[int],
     """multipart/related, one part per requested frame, in the order asked."""
     _check_frames(inst, numbers)
     choice = _choice(inst, ranges)
+    check_stored([inst])
     read = _reader(choice)
     ctype = part_type(choice.media, choice.syntax)
     boundary = multipart.new_boundary()
@@ -88,6 +104,7 @@ def bulk_response(inst: StoredInstance, tag: str, ranges: list[MediaRange]) -> R
     if not _TAG.match(tag):
         raise NotFound(f"no bulk data {tag!r}: expected an 8-digit hexadecimal tag")
     tag = tag.upper()
+    check_stored([inst])
     if tag in PIXEL_TAGS:
         return _pixel_bulk(inst, ranges)
     value = _element_bytes(inst, tag)

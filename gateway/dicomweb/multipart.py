@@ -112,11 +112,13 @@ class Part:
 class MultipartReader:
     """Parse a multipart body from ``read(n)`` (a WSGI input stream), chunk by chunk."""
 
-    def __init__(self, read: Callable[[int], bytes], boundary: str, chunk: int = 1 << 20) -> None:
+    def __init__(self, read: Callable[[int], bytes], boundary: str, chunk: int = 1 << 20,
+                 max_header_bytes: int = MAX_HEADER_BYTES) -> None:
         if not boundary or len(boundary) > 200:
             raise MultipartError("missing or invalid multipart boundary")
         self._read = read
         self._chunk = chunk
+        self._max_header = max_header_bytes
         self._dash = b"--" + boundary.encode("latin-1")
         self._delim = CRLF + self._dash
         self._buf = bytearray()
@@ -188,17 +190,25 @@ class MultipartReader:
                 raise MultipartError("multipart boundary line is not terminated by CRLF")
 
     def _headers(self) -> dict[str, str]:
+        """The header block up to its blank line, at most ``max_header_bytes`` long however
+        the bytes arrive (one at a time, or one read holding headers and body)."""
+        while len(self._buf) < 2:
+            if not self._fill():
+                raise MultipartError("multipart body ends inside part headers")
+        if self._buf.startswith(CRLF):  # a part without headers
+            del self._buf[:2]
+            return {}
+        start = 0
         while True:
-            if self._buf.startswith(CRLF):  # a part without headers
-                del self._buf[:2]
-                return {}
-            idx = self._buf.find(CRLF + CRLF)
-            if 0 <= idx <= MAX_HEADER_BYTES:
+            idx = self._buf.find(CRLF + CRLF, start)
+            if idx > self._max_header or (idx < 0 and len(self._buf) > self._max_header + 3):
+                raise MultipartError(f"multipart part headers longer than {self._max_header} "
+                                     "bytes")
+            if idx >= 0:
                 raw = bytes(self._buf[:idx]).decode("latin-1")
                 del self._buf[:idx + 4]
                 return _parse_headers(raw)
-            if idx > MAX_HEADER_BYTES or len(self._buf) - 3 > MAX_HEADER_BYTES:
-                raise MultipartError("multipart part headers too long")
+            start = max(0, len(self._buf) - 3)
             if not self._fill():
                 raise MultipartError("multipart body ends inside part headers")
 

@@ -15,6 +15,8 @@ from flask import Blueprint, Flask, Response, current_app
 from .. import __version__, context
 from ..archive.attributes import ATTRIBUTES, visible_at
 from ..archive.protocol import Level
+from .qido import MAX_OFFSET
+from .render import MAX_SIDE
 
 bp = Blueprint("openapi", __name__)
 
@@ -95,17 +97,19 @@ QIDO_PARAMS = [
         "[A-Za-z][A-Za-z0-9]*))*$"}, repeat=True),
     _q("fuzzymatching", "true: each word of a person name query matches a name word prefix.",
        {"type": "boolean"}),
-    _q("limit", "Maximum results (server maximum 5000).", {"type": "integer", "minimum": 0}),
+    _q("limit", "Maximum results (server maximum MAX_QIDO_RESULTS, default 5000).",
+       {"type": "integer", "minimum": 0}),
     _q("offset", "Results to skip (stable order).",
-       {"type": "integer", "minimum": 0, "maximum": (1 << 63) - 1}),
+       {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}),
 ]
-VIEWPORT = r"^[1-9][0-9]{0,3},[1-9][0-9]{0,3}(,[0-9]{1,5},[0-9]{1,5},[0-9]{1,5},[0-9]{1,5})?$"
+VIEWPORT = r"^[0-9]{1,5},[0-9]{1,5}(,[0-9]{1,5},[0-9]{1,5},[0-9]{0,5},[0-9]{0,5})?$"
 RENDER_PARAMS = [
     _q("accept", "Media type, overrides the Accept header (image/jpeg, image/png, image/gif)."),
     _q("quality", "JPEG quality 1-100 (default 90).",
        {"type": "integer", "minimum": 1, "maximum": 100}),
-    _q("viewport", "vw,vh[,sx,sy,sw,sh]: fit inside vw x vh (at most 8192) keeping the aspect "
-       "ratio; sx,sy,sw,sh: the source region in pixels (0: to the edge).",
+    _q("viewport", "vw,vh[,sx,sy,sw,sh]: fit inside vw x vh (vw, vh >= 1, vw x vh at most "
+       "MAX_RENDERED_PIXELS) keeping the aspect ratio; sx,sy,sw,sh: the source region in "
+       "pixels, inside the image (sw, sh empty or 0: to the edge); each at most 65535.",
        {"type": "string", "pattern": VIEWPORT}),
     _q("window", "center,width[,linear|linear-exact|sigmoid] (width > 0); default: the image's "
        "own window.", {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?,[0-9]*[1-9][0-9]*"
@@ -121,10 +125,10 @@ WADO_URI_PARAMS = [
     _q("transferSyntax", "For application/dicom: default Explicit VR Little Endian; "
        "* = as stored.", SYNTAX),
     _q("frameNumber", "Frame to render (from 1).", {"type": "integer", "minimum": 1}),
-    _q("rows", "Maximum rows of the rendered image.",
-       {"type": "integer", "minimum": 1, "maximum": 8192}),
+    _q("rows", "Maximum rows of the rendered image (rows x columns at most "
+       "MAX_RENDERED_PIXELS).", {"type": "integer", "minimum": 1, "maximum": MAX_SIDE}),
     _q("columns", "Maximum columns of the rendered image.",
-       {"type": "integer", "minimum": 1, "maximum": 8192}),
+       {"type": "integer", "minimum": 1, "maximum": MAX_SIDE}),
     _q("windowCenter", "VOI window center.", {"type": "number"}),
     _q("windowWidth", "VOI window width (> 0).", {"type": "number", "exclusiveMinimum": 0}),
     _q("imageQuality", "JPEG quality 1-100.", {"type": "integer", "minimum": 1, "maximum": 100}),

@@ -16,11 +16,12 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import get_frame
 from pydicom.pixels import pack_bits, pixel_array
 
-from ..archive.errors import NotAcceptable, NotFound
+from ..archive.errors import NotAcceptable
 from ..archive.protocol import Archive, StoredInstance
 from ..archive.store import read_frame
 from . import native
 from .media import DEFLATED_LE, UNCOMPRESSED
+from .zerocopy import StoredFileError
 
 # Elements rendering needs beyond the Image Pixel module (PS3.3 C.11.1, C.11.2).
 RENDER_TAGS = [0x00281050, 0x00281051, 0x00281052, 0x00281053, 0x00281054, 0x00281056,
@@ -28,9 +29,14 @@ RENDER_TAGS = [0x00281050, 0x00281051, 0x00281052, 0x00281053, 0x00281054, 0x002
 
 
 def stored_frame(inst: StoredInstance, number: int) -> bytes:
-    """Frame ``number`` (from 1) as stored: compressed bitstream or native LE pixels."""
+    """Frame ``number`` (from 1) as stored: compressed bitstream or native LE pixels.
+    Exactly the frame table's bytes or OSError: a short part must not look complete."""
     if inst.frames is not None:
-        return read_frame(inst, number)
+        data = read_frame(inst, number)
+        wanted = sum(f.length for f in inst.frames[number - 1])
+        if len(data) != wanted:
+            raise OSError(f"{inst.path}: frame {number} ended after {len(data)} of {wanted} bytes")
+        return data
     if inst.transfer_syntax in UNCOMPRESSED:
         return native_frame(inst, number)
     with warnings.catch_warnings():
@@ -48,7 +54,7 @@ def decode(inst: StoredInstance, number: int,
         try:
             fast = native.grey_frame(inst, number, archive)
         except FileNotFoundError as exc:
-            raise NotFound(f"the file of instance {inst.sop_uid} is missing") from exc
+            raise StoredFileError(inst.sop_uid, "is missing") from exc
         if fast is not None:
             return fast
     return _pydicom_decode(inst, number)
@@ -69,7 +75,7 @@ def _pydicom_decode(inst: StoredInstance, number: int) -> tuple[np.ndarray, Data
         raise NotAcceptable(f"cannot decode pixel data of {inst.sop_uid} "
                             f"({inst.transfer_syntax}): {exc}") from exc
     except FileNotFoundError as exc:
-        raise NotFound(f"the file of instance {inst.sop_uid} is missing") from exc
+        raise StoredFileError(inst.sop_uid, "is missing") from exc
     return array, header
 
 

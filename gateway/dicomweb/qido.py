@@ -7,6 +7,7 @@ error names the offending parameter, because a 400 without a name is useless to 
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from ..archive.attributes import Attribute, resolve, vr_of
@@ -14,8 +15,9 @@ from ..archive.errors import InvalidQuery
 from ..archive.protocol import Level, Query, UidPath
 
 ANYWHERE = UidPath()
-MAX_INTEGER = (1 << 63) - 1  # the largest OFFSET SQLite and PostgreSQL take
-MAX_RESULTS = 5000  # per response; beyond it a Warning header says more can be requested
+MAX_RESULTS = 5000  # per response (MAX_QIDO_RESULTS); beyond it a Warning says more exist
+MAX_OFFSET = 10**18  # below SQL's 64-bit integers, with room for offset + limit
+_DIGITS = re.compile(r"^[0-9]+$")  # ASCII only: str.isdigit() also takes "²"
 RESERVED = frozenset({"limit", "offset", "fuzzymatching", "includefield"})
 # Multi-valued matching (PS3.4 C.2.2.2.1 lists): repeated keys and commas become "\".
 LIST_VRS = frozenset({"UI", "CS"})
@@ -23,13 +25,17 @@ TRUNCATED_WARNING = ('299 tcia-gateway "The number of results exceeded the maxim
                      'by the server. Additional results can be requested."')  # PS3.18 10.6.3.2
 
 
-def parse(level: Level, args: Iterable[tuple[str, str]], where: UidPath = ANYWHERE) -> Query:
-    """Build the archive query for a QIDO-RS request at ``level`` under ``where``."""
+def parse(level: Level, args: Iterable[tuple[str, str]], where: UidPath = ANYWHERE, *,
+          max_results: int = MAX_RESULTS) -> Query:
+    """Build the archive query for a QIDO-RS request at ``level`` under ``where``.
+
+    A ``limit`` above ``max_results`` (or none) is reduced to it: the server's maximum, with
+    the Warning header when more matches exist (PS3.18 10.6.3.2); never a 400."""
     grouped: dict[str, list[str]] = {}
     for key, value in args:
         grouped.setdefault(key, []).append(value)
     limit = _non_negative(grouped.pop("limit", None), "limit")
-    offset = _non_negative(grouped.pop("offset", None), "offset") or 0
+    offset = _non_negative(grouped.pop("offset", None), "offset", MAX_OFFSET) or 0
     fuzzy = _boolean(grouped.pop("fuzzymatching", None), "fuzzymatching")
     fields, include_all = _includefields(grouped.pop("includefield", []))
     filters = {name: value for name, value in (_filter(k, v) for k, v in grouped.items())}
@@ -37,8 +43,8 @@ def parse(level: Level, args: Iterable[tuple[str, str]], where: UidPath = ANYWHE
         filters["StudyInstanceUID"] = where.study
     if where.series:
         filters["SeriesInstanceUID"] = where.series
-    if limit is None or limit > MAX_RESULTS:
-        limit = MAX_RESULTS
+    if limit is None or limit > max_results:
+        limit = max_results
     return Query(level, filters, includefields=frozenset(fields), include_all=include_all,
                  fuzzy=fuzzy, limit=limit, offset=offset)
 
@@ -51,15 +57,19 @@ def _one(values: list[str] | None, name: str) -> str | None:
     return values[0].strip()
 
 
-def _non_negative(values: list[str] | None, name: str) -> int | None:
+def _non_negative(values: list[str] | None, name: str, at_most: int | None = None) -> int | None:
+    """An ASCII decimal; above ``at_most`` a 400 (no SQL integer holds 10**23), and any
+    number that long is merely large for a ``limit`` (reduced to the maximum later)."""
     text = _one(values, name)
     if text is None or text == "":
         return None
-    if not (text.isascii() and text.isdigit()):  # "²".isdigit() is True
-        raise InvalidQuery(f"{name}={text!r}: expected a non-negative integer", name)
-    if int(text) > MAX_INTEGER:
-        raise InvalidQuery(f"{name}={text}: larger than {MAX_INTEGER}", name)
-    return int(text)
+    if not _DIGITS.match(text):
+        raise InvalidQuery(f"{name}={text[:40]!r}: expected a non-negative integer", name)
+    digits = text.lstrip("0") or "0"
+    value = int(digits) if len(digits) <= 19 else 10**19
+    if at_most is not None and value > at_most:
+        raise InvalidQuery(f"{name}={text[:40]}: at most {at_most}", name)
+    return value
 
 
 def _boolean(values: list[str] | None, name: str) -> bool:

@@ -11,7 +11,7 @@ import io
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,28 +27,34 @@ PIL_FORMAT = {"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF"}
 EXTENSION = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif"}
 FUNCTIONS = ("linear", "linear-exact", "sigmoid")  # PS3.18 8.3.5.1.4
 LUTS: Lru[np.ndarray] = Lru(64)  # grey tables of 64 KiB at most: 4 MiB per worker
+MAX_PIXELS = 4096 * 4096  # the default of MAX_RENDERED_PIXELS
+MAX_SIDE = 65535  # Rows and Columns are US (PS3.3 C.7.6.3.1): no region can be larger
+F32_MAX, F32_TINY = float(np.finfo(np.float32).max), float(np.finfo(np.float32).tiny)
 
 
 @dataclass(frozen=True)
 class RenderParams:
     media: str
     quality: int = 90
-    viewport: tuple[int, ...] | None = None          # vw, vh [, sx, sy, sw, sh]
+    viewport: tuple[int, ...] | None = None          # vw, vh [, sx, sy, sw, sh]; 0: no bound
     window: tuple[float, float, str] | None = None   # center, width, function
+    # The output's largest area (MAX_RENDERED_PIXELS): a limit, not part of the image (key).
+    max_pixels: int = field(default=MAX_PIXELS, repr=False, compare=False)
 
     def key(self) -> str:
         return hashlib.sha1(repr(self).encode()).hexdigest()[:16]
 
 
-def parse_params(args: Mapping[str, str], media: str, *, thumbnail: bool = False) -> RenderParams:
+def parse_params(args: Mapping[str, str], media: str, *, thumbnail: bool = False,
+                 max_pixels: int = MAX_PIXELS) -> RenderParams:
     """Query parameters of a rendered request; 400 naming the bad one."""
     quality = _int(args.get("quality"), "quality", 90)
     if not 1 <= quality <= 100:
         raise InvalidQuery(f"quality={quality}: expected 1..100", "quality")
-    viewport = _viewport(args.get("viewport"))
+    viewport = _viewport(args.get("viewport"), max_pixels)
     if viewport is None and thumbnail:
         viewport = (THUMBNAIL_SIZE, THUMBNAIL_SIZE)
-    return RenderParams(media, quality, viewport, _window(args.get("window")))
+    return RenderParams(media, quality, viewport, _window(args.get("window")), max_pixels)
 
 
 def _int(text: str | None, name: str, default: int) -> int:
@@ -60,17 +66,32 @@ def _int(text: str | None, name: str, default: int) -> int:
         raise InvalidQuery(f"{name}={text!r}: expected an integer", name) from None
 
 
-def _viewport(text: str | None) -> tuple[int, ...] | None:
+def _viewport(text: str | None, max_pixels: int) -> tuple[int, ...] | None:
+    """vw,vh[,sx,sy,sw,sh] (PS3.18 8.3.5.1.3); an empty sw or sh: to the image's edge."""
     if not text:
         return None
     try:
-        values = tuple(int(float(v)) if v.strip() else 0 for v in text.split(","))
+        numbers = [float(v) if v.strip() else 0.0 for v in text.split(",")]
     except ValueError:
-        raise InvalidQuery(f"viewport={text!r}: expected vw,vh[,sx,sy,sw,sh]", "viewport") from None
-    if len(values) not in (2, 6) or values[0] <= 0 or values[1] <= 0 or max(values[:2]) > 8192:
-        raise InvalidQuery(f"viewport={text!r}: expected vw,vh[,sx,sy,sw,sh] with 0 < vw,vh "
-                           "<= 8192", "viewport")
+        raise InvalidQuery(f"viewport={text[:80]!r}: expected vw,vh[,sx,sy,sw,sh]",
+                           "viewport") from None
+    if len(numbers) not in (2, 6) or not all(math.isfinite(n) and 0 <= n <= MAX_SIDE
+                                             for n in numbers):
+        raise InvalidQuery(f"viewport={text[:80]!r}: expected vw,vh[,sx,sy,sw,sh], each from 0 "
+                           f"to {MAX_SIDE} (a negative sw or sh, flipping, is not supported)",
+                           "viewport")
+    values = tuple(int(n) for n in numbers)
+    if values[0] <= 0 or values[1] <= 0:
+        raise InvalidQuery(f"viewport={text[:80]!r}: vw and vh must be at least 1", "viewport")
+    check_area(values[0], values[1], max_pixels, "viewport")
     return values
+
+
+def check_area(width: int, height: int, max_pixels: int, name: str) -> None:
+    """An output of width x height pixels is allowed (MAX_RENDERED_PIXELS), or 400."""
+    if width * height > max_pixels:
+        raise InvalidQuery(f"{name}: {width} x {height} = {width * height} pixels is more than "
+                           f"MAX_RENDERED_PIXELS ({max_pixels})", name)
 
 
 def _window(text: str | None) -> tuple[float, float, str] | None:
@@ -82,10 +103,17 @@ def _window(text: str | None) -> tuple[float, float, str] | None:
     except (ValueError, IndexError):
         raise InvalidQuery(f"window={text!r}: expected center,width[,function]", "window") from None
     function = parts[2].lower() if len(parts) > 2 and parts[2] else "linear"
-    if function not in FUNCTIONS or width <= 0 or len(parts) > 3:
-        raise InvalidQuery(f"window={text!r}: width must be > 0 and function one of "
-                           f"{', '.join(FUNCTIONS)}", "window")
+    if function not in FUNCTIONS or not window_ok(center, width) or len(parts) > 3:
+        raise InvalidQuery(f"window={text[:80]!r}: center and width must be finite numbers "
+                           f"(float32), width > 0, and function one of {', '.join(FUNCTIONS)}",
+                           "window")
     return center, width, function
+
+
+def window_ok(center: float, width: float) -> bool:
+    """A usable VOI window (PS3.3 C.11.2.1.2): finite, of positive width, and both still so
+    in float32, where the pipeline computes (1e308 would become inf, 1e-320 zero)."""
+    return abs(center) <= F32_MAX and F32_TINY <= width <= F32_MAX
 
 
 # ----------------------------------------------------------------- pipeline
@@ -95,7 +123,7 @@ def render(array: np.ndarray, header: Dataset, params: RenderParams) -> bytes:
         image = Image.fromarray(_to_uint8_colour(array), "RGB")
     else:
         image = Image.fromarray(grey_levels(array, header, params.window), "L")
-    image = _apply_viewport(image, params.viewport)
+    image = _apply_viewport(image, params.viewport, params.max_pixels)
     return encode(image, params)
 
 
@@ -215,21 +243,44 @@ def _to_uint8_colour(array: np.ndarray) -> np.ndarray:
     return np.rint(array[..., :3].astype(np.float32) / top * 255.0).astype(np.uint8)
 
 
-def _apply_viewport(image: Image.Image, viewport: tuple[int, ...] | None) -> Image.Image:
-    """Crop to the source region, then fit inside vw×vh keeping the aspect ratio."""
+def _apply_viewport(image: Image.Image, viewport: tuple[int, ...] | None,
+                    max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Fit the source region (the image, or sx,sy,sw,sh) inside vw x vh keeping its aspect
+    ratio. Where a region reaches past the image's edge it is black; only the part inside
+    is cropped and scaled, so memory is bounded by the output, itself by ``max_pixels``."""
     if not viewport:
         return image
-    if len(viewport) == 6:
-        sx, sy, sw, sh = viewport[2:]
-        sw = sw or image.width - sx
-        sh = sh or image.height - sy
-        image = image.crop((sx, sy, sx + sw, sy + sh))
+    sx, sy, sw, sh = _region(viewport[2:], image.width, image.height) \
+        if len(viewport) == 6 else (0, 0, image.width, image.height)
     vw, vh = viewport[:2]
-    scale = min(vw / image.width, vh / image.height)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    if size == image.size:
-        return image
-    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    scale = min(vw / sw if vw else math.inf, vh / sh if vh else math.inf)
+    if not math.isfinite(scale):
+        scale = 1.0
+    size = (max(1, round(sw * scale)), max(1, round(sh * scale)))
+    if size[0] * size[1] > max_pixels:
+        raise InvalidQuery(f"the rendered image would be {size[0]} x {size[1]} pixels, more "
+                           f"than MAX_RENDERED_PIXELS ({max_pixels})")
+    inside = (sx, sy, min(sx + sw, image.width), min(sy + sh, image.height))
+    if inside != (0, 0, image.width, image.height):
+        image = image.crop(inside)
+    if (inside[2] - sx, inside[3] - sy) == (sw, sh):  # the region lies within the image
+        if size == image.size:
+            return image
+        return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    part = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    canvas = Image.new(image.mode, size)
+    canvas.paste(image.resize(part, Image.Resampling.BILINEAR, reducing_gap=2.0), (0, 0))
+    return canvas
+
+
+def _region(values: tuple[int, ...], width: int, height: int) -> tuple[int, int, int, int]:
+    """sx, sy, sw, sh with 0 for sw or sh meaning "to the edge"; 400 when it lies wholly
+    outside the image (there is nothing to render)."""
+    sx, sy, sw, sh = values
+    if sx >= width or sy >= height:
+        raise InvalidQuery(f"viewport: the region from ({sx}, {sy}) lies outside the "
+                           f"{width} x {height} image", "viewport")
+    return sx, sy, sw or width - sx, sh or height - sy
 
 
 def encode(image: Image.Image, params: RenderParams) -> bytes:

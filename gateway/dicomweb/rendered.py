@@ -9,6 +9,7 @@ carry another window or viewport), and a first request costs ~1.8 ms in process.
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from ..archive.errors import NotAcceptable, NotFound
 from ..archive.protocol import Archive, StoredInstance
 from . import multipart, pixels, render
 from .render import RenderParams
+from .zerocopy import check_stored
 
 
 def image_bytes(archive: Archive | None, inst: StoredInstance, frame: int, params: RenderParams,
@@ -36,6 +38,7 @@ def image_bytes(archive: Archive | None, inst: StoredInstance, frame: int, param
             return path.read_bytes()
         except FileNotFoundError:
             pass
+    check_stored([inst])
     array, header = pixels.decode(inst, frame, archive)
     data = render.render(array, header, params)
     if path is not None:
@@ -62,12 +65,17 @@ def representative(instances: list[StoredInstance]) -> StoredInstance:
 
 def multipart_response(archive: Archive | None, instances: list[StoredInstance],
                        params: RenderParams) -> Response:
-    """Every image instance rendered (frame 1), streamed one part at a time."""
+    """Every image instance rendered (frame 1), streamed one part at a time. The files are
+    checked and the first image rendered before the status line, so bad parameters (a
+    region outside the image) are a 400; later errors can only cut the response short."""
     images = [i for i in instances if i.number_of_frames]
     if not images:
         raise NotAcceptable("nothing here has pixel data to render")
+    check_stored(images)
+    first = image_bytes(archive, images[0], 1, params)
     boundary = multipart.new_boundary()
-    parts = ((params.media, _lazy(archive, inst, params)) for inst in images)
+    parts = itertools.chain([(params.media, [first])],
+                            ((params.media, _lazy(archive, inst, params)) for inst in images[1:]))
     response = Response(multipart.stream(parts, boundary), direct_passthrough=True)
     response.headers["Content-Type"] = multipart.content_type(params.media, boundary)
     return response

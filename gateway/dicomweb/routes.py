@@ -35,7 +35,8 @@ def _json_type() -> str:
 # ------------------------------------------------------------------ QIDO-RS
 def _search(level: Level, where: UidPath = qido.ANYWHERE) -> Response:
     mimetype = _json_type()
-    query = qido.parse(level, request.args.items(multi=True), where)
+    query = qido.parse(level, request.args.items(multi=True), where,
+                       max_results=context.settings().max_qido_results)
     result = context.archive().search(query)
     body = orjson.dumps(qido.with_retrieve_urls(result.matches, level, dicomweb_root()))
     headers = {"Warning": qido.TRUNCATED_WARNING} if result.truncated else None
@@ -120,7 +121,7 @@ def instance_metadata(study: str, series: str, instance: str) -> Response:
 
 @bp.get(INSTANCE + "/frames/<frame_list>")
 def retrieve_frames(study: str, series: str, instance: str, frame_list: str) -> Response:
-    numbers = frames.parse_frame_list(frame_list)
+    numbers = frames.parse_frame_list(frame_list, context.settings().max_frames_per_request)
     ranges = accept()
     inst = context.archive().instance(UidPath(study, series, instance))
     return frames.frames_response(inst, numbers, ranges)
@@ -139,7 +140,8 @@ def _render_params(thumbnail: bool = False):
     if mime is None:
         raise NotAcceptable("rendered resources are available as image/jpeg, image/png or "
                             "image/gif")
-    return parse_params(request.args, mime, thumbnail=thumbnail)
+    return parse_params(request.args, mime, thumbnail=thumbnail,
+                        max_pixels=context.settings().max_rendered_pixels)
 
 
 def _cache_dir():
@@ -189,12 +191,9 @@ def thumbnail_one(study: str, series: str, instance: str, frame: int = 1) -> Res
 def store(study: str | None = None) -> Response:
     boundary = stow.boundary_of(request.headers.get("Content-Type"))
     settings = context.settings()
-    limit = settings.max_upload_bytes
-    if request.content_length is not None and request.content_length > limit:
-        stow.CountingReader(request.stream, limit).drain()
-        raise DicomwebError(413, f"request body of {request.content_length} bytes exceeds "
-                                 f"MAX_UPLOAD_BYTES ({limit} bytes); nothing was stored")
-    received = stow.receive(request.stream, boundary, limit, settings.data_dir / "tmp")
+    limits = stow.Limits.of(settings)
+    limits.check_length(request.content_length)  # unread: the connection then closes
+    received = stow.receive(request.stream, boundary, limits, settings.data_dir / "tmp")
     if not received:
         raise DicomwebError(400, "the multipart body has no parts")
     results = stow.store_all(context.archive(), received, study)

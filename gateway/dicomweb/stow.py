@@ -4,7 +4,9 @@ The body is parsed as it arrives (chunked or not): each part streams into its ow
 temporary file under ``<DATA_DIR>/tmp/`` while the byte count is checked against
 MAX_UPLOAD_BYTES. Only when the whole body has been read and found well formed are
 the parts handed to the archive, one at a time, so a 400 or 413 stores nothing and
-a failed part leaves nothing behind (the archive removes what it rejects).
+a failed part leaves nothing behind (the archive removes what it rejects). "The whole
+body" includes what follows the closing boundary: a body that ends before its
+Content-Length (the client went away) stores nothing either (gateway/limits.py raises).
 """
 from __future__ import annotations
 
@@ -17,17 +19,39 @@ from flask import Response
 
 from ..archive.protocol import Archive, FailureReason, StoreResult
 from ..archive.store import Received as Spooled
-from ..archive.store import TempWriter
+from ..archive.store import TempWriter, out_of_space
+from ..config import Settings
 from .errors import DicomwebError, header_safe
 from .media import DICOM, DICOM_JSON, MULTIPART, MediaError, parse_media_type
 from .multipart import MultipartReader
 
 READ_CHUNK = 1 << 20
-DRAIN_LIMIT = 64 << 20  # read (and drop) this much of an oversized body so the client sees 413
 
 
 class TooLarge(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one STOW request may hold (MAX_UPLOAD_BYTES, STOW_MAX_PARTS,
+    STOW_PART_HEADER_BYTES)."""
+
+    max_bytes: int
+    max_parts: int
+    part_header_bytes: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(settings.max_upload_bytes, settings.stow_max_parts,
+                   settings.stow_part_header_bytes)
+
+    def check_length(self, content_length: int | None) -> None:
+        """413 from the header alone, before a byte of the body is read."""
+        if content_length is not None and content_length > self.max_bytes:
+            raise DicomwebError(413, f"request body of {content_length} bytes exceeds "
+                                     f"MAX_UPLOAD_BYTES ({self.max_bytes} bytes); nothing "
+                                     "was stored")
 
 
 @dataclass(frozen=True)
@@ -57,11 +81,6 @@ class CountingReader:
             raise TooLarge()
         return data
 
-    def drain(self, limit: int = DRAIN_LIMIT) -> None:
-        drained = 0
-        while drained < limit and (data := self.stream.read(READ_CHUNK)):
-            drained += len(data)
-
 
 def boundary_of(content_type: str | None) -> str:
     """Check the request type (415 unless multipart/related of application/dicom)."""
@@ -82,14 +101,20 @@ def boundary_of(content_type: str | None) -> str:
     return boundary
 
 
-def receive(stream: BinaryIO, boundary: str, limit: int, tmp_dir: Path) -> list[Received]:
-    """Spool every part to a temp file; nothing is left behind if this raises."""
-    reader = CountingReader(stream, limit)
+def receive(stream: BinaryIO, boundary: str, limits: Limits, tmp_dir: Path) -> list[Received]:
+    """Spool every part to a temp file, then read the body to its end (a truncated body
+    raises there); nothing is left behind if this raises."""
+    reader = CountingReader(stream, limits.max_bytes)
     received: list[Received] = []
     writer: TempWriter | None = None
     tmp_dir.mkdir(parents=True, exist_ok=True)
     try:
-        for part in MultipartReader(reader.read, boundary, chunk=READ_CHUNK).parts():
+        parts = MultipartReader(reader.read, boundary, chunk=READ_CHUNK,
+                                max_header_bytes=limits.part_header_bytes).parts()
+        for part in parts:
+            if len(received) == limits.max_parts:
+                raise DicomwebError(413, f"more than STOW_MAX_PARTS ({limits.max_parts}) "
+                                         "parts; nothing was stored")
             problem = _part_problem(part.content_type)
             if problem:
                 received.append(Received(None, problem))
@@ -99,10 +124,18 @@ def receive(stream: BinaryIO, boundary: str, limit: int, tmp_dir: Path) -> list[
                 writer.write(chunk)
             received.append(Received(writer.finish()))
             writer = None
+        while reader.read(READ_CHUNK):  # the epilogue, up to the end the client announced
+            pass
     except TooLarge:
         _discard(received, writer)
-        reader.drain()
-        raise DicomwebError(413, f"request body exceeds MAX_UPLOAD_BYTES ({limit} bytes); "
+        raise DicomwebError(413, f"request body exceeds MAX_UPLOAD_BYTES ({limits.max_bytes} "
+                                 "bytes); nothing was stored") from None
+    except OSError as exc:
+        _discard(received, writer)
+        if not out_of_space(exc):
+            raise
+        # RFC 4918 11.5: 507 Insufficient Storage; nothing could be spooled, nothing stored
+        raise DicomwebError(507, f"no space left on the disk of {tmp_dir} ({exc.strerror}); "
                                  "nothing was stored") from None
     except BaseException:
         _discard(received, writer)

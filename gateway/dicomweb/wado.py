@@ -56,8 +56,10 @@ def retrieve_response(instances: list[StoredInstance], choices: list[SyntaxChoic
     """multipart/related; type="application/dicom", one part per instance (PS3.18 10.4.1.1.1).
 
     All as stored: the files themselves, with a Content-Length, sent with sendfile under
-    gunicorn (zerocopy.py). Otherwise streamed part by part, transcoding as it goes."""
+    gunicorn (zerocopy.py). Otherwise streamed part by part, transcoding as it goes.
+    Every file is checked first: a missing one is a 500 naming it, not a truncated 200."""
     plan = plan_syntaxes(instances, choices)
+    zerocopy.check_stored(instances)
     boundary = multipart.new_boundary()
     parts = [(part_type(DICOM, target), inst, target) for inst, target in plan]
     if parts and all(t == i.transfer_syntax for _ct, i, t in parts):

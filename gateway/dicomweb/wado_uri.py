@@ -15,8 +15,8 @@ from ..archive.protocol import StoredInstance, UidPath
 from . import rendered, transcode
 from .errors import register_handlers
 from .media import ANY_SYNTAX, DICOM, RENDERED_TYPES, default_syntax
-from .render import RenderParams
-from .zerocopy import FilePart, FilesResponse
+from .render import MAX_SIDE, RenderParams, check_area, window_ok
+from .zerocopy import FilePart, FilesResponse, check_stored
 
 bp = Blueprint("wado_uri", __name__)
 register_handlers(bp)
@@ -69,6 +69,7 @@ def _dicom(inst: StoredInstance, syntax: str | None) -> Response:
         raise NotAcceptable(f"cannot convert {inst.sop_uid} from {inst.transfer_syntax} to "
                             f"{target}; available: "
                             f"{', '.join(transcode.targets_for(inst.transfer_syntax))}")
+    check_stored([inst])
     if target == inst.transfer_syntax:  # sendfile under gunicorn (zerocopy.py)
         response: Response = FilesResponse([FilePart(inst.path, inst.size)])
     else:
@@ -83,24 +84,39 @@ def _int(text: str | None, name: str, default: int) -> int:
     try:
         return int(text)
     except ValueError:
-        raise InvalidQuery(f"{name}={text!r}: expected an integer", name) from None
+        raise InvalidQuery(f"{name}={text[:40]!r}: expected an integer", name) from None
 
 
 def _params(media: str) -> RenderParams:
-    """rows/columns bound the image; windowCenter/Width; imageQuality (PS3.18 9.4.1.2)."""
+    """rows/columns bound the image; windowCenter/Width; imageQuality (PS3.18 9.4.1.2).
+    The same limits as WADO-RS rendered: MAX_RENDERED_PIXELS, a finite window of width > 0."""
     args = request.args
     quality = _int(args.get("imageQuality"), "imageQuality", 90)
     if not 1 <= quality <= 100:
         raise InvalidQuery(f"imageQuality={quality}: expected 1..100", "imageQuality")
-    rows, cols = _int(args.get("rows"), "rows", 0), _int(args.get("columns"), "columns", 0)
-    viewport = None
-    if rows > 0 or cols > 0:
-        viewport = (cols or 8192, rows or 8192)
+    max_pixels = context.settings().max_rendered_pixels
+    rows, cols = _side(args.get("rows"), "rows"), _side(args.get("columns"), "columns")
+    if rows and cols:
+        check_area(cols, rows, max_pixels, "rows")
+    viewport = (cols, rows) if rows or cols else None  # 0: that side follows the aspect ratio
     window = None
     if args.get("windowCenter") or args.get("windowWidth"):
         try:
-            window = (float(args["windowCenter"]), float(args["windowWidth"]), "linear")
+            center, width = float(args["windowCenter"]), float(args["windowWidth"])
         except (KeyError, ValueError):
             raise InvalidQuery("windowCenter and windowWidth must both be numbers",
                                "windowCenter") from None
-    return RenderParams(media, quality, viewport, window)
+        if not window_ok(center, width):
+            raise InvalidQuery(f"windowCenter={center}, windowWidth={width}: expected finite "
+                               "numbers (float32) and a width > 0",
+                               "windowWidth" if window_ok(center, 1.0) else "windowCenter")
+        window = (center, width, "linear")
+    return RenderParams(media, quality, viewport, window, max_pixels)
+
+
+def _side(text: str | None, name: str) -> int:
+    """rows or columns: absent 0, else 1..65535 (an image side is US, PS3.3 C.7.6.3.1)."""
+    value = _int(text, name, 0)
+    if text and not 1 <= value <= MAX_SIDE:
+        raise InvalidQuery(f"{name}={value}: expected 1 to {MAX_SIDE}", name)
+    return value

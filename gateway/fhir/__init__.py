@@ -20,5 +20,6 @@ def register(app: Flask) -> None:
     settings = app.extensions["tcia_gateway"]["settings"]
     spec = load()
     repository = Repository(make_engine(settings.index_url))
-    app.extensions[EXTENSION] = FhirService(repository, ImagingBuilder(spec.imaging, context.public_base))
+    app.extensions[EXTENSION] = FhirService(repository, ImagingBuilder(spec.imaging, context.public_base),
+                                            max_count=settings.max_fhir_count)
     app.register_blueprint(routes.bp)

@@ -37,7 +37,7 @@ class SearchPlan:
     self_link: bytes
     next_link: bytes | None       # sent when offset + count < total
     previous_link: bytes | None
-    ignored_entry: bytes | None   # Prefer: handling=lenient, unknown parameters listed
+    ignored_entry: bytes | None   # unknown parameters ignored (lenient), limits applied
     cacheable: bool               # kept, stored resources only, no includes: see cache.py
 
     def entries(self, rows: Iterable[tuple]) -> list[bytes]:
@@ -62,10 +62,11 @@ class Planner:
     """Parses and prepares searches, keeping the most recent plans."""
 
     def __init__(self, repository: Repository, check_type: Callable[[str], None],
-                 size: int = MAX_PLANS) -> None:
+                 size: int = MAX_PLANS, max_count: int = S.MAX_COUNT) -> None:
         self.repository = repository
         self.check_type = check_type
         self.size = size
+        self.max_count = max_count  # MAX_FHIR_COUNT
         self._plans: dict[PlanKey, SearchPlan] = {}
         self._lock = threading.Lock()  # writers only: a lookup is one atomic dict.get
 
@@ -91,7 +92,7 @@ class Planner:
     def _build(self, kind: str, args: list[tuple[str, str]], base: str, lenient: bool,
                keep: bool) -> SearchPlan:
         self.check_type(kind)
-        request = S.parse(kind, args, lenient=lenient)
+        request = S.parse(kind, args, lenient=lenient, max_count=self.max_count)
         if request.summary == "count":
             request.count = 0
         query = self.repository.compile(request) if kind in S.STORED else None
@@ -104,12 +105,15 @@ class Planner:
             if count else None,
             previous_link=bundle.link("previous", bundle.link_url(
                 base, kind, params, max(0, offset - count))) if offset and count else None,
-            ignored_entry=_ignored_entry(request.ignored) if request.ignored else None,
+            ignored_entry=_outcome_entry(request) if request.ignored or request.warnings
+            else None,
             cacheable=keep and query is not None and not request.includes and not request.revincludes)
 
 
-def _ignored_entry(ignored: list[str]) -> bytes:
-    body = outcome([issue("warning", "not-supported", f"Unknown search parameter {p!r} ignored "
-                                                       "(Prefer: handling=lenient)", p)
-                    for p in ignored])
-    return b'{"resource":' + orjson.dumps(body) + b',"search":{"mode":"outcome"}}'
+def _outcome_entry(request: S.SearchRequest) -> bytes:
+    """Warnings about the search itself: parameters ignored, limits applied."""
+    issues = [issue("warning", "not-supported", f"Unknown search parameter {p!r} ignored "
+                                                "(Prefer: handling=lenient)", p)
+              for p in request.ignored]
+    issues += [issue("warning", "informational", text, p) for p, text in request.warnings]
+    return b'{"resource":' + orjson.dumps(outcome(issues)) + b',"search":{"mode":"outcome"}}'

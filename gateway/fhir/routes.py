@@ -6,6 +6,7 @@ unknown id 404, unsupported interaction 405 (with Allow), unacceptable format 40
 from __future__ import annotations
 
 import logging
+import re
 
 import orjson
 from flask import Blueprint, Response, current_app, request
@@ -15,7 +16,7 @@ from .. import __version__, context
 from ..archive.errors import ArchiveError, InvalidQuery, NotFound, Unavailable
 from .capability import capability_json
 from .outcome import FhirError, error_body, not_found, not_supported
-from .search import PARAMS
+from .resources import is_resource_type
 from .service import FhirService
 
 log = logging.getLogger(__name__)
@@ -101,9 +102,18 @@ def read(kind: str, rid: str):
     headers = {"ETag": etag}
     if found.last_updated:
         headers["Last-Modified"] = found.last_updated
-    if request.headers.get("If-None-Match") in (etag, f'"{found.version}"'):
+    if _none_match(request.headers.get("If-None-Match"), found.version):
         return Response(status=304, headers=headers)
     return _respond(found.body, headers=headers)
+
+
+def _none_match(header: str | None, version: str) -> bool:
+    """If-None-Match names this version, or ``*`` (any current one): 304 (RFC 9110 13.1.2;
+    weak comparison, as FHIR's ETags are weak)."""
+    if not header:
+        return False
+    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
+    return "*" in tags or f'"{version}"' in tags
 
 
 @bp.get("/Patient/<rid>/$everything")
@@ -115,16 +125,50 @@ def everything(rid: str):
 @bp.route("/", defaults={"rest": ""}, methods=ALL_METHODS)
 @bp.route("/<path:rest>", methods=ALL_METHODS)
 def unsupported(rest: str):
-    """Anything no view above takes: an unknown type (404) or an interaction we lack (405)."""
+    """Anything no view above takes: a path that names no FHIR interaction (404, as is an
+    unknown type) or an interaction this read-only server lacks (405 with Allow)."""
     parts = [p for p in rest.split("/") if p]
-    if parts and parts[0] not in PARAMS and not parts[0].startswith("$"):
+    kind = interaction(parts)
+    if kind is None or request.method in ("GET", "HEAD") and kind in SERVED_BY_GET:
+        raise not_found(f"No FHIR interaction at /fhir/{rest[:200]}")  # e.g. a trailing /
+    if kind not in ("system", "metadata") and not parts[0].startswith(("$", "_")):
         FhirService.check_type(parts[0])
-    if len(parts) > 4 or (not parts and request.method in ("GET", "HEAD")):
-        raise not_found(f"No FHIR interaction at /fhir/{rest}")
-    allow = "GET" if len(parts) <= 2 or parts[-1] == "$everything" else ""
-    raise not_supported(405, f"{request.method} /fhir/{rest} is not supported: this server is "
-                             "read-only (read, search-type, Patient/$everything; no batch/transaction)").with_headers(
-        {"Allow": allow or "GET"})
+    raise not_supported(405, f"{request.method} /fhir/{rest[:200]} is not supported: this server "
+                             "is read-only (capabilities, read, search-type, Patient/$everything; "
+                             "no history, batch or transaction)").with_headers(
+        {"Allow": "POST" if kind == "search" else "GET"})
+
+
+SERVED_BY_GET = frozenset({"system", "metadata", "type", "instance"})  # or not at all
+_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")  # R4 datatypes: id
+
+
+def interaction(parts: list[str]) -> str | None:
+    """Which FHIR RESTful interaction a path names (R4 http 3.1.0), or None when it names
+    none: ``Patient/../..`` is no resource, so no method is allowed on it."""
+    if not parts:
+        return "system"  # batch/transaction, history, search-system
+    head, rest = parts[0], parts[1:]
+    if head == "metadata":
+        return "metadata" if not rest else None
+    if head in ("_history", "_search") or head.startswith("$"):
+        return "system" if not rest else None
+    if not rest:
+        return "type"
+    if rest[0] == "_search" or rest[0] == "_history" or rest[0].startswith("$"):
+        return {"_search": "search", "_history": "history"}.get(rest[0], "operation") \
+            if len(rest) == 1 else None
+    if not _ID.match(rest[0]) or rest[0].strip(".") == "":
+        return None
+    if len(rest) == 1:
+        return "instance"
+    if rest[1] == "_history" and len(rest) <= 3:
+        return "history"
+    if rest[1].startswith("$") and len(rest) == 2:
+        return "operation"
+    if len(rest) == 2 and is_resource_type(rest[1]):
+        return "compartment"
+    return None
 
 
 @bp.errorhandler(FhirError)

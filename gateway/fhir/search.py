@@ -76,7 +76,9 @@ RESULT_PARAMS = frozenset({"_count", "_offset", "_include", "_revinclude", "_sum
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 MODIFIERS = {"token": {"not", "missing"}, "string": {"exact", "contains", "missing"},
              "date": {"missing"}, "quantity": {"missing"}, "reference": {"missing"}}
-DEFAULT_COUNT, MAX_COUNT = 50, 1000
+DEFAULT_COUNT, MAX_COUNT = 50, 1000  # MAX_COUNT: the default of MAX_FHIR_COUNT
+MAX_OFFSET = 10**18  # below SQL's 64-bit integers, with room for offset + _count
+_DIGITS = re.compile(r"^[0-9]+$")  # ASCII only: str.isdigit() also takes "²"
 
 
 @dataclass(frozen=True)
@@ -100,16 +102,18 @@ class SearchRequest:
     elements: tuple[str, ...] = ()
     total: bool = True
     ignored: list[str] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (parameter, what was done)
     link_params: list[tuple[str, str]] = field(default_factory=list)  # for self/next links
 
 
-def parse(kind: str, args: Iterable[tuple[str, str]], *, lenient: bool = False) -> SearchRequest:
+def parse(kind: str, args: Iterable[tuple[str, str]], *, lenient: bool = False,
+          max_count: int = MAX_COUNT) -> SearchRequest:
     """Validate and parse a search's query parameters (raises FhirError 400 naming the parameter)."""
     request = SearchRequest(kind)
     for key, raw in args:
         name, _, modifier = key.partition(":")
         if name in RESULT_PARAMS:
-            _result_param(request, name, modifier, raw)
+            _result_param(request, name, modifier, raw, max_count)
         elif name in PARAMS[kind]:
             param = PARAMS[kind][name]
             request.clauses.append(_clause(param, modifier or None, raw, key))
@@ -123,16 +127,20 @@ def parse(kind: str, args: Iterable[tuple[str, str]], *, lenient: bool = False) 
     return request
 
 
-def _result_param(request: SearchRequest, name: str, modifier: str, raw: str) -> None:
+def _result_param(request: SearchRequest, name: str, modifier: str, raw: str,
+                  max_count: int) -> None:
     if modifier:
         raise invalid(f"{name} takes no modifier", f"{name}:{modifier}")
     if name in ("_count", "_offset"):
-        if not (raw.isascii() and raw.isdigit()):  # "²".isdigit() is True
-            raise invalid(f"{name} must be a non-negative integer, not {raw!r}", name)
+        value = paging_number(name, raw)
         if name == "_count":
-            request.count = min(int(raw), MAX_COUNT)
+            request.count = min(value, max_count)
+            if value > max_count:  # R4 search, _count: a server may return fewer
+                request.warnings.append((name, f"_count={raw[:40]} reduced to {max_count}, "
+                                               "this server's maximum (MAX_FHIR_COUNT); "
+                                               "follow the next link for more"))
         else:
-            request.offset = int(raw)
+            request.offset = value
     elif name in ("_include", "_revinclude"):
         source, _, target_param = raw.partition(":")
         param = target_param.split(":")[0]
@@ -153,6 +161,18 @@ def _result_param(request: SearchRequest, name: str, modifier: str, raw: str) ->
         if raw not in ("none", "estimate", "accurate"):
             raise invalid(f"_total={raw} is not one of none, estimate, accurate", name)
         request.total = raw != "none"
+
+
+def paging_number(name: str, raw: str) -> int:
+    """``_count`` or ``_offset``: ASCII digits; an offset no SQL integer holds is a 400 (a
+    count that large is merely reduced to the maximum)."""
+    if not _DIGITS.match(raw):
+        raise invalid(f"{name} must be a non-negative integer, not {raw[:40]!r}", name)
+    digits = raw.lstrip("0") or "0"
+    value = int(digits) if len(digits) <= 19 else 10**19
+    if name == "_offset" and value > MAX_OFFSET:
+        raise invalid(f"{name}={raw[:40]} is larger than {MAX_OFFSET}", name)
+    return value
 
 
 def _clause(param: Param, modifier: str | None, raw: str, key: str) -> Clause:

@@ -51,10 +51,12 @@ def _from_dict(resource: dict) -> Match:
 
 
 class FhirService:
-    def __init__(self, repository: Repository, imaging: ImagingBuilder) -> None:
+    def __init__(self, repository: Repository, imaging: ImagingBuilder,
+                 max_count: int = S.MAX_COUNT) -> None:
         self.repository = repository
         self.imaging = imaging
-        self.planner = Planner(repository, self.check_type)
+        self.max_count = max_count  # MAX_FHIR_COUNT
+        self.planner = Planner(repository, self.check_type, max_count=max_count)
         self.results = ResultCache(repository.generation)
 
     @staticmethod
@@ -147,16 +149,16 @@ class FhirService:
     def everything(self, archive: Archive, pid: str, args: Iterable[tuple[str, str]], *,
                    base: str, lenient: bool) -> bytes:
         """Patient/$everything: the patient, its stored resources, its studies and the Endpoint."""
-        count, offset, types, link_params = S.MAX_COUNT, 0, None, []
+        count, offset, types, link_params = self.max_count, 0, None, []
         for key, raw in args:
             if key not in EVERYTHING_PARAMS:
                 if lenient:
                     continue
                 raise invalid(f"Unknown parameter {key!r} for $everything", key)
             if key in ("_count", "_offset"):
-                if not raw.isdigit():
-                    raise invalid(f"{key} must be a non-negative integer", key)
-                count, offset = (int(raw), offset) if key == "_count" else (count, int(raw))
+                value = S.paging_number(key, raw)
+                count, offset = (min(value, self.max_count), offset) if key == "_count" \
+                    else (count, value)
             elif key == "_type":
                 types = {t.strip() for t in raw.split(",") if t.strip()}
             if key not in ("_offset", "_format"):

@@ -44,7 +44,7 @@ def test_multipart_header_limit_holds_however_the_bytes_arrive(step: int) -> Non
         return b"--b\r\nX: " + b"a" * (n - 3) + b"\r\n\r\npayload\r\n--b--\r\n"
     assert _parts(body(MAX_HEADER_BYTES), step) == [({"x": "a" * (MAX_HEADER_BYTES - 3)},
                                                      b"payload")]
-    with pytest.raises(MultipartError, match="headers too long"):
+    with pytest.raises(MultipartError, match="headers longer than"):
         _parts(body(MAX_HEADER_BYTES + 1), step)
 
 
@@ -182,7 +182,7 @@ def test_fast_reader_declines_an_element_running_past_its_item(tmp_path: Path) -
         assert slow.doc["00400275"]["Value"][0]["00401001"]["Value"][0].startswith("AB")
 
 
-# ------------------------------------------------------------------ QIDO (overlaps issue 10 #8)
+# ------------------------------------------------------------------ QIDO (issue 10 #8; fixed on rel-read)
 def _run_qido(level: Level, args: list[tuple[str, str]]):
     from gateway.archive import matching
     from gateway.archive.index import Index
@@ -206,7 +206,7 @@ def test_qido_integers_sql_cannot_take_are_invalid_query(args, attribute) -> Non
         _run_qido(Level.INSTANCE, args)
     assert caught.value.attribute == attribute
     assert _run_qido(Level.INSTANCE, [("InstanceNumber", "2147483647"),
-                                      ("offset", str((1 << 63) - 1))]).matches == []
+                                      ("offset", str(10**18))]).matches == []
 
 
 @pytest.mark.parametrize("name", ["_count", "_offset"])

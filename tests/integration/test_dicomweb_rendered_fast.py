@@ -18,11 +18,11 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ImplicitVRLittleEndian
 
 from gateway.archive import open_local
-from gateway.archive.errors import NotFound
 from gateway.archive.protocol import Archive, Level, Query, StoredInstance, UidPath
 from gateway.config import Settings
 from gateway.dicomweb import native, pixels, render, rendered
 from gateway.dicomweb.render import RenderParams
+from gateway.dicomweb.zerocopy import StoredFileError
 from tests.support.dicomfiles import make_file
 
 J2K, RLE = "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.5"
@@ -212,8 +212,9 @@ def test_the_frames_of_one_file_ask_for_its_metadata_once(archive, cases) -> Non
     assert native.instance_layout(moved, counting) is not None and counting.asked == 2
 
 
-def test_a_missing_file_is_not_found(archive, cases) -> None:
+def test_a_missing_file_is_a_server_error_naming_the_instance(archive, cases) -> None:
     inst, _ = cases["CT MONOCHROME2"]
     gone = dataclasses.replace(inst, path=inst.path.with_name("gone.dcm"))
-    with pytest.raises(NotFound):
+    with pytest.raises(StoredFileError) as err:
         rendered.image_bytes(archive, gone, 1, PARAMS[0])
+    assert err.value.status == 500 and err.value.extra == {"instance": inst.sop_uid}

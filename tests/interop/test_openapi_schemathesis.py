@@ -36,12 +36,6 @@ schemathesis.serializer.alias("multipart/related", "application/octet-stream")  
 
 
 STATUSES: collections.Counter = collections.Counter()  # (operation, status) seen, for the log
-# Server errors that other work on issue 10 fixes: (item, predicate on the case). Each match
-# is counted in the log, not failed; delete an entry when its fix is merged.
-KNOWN_SERVER_ERRORS = [
-    ("issue 10 #9: rendered viewport with a source region outside the image",
-     lambda case: str((case.query or {}).get("viewport", "")).count(",") == 5),
-]
 
 
 @pytest.fixture(scope="module")
@@ -88,19 +82,7 @@ def api_schema(api_server: GatewayServer):
         (study, series, sop), coin = _pick(uids, sorted(query.items(), key=str))
         if coin % 4:
             query = {**query, "studyUID": study, "seriesUID": series, "objectUID": sop}
-        for name in ("rows", "columns"):  # negative cases: just past the limit, not 10 GB
-            if isinstance(query.get(name), int) and query[name] > 8193:  # (issue 10 #2)
-                query[name] = 8193
         return query
-
-    @schema.hook
-    def filter_failure(context, failure, case, response) -> bool:
-        if response is None or response.status_code != 500:
-            return True
-        known = [item for item, matches in KNOWN_SERVER_ERRORS if matches(case)]
-        if known:
-            STATUSES[(case.operation.label, f"500 known ({known[0]})")] += 1
-        return not known
 
     @schema.hook
     def map_case(context, case):

@@ -10,7 +10,7 @@ from dicomweb_client import DICOMwebClient
 
 from gateway.dicomweb import multipart
 from gateway.dicomweb.media import parse_media_type
-from gateway.dicomweb.multipart import MultipartError, MultipartReader
+from gateway.dicomweb.multipart import MAX_HEADER_BYTES, MultipartError, MultipartReader
 
 TS = "1.2.840.10008.1.2.1"
 
@@ -136,3 +136,24 @@ def test_segments_frame_opaque_bodies_exactly_as_stream() -> None:
     assert segments[1::2] == [b for _t, b in parts]
     assert b"".join(segments) == multipart.encode(parts, "bnd")
     assert b"".join(multipart.segments([], "bnd")) == multipart.encode([], "bnd")
+
+
+def _with_header_block(size: int) -> bytes:
+    """A one-part message whose header block is exactly ``size`` bytes."""
+    name = b"Content-Type: a/b\r\nX-Pad: "
+    return b"--b\r\n" + name + b"p" * (size - len(name)) + b"\r\n\r\nbody\r\n--b--\r\n"
+
+
+@pytest.mark.parametrize("read_size", [1, 5, 1 << 20])  # a byte at a time .. all in one read
+def test_part_header_limit_holds_however_the_bytes_arrive(read_size: int) -> None:
+    limit = MAX_HEADER_BYTES
+    assert parse(_with_header_block(limit), "b", read_size=read_size)[0][1] == b"body"
+    with pytest.raises(MultipartError, match=f"longer than {limit} bytes"):
+        parse(_with_header_block(limit + 1), "b", read_size=read_size)
+
+
+def test_part_header_limit_is_the_callers() -> None:
+    body = _with_header_block(600)
+    reader = MultipartReader(io.BytesIO(body).read, "b", max_header_bytes=599)
+    with pytest.raises(MultipartError, match="longer than 599 bytes"):
+        list(reader.parts())

@@ -87,7 +87,8 @@ def _match_params(level: Level) -> list[dict]:
                + (", ranges a-b, a-, -b" if a.vr in ("DA", "TM") else "")
                + (", lists (comma or backslash)" if a.vr in ("UI", "CS") else ""),
                MATCH_SCHEMA.get(a.vr, {"type": "string", "maxLength": 64}))
-            for a in ATTRIBUTES if visible_at(a, level) and not a.computed]
+            for a in ATTRIBUTES if visible_at(a, level)
+            and (not a.computed or a.keyword == "ModalitiesInStudy")]
 
 
 QIDO_PARAMS = [

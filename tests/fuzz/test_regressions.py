@@ -271,3 +271,23 @@ def test_digits_accepts_only_ascii_digits(cell: str) -> None:
     value = transforms.digits(cell, {"length": 3})
     assert isinstance(value, transforms.Absent) and value.kind == "invalid"
     assert transforms.digits("072", {"length": 3}) == "072"
+
+
+# ------------------------------------------------------------------ QIDO ModalitiesInStudy below study level
+@pytest.mark.parametrize("resource", ["series", "instances"])
+def test_qido_modalities_in_study_below_study_level_matches(gateway_server, resource: str) -> None:
+    """``/dicomweb/series?ModalitiesInStudy=CT`` built an EXISTS that SQLAlchemy correlated
+    away (no FROM clause): InvalidRequestError, answered 503 "index query failed"."""
+    import requests
+    base = gateway_server.url + "/dicomweb"
+    studies = requests.get(f"{base}/studies", params={"ModalitiesInStudy": "CT"}, timeout=30)
+    assert studies.status_code == 200 and studies.json()
+    ct_studies = {m["0020000D"]["Value"][0] for m in studies.json()}
+    key = "NumberOfStudyRelated" + ("Series" if resource == "series" else "Instances")
+    expected = sum(m[{"NumberOfStudyRelatedSeries": "00201206",
+                      "NumberOfStudyRelatedInstances": "00201208"}[key]]["Value"][0]
+                   for m in studies.json())
+    found = requests.get(f"{base}/{resource}", params={"ModalitiesInStudy": "CT"}, timeout=30)
+    assert found.status_code == 200, found.text
+    assert {m["0020000D"]["Value"][0] for m in found.json()} == ct_studies
+    assert len(found.json()) == expected

@@ -148,7 +148,9 @@ class _Reader:
                 raise Truncated(f"element {tag:08X} needs {vpos + length} bytes, "
                                 f"file has {self.size}")
             self.within(vpos + length, limit, tag)
-            if (tag & 0xFFFF) == 0 or (top and tag >> 16 == 0x0002):
+            if top and tag >> 16 == 0x0002:  # after the file meta: pydicom keeps it, as data
+                raise Unsupported(f"file meta element {tag:08X} inside the data set")
+            if (tag & 0xFFFF) == 0:
                 pos = vpos + length  # group lengths are not part of the JSON model
                 continue
             out[f"{tag:08X}"] = self.element(tag, vr, vpos, length, top)

@@ -291,3 +291,12 @@ def test_qido_modalities_in_study_below_study_level_matches(gateway_server, reso
     assert found.status_code == 200, found.text
     assert {m["0020000D"]["Value"][0] for m in found.json()} == ct_studies
     assert len(found.json()) == expected
+
+
+def test_fast_reader_declines_a_file_meta_element_inside_the_data_set(tmp_path: Path) -> None:
+    """With (0002,0012) damaged, the file meta ended early and (0002,0013) sat in the data
+    set: pydicom kept it there, the fast reader dropped it (different metadata)."""
+    seed = make_corpus.dicom_seeds()["explicit-minimal.dcm"]
+    raw = _patched(seed, b"\x02\x00\x12\x00UI", b"\x5b\x00\x12\x00UI")
+    fast, slow = _fast_and_pydicom(raw, tmp_path)
+    assert fast is None and "00020013" in slow.doc

@@ -86,10 +86,10 @@ def api_schema(api_server: GatewayServer):
 
     @schema.hook
     def map_case(context, case):
-        if case.method.upper() == "POST":
+        if context.operation.method.upper() == "POST" and case.method.upper() == "POST":
             case.body = _stow_body(case.body)
             if case.path_parameters and hashlib.sha256(case.body).digest()[0] % 2:
-                case.path_parameters = {"study": SEED_STUDY}  # the study the new instances are in
+                case.path_parameters = {**case.path_parameters, "study": SEED_STUDY}  # theirs
             case.headers = {**(case.headers or {}), "Content-Type":
                             f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'}
         return case

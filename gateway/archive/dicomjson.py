@@ -151,7 +151,9 @@ class _Reader:
             if top and tag >> 16 == 0x0002:  # after the file meta: pydicom keeps it, as data
                 raise Unsupported(f"file meta element {tag:08X} inside the data set")
             if (tag & 0xFFFF) == 0:
-                pos = vpos + length  # group lengths are not part of the JSON model
+                if not top:  # pydicom keeps a group length inside an item: let it read these
+                    raise Unsupported(f"group length {tag:08X} inside a sequence item")
+                pos = vpos + length  # top-level group lengths are not part of the JSON model
                 continue
             out[f"{tag:08X}"] = self.element(tag, vr, vpos, length, top)
             pos = vpos + length

@@ -300,3 +300,20 @@ def test_fast_reader_declines_a_file_meta_element_inside_the_data_set(tmp_path: 
     raw = _patched(seed, b"\x02\x00\x12\x00UI", b"\x5b\x00\x12\x00UI")
     fast, slow = _fast_and_pydicom(raw, tmp_path)
     assert fast is None and "00020013" in slow.doc
+
+
+def test_fast_reader_declines_a_group_length_inside_an_item(tmp_path: Path) -> None:
+    """pydicom keeps (0008,0000) inside a sequence item (ingest removes top-level group
+    lengths only); the fast reader dropped it, so the metadata depended on the reader."""
+    ds = make_corpus._base(12)
+    item = Dataset()
+    item.CodeValue = "113100"
+    ds.DeidentificationMethodCodeSequence = [item]
+    seed = make_corpus.part10(ds, "1.2.840.10008.1.2.1")  # pydicom writes no group lengths
+    length = struct.pack("<HH2sHI", 0x0008, 0x0000, b"UL", 4, 10)
+    item_at = seed.index(b"\x12\x00\x64\x00SQ\x00\x00\x16\x00\x00\x00\xfe\xff\x00\xe0\x0e\x00\x00\x00")
+    raw = (seed[:item_at] + b"\x12\x00\x64\x00SQ\x00\x00\x22\x00\x00\x00\xfe\xff\x00\xe0\x1a\x00\x00\x00"
+           + length + seed[item_at + 20:])
+    fast, slow = _fast_and_pydicom(raw, tmp_path)
+    assert fast is None
+    assert slow.doc["00120064"]["Value"][0]["00080000"] == {"vr": "UL", "Value": [10]}

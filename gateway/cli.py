@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from .config import Settings, SettingsError, parse_hostport
+from .synth.skeleton import COLLECTIONS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GUNICORN_CONF = REPO_ROOT / "deploy" / "gunicorn.conf.py"
@@ -36,25 +37,47 @@ def main(ctx: click.Context, config: str | None) -> None:
 
 @main.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--patients", default=105, show_default=True, type=click.IntRange(1),
-              help="Number of patients (COVID-19-AR has 105).")
+@click.option("--collection", type=click.Choice(COLLECTIONS), default=COLLECTIONS[0],
+              show_default=True, help="The real collection whose twin to write.")
+@click.option("--full", is_flag=True,
+              help="Exact instance counts (default: CT series keep 1 image in 10).")
+@click.option("--patients", type=click.IntRange(1), default=None,
+              help="Sample N patients of the collection (default: all).")
 @click.option("--seed", default=0, show_default=True, help="Random seed; same seed, same bytes.")
-@click.option("--ct-slices", default=64, show_default=True, type=click.IntRange(1),
-              help="Axial slices per chest CT series.")
 @click.option("--xr-size", default=1024, show_default=True, type=click.IntRange(64),
               help="Radiograph height in pixels (width is 0.85 x this).")
+@click.option("--ct-size", default=512, show_default=True, type=click.IntRange(32),
+              help="CT matrix (rows = columns); MR, PET and NM scale from it.")
+@click.option("--classic", is_flag=True,
+              help="The classic cohort instead: drawn from COVID-19-AR's marginals, one CT "
+                   "series per study, RLE / JPEG 2000 / MONOCHROME1 variants.")
+@click.option("--ct-slices", type=click.IntRange(1), default=None,
+              help="Classic cohort: axial slices per CT series [64] (implies --classic).")
 @click.option("--ct-fraction", type=click.FloatRange(0, 1), default=None,
-              help="Fraction of patients with a chest CT (default: COVID-19-AR's 23 of 105).")
-def synth(out: Path, patients: int, seed: int, ct_slices: int, xr_size: int,
+              help="Classic cohort: fraction of patients with a CT (implies --classic).")
+def synth(out: Path, collection: str, full: bool, patients: int | None, seed: int,
+          xr_size: int, ct_size: int, classic: bool, ct_slices: int | None,
           ct_fraction: float | None) -> None:
-    """Write a synthetic COVID-19-AR-shaped cohort (NBIA layout + clinical sheets) to OUT."""
-    from .synth import write_cohort
+    """Write a synthetic twin of a TCIA collection to OUT: NBIA layout, metadata.csv, LICENSE
+    and, for COVID-19-AR, the clinical sheets."""
+    from . import synth as S
+    classic = classic or ct_slices is not None or ct_fraction is not None
+    if classic and (full or collection != COLLECTIONS[0]):
+        raise click.UsageError("--classic (or --ct-slices/--ct-fraction) writes COVID-19-AR's "
+                               "classic cohort; it takes neither --full nor --collection")
     t0 = time.monotonic()
-    summary = write_cohort(out, patients=patients, seed=seed, ct_slices=ct_slices,
-                           xr_size=xr_size, ct_fraction=ct_fraction, progress=sys.stderr.isatty())
-    click.echo(f"wrote {summary.patients} patients, {summary.studies} studies, "
-               f"{summary.instances} instances ({summary.bytes / 1e6:.0f} MB) to {out} "
-               f"in {time.monotonic() - t0:.1f} s")
+    progress = sys.stderr.isatty()
+    try:
+        summary = S.write_cohort(out, patients=patients or 105, seed=seed,
+                                 ct_slices=ct_slices or 64, xr_size=xr_size,
+                                 ct_fraction=ct_fraction, ct_size=ct_size, progress=progress) \
+            if classic else S.write_twin(out, collection, full=full, patients=patients, seed=seed,
+                                         xr_size=xr_size, ct_size=ct_size, progress=progress)
+    except S.SkeletonError as exc:
+        raise click.ClickException(str(exc))
+    click.echo(f"wrote {summary.collection}: {summary.patients} patients, {summary.studies} "
+               f"studies, {summary.series} series, {summary.instances} instances "
+               f"({summary.bytes / 1e6:.0f} MB) to {out} in {time.monotonic() - t0:.1f} s")
 
 
 @main.command("import")
@@ -133,8 +156,9 @@ def serve(ctx: click.Context, http_bind: str | None) -> None:
 
 
 @main.command()
-@click.option("--patients", default=105, show_default=True, type=click.IntRange(1),
-              help="Cohort size synthesised on an empty data dir.")
+@click.option("--patients", default=None, type=click.IntRange(1),
+              help="On an empty data dir, sample N patients of the COVID-19-AR twin "
+                   "(default: all 105).")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Data directory (default: DATA_DIR).")
 @click.option("--http", "http_bind", default=None, help="HOST:PORT for HTTP (default: HTTP_BIND).")
@@ -142,7 +166,7 @@ def serve(ctx: click.Context, http_bind: str | None) -> None:
               help="HOST:PORT for the DIMSE SCP (default: DIMSE_BIND).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the synthetic cohort.")
 @click.pass_context
-def demo(ctx: click.Context, patients: int, data_dir: Path | None, http_bind: str | None,
+def demo(ctx: click.Context, patients: int | None, data_dir: Path | None, http_bind: str | None,
          dimse_bind: str | None, seed: int) -> None:
     """Synthesise and import the demo cohort on an empty data dir, then serve it."""
     settings = _settings(ctx)
@@ -160,19 +184,21 @@ def demo(ctx: click.Context, patients: int, data_dir: Path | None, http_bind: st
     _serve_all(settings)
 
 
-def _ensure_demo_data(settings: Settings, patients: int, seed: int) -> None:
+def _ensure_demo_data(settings: Settings, patients: int | None, seed: int) -> None:
     from .archive import open_local
     archive = open_local(settings)
     if archive.index.counts()["instances"]:
         click.echo(f"data dir {settings.data_dir} is populated: serving it")
         return
-    from .synth import write_cohort
+    from .synth import write_twin
     cohort = settings.data_dir / "cohort"
-    click.echo(f"empty data dir: synthesising {patients} patients into {cohort}")
+    click.echo(f"empty data dir: synthesising the COVID-19-AR twin into {cohort}")
     t0 = time.monotonic()
-    summary = write_cohort(cohort, patients=patients, seed=seed, progress=sys.stderr.isatty())
-    click.echo(f"synthesised {summary.instances} instances in {time.monotonic() - t0:.1f} s")
-    do_import(settings, [summary.root], [summary.xlsx])
+    summary = write_twin(cohort, patients=patients, seed=seed, progress=sys.stderr.isatty())
+    click.echo(f"synthesised {summary.patients} patients, {summary.instances} instances in "
+               f"{time.monotonic() - t0:.1f} s")
+    patients_dirs = sorted(p for p in summary.root.iterdir() if p.is_dir())  # not LICENSE
+    do_import(settings, patients_dirs, [summary.xlsx])
 
 
 def _serve_all(settings: Settings) -> None:

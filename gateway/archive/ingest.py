@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 import pydicom
-from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
+from pydicom.hooks import raw_element_vr
 from pydicom.errors import InvalidDicomError
 
 from . import dicomjson, frametable
@@ -175,7 +175,7 @@ def _pop_bulk(ds: pydicom.Dataset, size: int) -> dict[str, tuple[str, int, int]]
         is_pixel = int(tag) in PIXEL_TAGS
         if raw.value is not None and not is_pixel:
             continue  # small enough to have been read: stays inline
-        vr = raw.VR or _dict_vr(int(tag))
+        vr = raw.VR or _implicit_vr(ds, raw)
         if not is_pixel and vr not in BULK_VRS:
             continue
         if raw.length != UNDEFINED and raw.value_tell + raw.length > size:
@@ -196,11 +196,15 @@ def normalise_time(value: str) -> str:
     return head.ljust(6, "0") + (dot + frac if frac else "")
 
 
-def _dict_vr(tag: int) -> str:
-    try:
-        return dictionary_VR(tag).split(" or ")[0]
-    except KeyError:
-        return "UN"
+def _implicit_vr(ds: pydicom.Dataset, raw: RawDataElement) -> str:
+    """The VR pydicom gives a deferred Implicit VR element: its dictionary's (private ones by
+    their creator), with OB or OW resolved as PS3.5 A.1 does (OW unless encapsulated)."""
+    data: dict[str, Any] = {}
+    raw_element_vr(raw, data, ds=ds)
+    vr = str(data["VR"])
+    if vr == "OB or OW":
+        return "OB" if raw.length == UNDEFINED else "OW"
+    return vr.split(" or ")[0]
 
 
 def _text(doc: dict, tag: str) -> str:

@@ -1,5 +1,6 @@
 """The CapabilityStatement: generated from the search parameter table, so it lists exactly
-what the server does (read + search-type per resource, Patient/$everything)."""
+what the server does (read + search-type per resource, Patient/$everything): the parameters,
+which reference parameters chain (documentation), the ``_has`` sources and ``_sort`` keys."""
 from __future__ import annotations
 
 import datetime as dt
@@ -8,29 +9,58 @@ import functools
 import orjson
 
 from .resources import FHIR_VERSION
-from .search import INCLUDES, PARAMS
+from . import chains as C
+from .search import INCLUDES, PARAMS, STORED
 
 _TYPES = {"token": "token", "string": "string", "date": "date", "reference": "reference",
-          "quantity": "quantity"}
+          "quantity": "quantity", "text": "string", "composite": "composite"}
 STARTED = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @functools.lru_cache(maxsize=16)  # one per public base (a few behind TRUST_PROXY)
-def capability_json(base: str, version: str) -> bytes:
-    """The statement as sent: it changes only with the base and the software version."""
-    return orjson.dumps(capability_statement(base, version))
+def capability_json(base: str, version: str, joins: bool = True) -> bytes:
+    """The statement as sent: it changes only with the base, the software version and whether
+    ImagingStudy can join clinical data (the embedded archive, not a remote PACS)."""
+    return orjson.dumps(capability_statement(base, version, joins))
 
 
-def capability_statement(base: str, version: str) -> dict:
+def search_params(kind: str, joins: bool = True) -> list[dict]:
+    """A type's searchParam list: its parameters, ``_has`` when something refers to it, ``_sort``."""
+    chains = joins or kind != "ImagingStudy"
+    out = [{"name": p.name, "type": _TYPES[p.type],
+            **({"documentation": _documentation(p, chains)} if p.doc or _chainable(p, chains) else {})}
+           for p in PARAMS[kind].values()]
+    sources = [f"_has:{src}:{p.name}:<{src} parameter>" for src in STORED
+               for p in PARAMS[src].values() if p.type == "reference" and kind in p.targets]
+    if sources and chains:
+        out.append({"name": "_has", "type": "special",
+                    "documentation": "Reverse chain (R4 search 3.1.1.4.9): " + ", ".join(sources)})
+    out.append({"name": "_sort", "type": "special", "documentation": "Sort keys, comma-separated, "
+                "'-' descending, missing values last, then storage order: "
+                + ", ".join(C.sort_names(kind))})
+    return out
+
+
+def _chainable(param, chains: bool) -> bool:
+    return chains and param.type == "reference" and any(t in C.CHAIN_TARGETS for t in param.targets)
+
+
+def _documentation(param, chains: bool) -> str:
+    if not _chainable(param, chains):
+        return param.doc
+    chain = f"chains: {param.name}.<{' or '.join(param.targets)} parameter>, including _has"
+    return f"{param.doc}; {chain}" if param.doc else chain
+
+
+def capability_statement(base: str, version: str, joins: bool = True) -> dict:
     resources = []
-    for kind, params in PARAMS.items():
+    for kind in PARAMS:
         entry = {
             "type": kind,
             "interaction": [{"code": "read"}, {"code": "search-type"}],
             "versioning": "versioned",
             "readHistory": False,
-            "searchParam": [{"name": p.name, "type": _TYPES[p.type],
-                             **({"documentation": p.doc} if p.doc else {})} for p in params.values()],
+            "searchParam": search_params(kind, joins),
         }
         includes = [f"{src}:{param}" for (src, param) in INCLUDES if src == kind]
         revincludes = [f"{src}:{param}" for (src, param), target in INCLUDES.items() if target == kind]
@@ -54,7 +84,8 @@ def capability_statement(base: str, version: str) -> dict:
         "format": ["application/fhir+json", "json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Read-only. Search parameters as listed; _count, _offset, _include, "
+            "documentation": "Read-only. Search parameters as listed, chained and reverse-chained "
+                             "(_has) as documented on each; _sort, _count, _offset, _include, "
                              "_revinclude, _summary, _elements, _total; Prefer: handling=lenient.",
             "resource": resources,
             "searchParam": [{"name": "_count", "type": "number"}, {"name": "_offset", "type": "number"}],

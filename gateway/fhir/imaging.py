@@ -91,6 +91,7 @@ class ImagingBuilder:
                    for m in archive.search(Query(Level.STUDY, filters)).matches]
         dates = [c for c in request.clauses if c.param.name == "started"]
         matches = [m for m in matches if all(_date_ok(c, _first(m, "00080020")) for c in dates)]
+        matches = sort_matches(matches, request.sort)
         page = matches[request.offset: request.offset + request.count] if request.count else []
         return self._build(archive, page), len(matches)
 
@@ -144,6 +145,10 @@ class ImagingBuilder:
             by_study.setdefault(_first(item, "0020000D"), []).append(item)
         return [self._study(s, by_study.get(_first(s, "0020000D"), [])) for s in studies]
 
+    def study(self, study: dict, series: list[dict]) -> dict:
+        """The ImagingStudy of a study-level match and its series-level matches (DICOM JSON)."""
+        return self._study(study, series)
+
     def _coding(self, code: str | None) -> dict:
         code = code or "OT"  # R4 needs series.modality; a series without Modality is "Other"
         coding = {"system": self.modality_system, "code": code}
@@ -183,6 +188,27 @@ class ImagingBuilder:
             out["description"] = str(_first(item, "0008103E"))
         out["numberOfInstances"] = int(_first(item, "00201209") or 0)
         return out
+
+
+_SORT_VALUES: dict[str, Callable[[dict, bool], Any]] = {
+    "started": lambda m, _d: (str(_first(m, "00080020")), str(_first(m, "00080030") or ""))
+    if _iso_date(_first(m, "00080020")) else None,
+    "patient": lambda m, _d: _first(m, "00100020") or None,
+    "modality": lambda m, d: (max if d else min)(m.get("00080061", {}).get("Value") or [None]),
+    "_id": lambda m, _d: _first(m, "0020000D"),
+}
+_SORT_VALUES.update(subject=_SORT_VALUES["patient"], identifier=_SORT_VALUES["_id"])
+
+
+def sort_matches(matches: list[dict], keys: tuple) -> list[dict]:
+    """``_sort`` over study matches as the SQL path sorts them: each key in turn (least
+    significant first, stable), a study without a value last; else storage order."""
+    for key in reversed(keys):
+        value = _SORT_VALUES[key.param.name]
+        present = [m for m in matches if value(m, key.descending) is not None]
+        present.sort(key=lambda m: value(m, key.descending), reverse=key.descending)
+        matches = present + [m for m in matches if value(m, key.descending) is None]
+    return matches
 
 
 def _iso_date(value: Any) -> str | None:

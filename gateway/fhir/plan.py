@@ -20,6 +20,7 @@ from . import bundle
 from . import search as S
 from .outcome import issue, outcome
 from .repository import CompiledSearch, Repository
+from .studies import StudyIndex, refuse_joins
 
 MAX_PLANS = 2048  # distinct recent searches kept per worker (a few hundred bytes each)
 MAX_KEPT_QUERY = 1024  # characters of parameters: a longer search is planned every time
@@ -39,6 +40,7 @@ class SearchPlan:
     previous_link: bytes | None
     ignored_entry: bytes | None   # unknown parameters ignored (lenient), limits applied
     cacheable: bool               # kept, stored resources only, no includes: see cache.py
+    imaging: CompiledSearch | None = None  # ImagingStudy on the embedded archive's tables
 
     def entries(self, rows: Iterable[tuple]) -> list[bytes]:
         """Match entries from (type, id, body, …) rows of this plan's type."""
@@ -62,8 +64,10 @@ class Planner:
     """Parses and prepares searches, keeping the most recent plans."""
 
     def __init__(self, repository: Repository, check_type: Callable[[str], None],
-                 size: int = MAX_PLANS, max_count: int = S.MAX_COUNT) -> None:
+                 size: int = MAX_PLANS, studies: StudyIndex | None = None,
+                 max_count: int = S.MAX_COUNT) -> None:
         self.repository = repository
+        self.studies = studies  # None: ImagingStudy comes from a remote PACS
         self.check_type = check_type
         self.size = size
         self.max_count = max_count  # MAX_FHIR_COUNT
@@ -96,6 +100,11 @@ class Planner:
         if request.summary == "count":
             request.count = 0
         query = self.repository.compile(request) if kind in S.STORED else None
+        imaging = None
+        if kind == "ImagingStudy" and self.studies is not None:
+            imaging = self.studies.compile(request)
+        elif kind == "ImagingStudy":
+            refuse_joins(request)
         count, offset, params = request.count, request.offset, request.link_params
         return SearchPlan(
             request=request, query=query, entry_prefix=bundle.entry_prefix(base, kind),
@@ -107,7 +116,8 @@ class Planner:
                 base, kind, params, max(0, offset - count))) if offset and count else None,
             ignored_entry=_outcome_entry(request) if request.ignored or request.warnings
             else None,
-            cacheable=keep and query is not None and not request.includes and not request.revincludes)
+            cacheable=keep and query is not None and not request.includes and not request.revincludes,
+            imaging=imaging)
 
 
 def _outcome_entry(request: S.SearchRequest) -> bytes:

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import orjson
 from sqlalchemy import (Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData,
-                        String, Table, UniqueConstraint, and_, delete, select)
+                        String, Table, Text, UniqueConstraint, and_, delete, select)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from . import reindex
 from . import search as S
+from . import sqlsearch as X
 from .cache import Generation
 from .connections import SqliteConnections
+from .extract import index_rows, patient_of, text_rows
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,19 @@ index_t = Table(
     Column("num", Float),
     Column("lo", String(32)),
     Column("hi", String(32)),
+)
+text_t = Table(  # text search (_content): whole normalised texts, longer than an index value
+    "fhir_text", metadata,
+    Column("pk", Integer, primary_key=True),
+    Column("res_pk", Integer, ForeignKey("fhir_resources.pk"), nullable=False),
+    Column("param", String(40), nullable=False),
+    Column("value", Text, nullable=False),
+)
+Index("ix_fhir_text_res", text_t.c.res_pk, text_t.c.param)
+meta_t = Table(  # facts about the tables themselves (reindex.py: the index definitions' signature)
+    "fhir_meta", metadata,
+    Column("key", String(40), primary_key=True),
+    Column("value", String(64), nullable=False),
 )
 Index("ix_fhir_resources_patient", resources_t.c.type, resources_t.c.patient_id, resources_t.c.pk)
 Index("ix_fhir_index_value", index_t.c.param, index_t.c.value, index_t.c.res_pk)
@@ -91,6 +106,8 @@ class Repository:
             metadata.create_all(self.engine)
         except OperationalError:  # another worker created them at the same moment
             metadata.create_all(self.engine)
+        if reindex.ensure_current(self.engine) and self.generation is not None:
+            self.generation.bump()  # results cached under the old index are stale
         self._schema_ready = True
 
     # ------------------------------------------------------------------ write
@@ -116,8 +133,9 @@ class Repository:
                     _delete(conn, [prior.pk])
                     counts["updated"] += 1
                 else:
-                    conn.execute(delete(resources_t).where(and_(  # same id under another patient
-                        resources_t.c.type == key[0], resources_t.c.id == key[1])))
+                    _delete(conn, list(conn.execute(select(resources_t.c.pk).where(and_(
+                        resources_t.c.type == key[0], resources_t.c.id == key[1]))).scalars()))
+                    # ^ the same id under another patient, with its search rows
                     counts["created"] += 1
                 self._insert(conn, resource, version, now, digest)
             _delete(conn, [r.pk for r in old.values()])
@@ -136,9 +154,7 @@ class Repository:
         pk = conn.execute(resources_t.insert().values(
             type=resource["resourceType"], id=resource["id"], version=version, last_updated=now,
             patient_id=patient_of(resource), digest=digest, body=orjson.dumps(body))).inserted_primary_key[0]
-        rows = [{**_EMPTY_ROW, "res_pk": pk, **row} for row in index_rows(resource)]
-        if rows:
-            conn.execute(index_t.insert(), rows)
+        write_index(conn, pk, resource)
 
     # ------------------------------------------------------------------- read
     def read(self, kind: str, rid: str) -> Stored | None:
@@ -156,7 +172,8 @@ class Repository:
         count_sql = f"SELECT COUNT(*) FROM fhir_resources r WHERE {where}"
         page_sql = None if request.count == 0 else (
             f"SELECT {_SELECT}, COUNT(*) OVER () FROM fhir_resources r WHERE {where} "
-            f"ORDER BY r.pk LIMIT {int(request.count)} OFFSET {int(request.offset)}")
+            f"ORDER BY {X.order_sql(request.sort, bind, 'r')} "
+            f"LIMIT {int(request.count)} OFFSET {int(request.offset)}")
         return CompiledSearch(page_sql, count_sql, dict(bind), request.offset)
 
     def run(self, query: CompiledSearch) -> tuple[list[tuple], int]:
@@ -221,6 +238,7 @@ class CompiledSearch:
     count: str
     params: dict[str, Any]
     offset: int
+    total_at: int = 4  # the page's column holding the total; the row is what comes before it
 
 
 def _run(cursor: Any, query: CompiledSearch) -> tuple[list[tuple], int]:
@@ -228,7 +246,8 @@ def _run(cursor: Any, query: CompiledSearch) -> tuple[list[tuple], int]:
         cursor.execute(query.page, query.params)
         rows = cursor.fetchall()
         if rows:
-            return [r[:4] for r in rows], rows[0][4]
+            at = query.total_at
+            return [r[:at] for r in rows], rows[0][at]
         if not query.offset:
             return [], 0
     cursor.execute(query.count, query.params)
@@ -240,9 +259,20 @@ _COLS = (resources_t.c.type, resources_t.c.id, resources_t.c.version, resources_
          resources_t.c.patient_id, resources_t.c.body)
 
 
+def write_index(conn, pk: int, resource: dict) -> None:
+    """Insert the index and text rows of the stored resource ``pk``."""
+    rows = [{**_EMPTY_ROW, "res_pk": pk, **row} for row in index_rows(resource)]
+    if rows:
+        conn.execute(index_t.insert(), rows)
+    texts = [{"res_pk": pk, **row} for row in text_rows(resource)]
+    if texts:
+        conn.execute(text_t.insert(), texts)
+
+
 def _delete(conn, pks: list[int]) -> None:
     if pks:
         conn.execute(delete(index_t).where(index_t.c.res_pk.in_(pks)))
+        conn.execute(delete(text_t).where(text_t.c.res_pk.in_(pks)))
         conn.execute(delete(resources_t).where(resources_t.c.pk.in_(pks)))
 
 
@@ -262,6 +292,12 @@ class _Binds(dict):
     def __init__(self, style: str = "colon") -> None:
         super().__init__()
         self.style = style
+        self.aliases = 0
+
+    def alias(self, prefix: str) -> str:
+        """A table alias no other part of the statement uses."""
+        self.aliases += 1
+        return f"{prefix}{self.aliases}"
 
     def __call__(self, value: Any) -> str:
         name = f"b{len(self)}"
@@ -275,15 +311,18 @@ def where_sql(kind: str, clauses: list[S.Clause], bind: _Binds) -> str:
     return " AND ".join(parts)
 
 
-def _clause_sql(clause: S.Clause, bind: _Binds) -> str:
+def _clause_sql(clause: S.Clause, bind: _Binds, r: str = "r") -> str:
+    """One criterion on the resource row aliased ``r``."""
+    if X.handles(clause):
+        return X.criterion_sql(clause, bind, X.stored(r))
     param = clause.param
     if param.name == "_id":
-        return f"r.id IN ({', '.join(bind(code) for _s, code in clause.values)})"
-    if param.type == "reference":
+        return f"{r}.id IN ({', '.join(bind(code) for _s, code in clause.values)})"
+    if param.type == "reference" and param.targets == ("Patient",):  # the patient compartment
         if clause.modifier == "missing":
-            return "r.patient_id IS NULL" if clause.values[0] else "r.patient_id IS NOT NULL"
-        return f"r.patient_id IN ({', '.join(bind(v) for v in clause.values)})"
-    has = f"EXISTS (SELECT 1 FROM fhir_index i WHERE i.res_pk = r.pk AND i.param = {bind(param.name)}"
+            return f"{r}.patient_id IS NULL" if clause.values[0] else f"{r}.patient_id IS NOT NULL"
+        return f"{r}.patient_id IN ({', '.join(bind(v) for v in clause.values)})"
+    has = f"EXISTS (SELECT 1 FROM fhir_index i WHERE i.res_pk = {r}.pk AND i.param = {bind(param.name)}"
     if clause.modifier == "missing":
         return f"NOT {has})" if clause.values[0] else f"{has})"
     alternatives = " OR ".join(_value_sql(param.type, clause.modifier, v, bind) for v in clause.values)
@@ -304,6 +343,9 @@ def _value_sql(kind: str, modifier: str | None, value: Any, bind: _Binds) -> str
         pattern = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern = ("%" if modifier == "contains" else "") + pattern + "%"
         return f"i.value LIKE {bind(pattern)} ESCAPE '\\'"
+    if kind == "reference":  # to a type other than Patient: system = type, value = id
+        target, rid = value
+        return f"i.value = {bind(rid)}" + (f" AND i.system = {bind(target)}" if target else "")
     if kind == "date":
         prefix, q_lo, q_hi = value
         return _DATE_SQL[prefix].format(lo=bind(q_lo), hi=bind(q_hi))
@@ -325,57 +367,3 @@ def _number_sql(prefix: str, number: float, half: float, bind: _Binds) -> str:
         return f"(i.num >= {bind(number - spread)} AND i.num <= {bind(number + spread)})"
     op = {"gt": ">", "sa": ">", "lt": "<", "eb": "<", "ge": ">=", "le": "<="}[prefix]
     return f"i.num {op} {bind(number)}"
-
-
-# ------------------------------------------------------------------ extraction
-def patient_of(resource: dict) -> str | None:
-    """The patient compartment a resource belongs to (the Patient itself, or its subject)."""
-    if resource["resourceType"] == "Patient":
-        return resource["id"]
-    for key in ("subject", "patient"):
-        ref = (resource.get(key) or {}).get("reference", "")
-        if ref.startswith("Patient/"):
-            return ref.split("/", 1)[1]
-    return None
-
-
-def index_rows(resource: dict) -> list[dict]:
-    """The search-index rows of a resource, from the parameter table (search.PARAMS)."""
-    rows: list[dict] = []
-    for param in S.PARAMS.get(resource["resourceType"], {}).values():
-        if param.type == "reference" or param.name == "_id":
-            continue
-        for path in param.paths:
-            for value in _values(resource, path.split(".")):
-                rows += [{"param": param.name, **r} for r in _index_values(param.type, value)]
-    return rows
-
-
-def _values(node: Any, parts: list[str]) -> Iterable[Any]:
-    if isinstance(node, list):
-        for item in node:
-            yield from _values(item, parts)
-    elif not parts:
-        yield node
-    elif isinstance(node, dict) and parts[0] in node:
-        yield from _values(node[parts[0]], parts[1:])
-
-
-def _index_values(kind: str, value: Any) -> list[dict]:
-    if kind == "token":
-        if isinstance(value, dict) and "coding" in value:
-            return [{"system": c.get("system"), "value": c.get("code")} for c in value["coding"]]
-        if isinstance(value, dict):  # Coding or Identifier
-            return [{"system": value.get("system"), "value": value.get("code", value.get("value"))}]
-        return [{"system": None, "value": json.dumps(value) if isinstance(value, bool) else str(value)}]
-    if kind == "string":
-        if isinstance(value, dict):  # HumanName
-            parts = [value.get("text"), value.get("family"), *value.get("given", [])]
-            return [{"value": S.normalise(p)} for p in parts if p]
-        return [{"value": S.normalise(value)}]
-    if kind == "date":
-        found = S.date_range(str(value)[:19] if "T" in str(value) else str(value))
-        return [{"lo": found[0], "hi": found[1]}] if found else []
-    if kind == "quantity" and isinstance(value, dict) and "value" in value:
-        return [{"num": float(value["value"]), "system": value.get("system"), "value": value.get("code")}]
-    return []

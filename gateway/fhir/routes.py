@@ -79,7 +79,7 @@ def _negotiate() -> None:
 
 @bp.get("/metadata")
 def metadata():
-    return _respond(capability_json(_base(), __version__))
+    return _respond(capability_json(_base(), __version__, _service().studies is not None))
 
 
 @bp.get("/<kind>")

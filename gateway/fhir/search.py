@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable
 
+from . import chains as C
 from .outcome import invalid, not_supported
 
 ANY = object()  # token: any system / any code
@@ -21,41 +22,64 @@ ANY = object()  # token: any system / any code
 @dataclass(frozen=True)
 class Param:
     name: str
-    type: str               # token | string | date | reference | quantity
+    type: str               # token | string | date | reference | quantity | text | composite
     paths: tuple[str, ...]  # dotted element paths the value comes from
     doc: str = ""
+    targets: tuple[str, ...] = ("Patient",)  # reference: the types it may point at
+    url: str | None = None  # the first `extension` step of the paths keeps this url only
+    components: tuple["Param", ...] = ()  # composite: its parts, in `$` order
 
 
-def _p(name: str, kind: str, *paths: str, doc: str = "") -> Param:
-    return Param(name, kind, paths, doc)
+def _p(name: str, kind: str, *paths: str, doc: str = "", **extra: Any) -> Param:
+    return Param(name, kind, paths, doc, **extra)
+
+
+US_CORE_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
 
 
 _PATIENT = _p("patient", "reference", "subject", doc="The patient (subject) the resource is about")
 _SUBJECT = _p("subject", "reference", "subject", doc="Alias of patient")
 _ID = _p("_id", "token", "id", doc="Logical id")
+_CODE = _p("code", "token", "code")
+_VALUE_QUANTITY = _p("value-quantity", "quantity", "valueQuantity")
+_VALUE_CONCEPT = _p("value-concept", "token", "valueCodeableConcept")
 
 PARAMS: dict[str, dict[str, Param]] = {
     "Patient": {p.name: p for p in (
         _ID, _p("identifier", "token", "identifier"), _p("name", "string", "name"),
         _p("gender", "token", "gender"), _p("birthdate", "date", "birthDate"),
         _p("deceased", "token", "deceasedBoolean"),
-        _p("address-postalcode", "string", "address.postalCode"))},
+        _p("address-postalcode", "string", "address.postalCode"),
+        # US Core 6.1 SearchParameter us-core-race: Patient.extension(us-core-race).extension.value.code
+        _p("race", "token", "extension.extension.valueCoding", url=US_CORE_RACE,
+           doc="US Core race (OMB category or detailed code, urn:oid:2.16.840.1.113883.6.238)"))},
     "Condition": {p.name: p for p in (
         _ID, _PATIENT, _SUBJECT, _p("category", "token", "category"),
         _p("clinical-status", "token", "clinicalStatus"),
         _p("verification-status", "token", "verificationStatus"), _p("code", "token", "code"),
         _p("onset-date", "date", "onsetDateTime"))},
     "Observation": {p.name: p for p in (
-        _ID, _PATIENT, _SUBJECT, _p("category", "token", "category"), _p("code", "token", "code"),
+        _ID, _PATIENT, _SUBJECT, _p("category", "token", "category"), _CODE,
         _p("date", "date", "effectiveDateTime"), _p("status", "token", "status"),
-        _p("value-quantity", "quantity", "valueQuantity"),
-        _p("value-concept", "token", "valueCodeableConcept"))},
+        _VALUE_QUANTITY, _VALUE_CONCEPT,
+        _p("code-value-quantity", "composite", components=(_CODE, _VALUE_QUANTITY),
+           doc="Code and quantity value of the same Observation: code$[prefix]number"),
+        _p("code-value-concept", "composite", components=(_CODE, _VALUE_CONCEPT),
+           doc="Code and coded value of the same Observation: code$[system|]code"),
+        _p("derived-from", "reference", "derivedFrom", targets=("ImagingStudy",),
+           doc="The ImagingStudy the Observation was derived from"),
+        _p("part-of", "reference", "partOf", targets=("ImagingStudy",),
+           doc="The ImagingStudy the Observation is part of"),
+        _p("_content", "text", "valueString", "code.text",
+           doc="Text search: a phrase anywhere in the value text or code text"))},
     "DiagnosticReport": {p.name: p for p in (
-        _ID, _PATIENT, _SUBJECT, _p("category", "token", "category"), _p("code", "token", "code"),
-        _p("date", "date", "effectiveDateTime"), _p("status", "token", "status"))},
+        _ID, _PATIENT, _SUBJECT, _p("category", "token", "category"), _CODE,
+        _p("date", "date", "effectiveDateTime"), _p("status", "token", "status"),
+        _p("_content", "text", "conclusion", "code.text",
+           doc="Text search: a phrase anywhere in the conclusion or code text"))},
     "Encounter": {p.name: p for p in (
         _ID, _PATIENT, _SUBJECT, _p("class", "token", "class"), _p("type", "token", "type"),
-        _p("status", "token", "status"))},
+        _p("status", "token", "status"), _p("date", "date", "period"))},
     "MolecularSequence": {p.name: p for p in (
         _ID, _p("patient", "reference", "patient"), _p("type", "token", "type"))},
     "ImagingStudy": {p.name: p for p in (
@@ -72,10 +96,11 @@ INCLUDES: dict[tuple[str, str], str] = {
     ("ImagingStudy", "endpoint"): "Endpoint",
 }
 RESULT_PARAMS = frozenset({"_count", "_offset", "_include", "_revinclude", "_summary", "_elements",
-                           "_total", "_totalMethod", "_format", "_pretty"})
+                           "_total", "_totalMethod", "_format", "_pretty", "_sort"})
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 MODIFIERS = {"token": {"not", "missing"}, "string": {"exact", "contains", "missing"},
-             "date": {"missing"}, "quantity": {"missing"}, "reference": {"missing"}}
+             "date": {"missing"}, "quantity": {"missing"}, "reference": {"missing"}, "text": set(),
+             "composite": set()}
 DEFAULT_COUNT, MAX_COUNT = 50, 1000  # MAX_COUNT: the default of MAX_FHIR_COUNT
 MAX_OFFSET = 10**18  # below SQL's 64-bit integers, with room for offset + _count
 _DIGITS = re.compile(r"^[0-9]+$")  # ASCII only: str.isdigit() also takes "²"
@@ -103,6 +128,7 @@ class SearchRequest:
     total: bool = True
     ignored: list[str] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (parameter, what was done)
+    sort: tuple = ()  # chains.SortKey, most significant first
     link_params: list[tuple[str, str]] = field(default_factory=list)  # for self/next links
 
 
@@ -114,6 +140,14 @@ def parse(kind: str, args: Iterable[tuple[str, str]], *, lenient: bool = False,
         name, _, modifier = key.partition(":")
         if name in RESULT_PARAMS:
             _result_param(request, name, modifier, raw, max_count)
+        elif C.is_chained(key):
+            try:
+                request.clauses.append(C.parse_key(kind, key, raw))
+            except C.UnknownParameter:
+                if not lenient:
+                    raise
+                request.ignored.append(key)
+                continue
         elif name in PARAMS[kind]:
             param = PARAMS[kind][name]
             request.clauses.append(_clause(param, modifier or None, raw, key))
@@ -129,7 +163,7 @@ def parse(kind: str, args: Iterable[tuple[str, str]], *, lenient: bool = False,
 
 def _result_param(request: SearchRequest, name: str, modifier: str, raw: str,
                   max_count: int) -> None:
-    if modifier:
+    if modifier and not (name == "_sort" and modifier in ("asc", "desc")):
         raise invalid(f"{name} takes no modifier", f"{name}:{modifier}")
     if name in ("_count", "_offset"):
         value = paging_number(name, raw)
@@ -157,6 +191,8 @@ def _result_param(request: SearchRequest, name: str, modifier: str, raw: str,
         request.summary = None if raw == "false" else raw
     elif name == "_elements":
         request.elements = tuple(e.strip() for e in raw.split(",") if e.strip())
+    elif name == "_sort":
+        request.sort = C.add_sort(request.type, request.sort, raw, modifier)
     elif name == "_total":
         if raw not in ("none", "estimate", "accurate"):
             raise invalid(f"_total={raw} is not one of none, estimate, accurate", name)
@@ -176,17 +212,23 @@ def paging_number(name: str, raw: str) -> int:
 
 
 def _clause(param: Param, modifier: str | None, raw: str, key: str) -> Clause:
+    if param.type == "reference" and modifier in param.targets:
+        modifier = None  # subject:Patient=X names the type it already refers to (R4 3.1.1.4.7)
     if modifier and modifier not in MODIFIERS.get(param.type, ()):
         raise not_supported(400, f"Modifier :{modifier} is not supported on {param.name}", key)
     if modifier == "missing":
         if raw not in ("true", "false"):
             raise invalid(f"{key} must be true or false", key)
         return Clause(param, modifier, (raw == "true",))
+    if param.type == "composite":
+        return C.composite_clause(param, raw, key)
     parts = _split(raw)
     if not parts:
         raise invalid(f"{key} has no value", key)
-    parser = {"token": _token, "string": _string, "date": _date, "reference": _reference,
-              "quantity": _quantity}[param.type]
+    parser = {"token": _token, "string": _string, "text": _string, "date": _date,
+              "reference": _reference, "quantity": _quantity}[param.type]
+    if param.type == "reference" and param.targets != ("Patient",):
+        parser = C.typed_reference(param.targets)
     return Clause(param, modifier, tuple(parser(p, key) for p in parts))
 
 

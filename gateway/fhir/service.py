@@ -19,6 +19,7 @@ from .outcome import invalid, not_found
 from .plan import Planner, SearchPlan
 from .repository import Repository, Stored
 from .resources import is_resource_type
+from .studies import StudyIndex
 
 ARCHIVE_TYPES = ("ImagingStudy", "Endpoint")
 EVERYTHING_PARAMS = frozenset({"_count", "_offset", "_type", "_format", "_pretty"})
@@ -52,11 +53,14 @@ def _from_dict(resource: dict) -> Match:
 
 class FhirService:
     def __init__(self, repository: Repository, imaging: ImagingBuilder,
-                 max_count: int = S.MAX_COUNT) -> None:
+                 studies: StudyIndex | None = None, max_count: int = S.MAX_COUNT) -> None:
+        """``studies``: ImagingStudy searched on the embedded archive's index tables (chains
+        and _has then work on it); None for a remote PACS (C-FIND through the archive)."""
         self.repository = repository
         self.imaging = imaging
+        self.studies = studies
         self.max_count = max_count  # MAX_FHIR_COUNT
-        self.planner = Planner(repository, self.check_type, max_count=max_count)
+        self.planner = Planner(repository, self.check_type, studies=studies, max_count=max_count)
         self.results = ResultCache(repository.generation)
 
     @staticmethod
@@ -112,7 +116,8 @@ class FhirService:
             return self.repository.run(plan.query)
         request = plan.request
         if request.type == "ImagingStudy":
-            studies, total = self.imaging.search(archive, request)
+            studies, total = (self.studies.search(plan.imaging) if plan.imaging is not None
+                              else self.imaging.search(archive, request))
             return [_from_dict(s) for s in studies], total
         found = self.imaging.endpoints(request)
         page = found[request.offset: request.offset + request.count] if request.count else []

@@ -1,4 +1,9 @@
-"""The seeded cohort model: patients, their studies and series, and the clinical-sheet rows.
+"""The classic cohort: COVID-19-AR's published marginals, drawn for any number of patients.
+
+The twin (``twin.py``) follows the real collection series for series; this model instead draws
+patients, studies and one-series-per-kind CT from the collection's marginals, with the compressed
+transfer-syntax variants (RLE, JPEG 2000) and MONOCHROME1 spread over it, so small test cohorts
+hold every case.
 
 Exact marginals (sex, race, study counts, ICU, CT patients) are allocated once for the whole
 cohort from a cohort-level RNG; everything else about a patient comes from an RNG seeded with
@@ -16,84 +21,24 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from . import tables as T
+from .model import (  # noqa: F401  (re-exported: the classic cohort's public names)
+    CR_IMAGE,
+    CT_IMAGE,
+    DX_IMAGE,
+    EXPLICIT_VR_LE,
+    JPEG2000_LOSSLESS,
+    RLE_LOSSLESS,
+    UID_NAMESPACE,
+    Cohort,
+    PatientSpec,
+    SeriesSpec,
+    StudySpec,
+    make_uid,
+    marks_for,
+)
 from .tables import Finding
 
-UID_NAMESPACE = uuid.UUID("6f1c1d52-4e0e-5a8b-9b61-2b4b8f0a7c31")
-RLE_LOSSLESS = "1.2.840.10008.1.2.5"
-JPEG2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
-EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
-
-
-def make_uid(seed: int, *parts: object) -> str:
-    """A deterministic UID under the 2.25 (UUID) root: ≤ 44 chars, no leading zeros."""
-    name = "/".join(str(p) for p in (seed, *parts))
-    return f"2.25.{uuid.uuid5(UID_NAMESPACE, name).int}"
-
-
-@dataclass(frozen=True)
-class SeriesSpec:
-    uid: str
-    number: int
-    description: str
-    views: tuple[str, ...]  # per instance: AP / PA / LL for radiographs, "AXIAL" for CT
-    instance_uids: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class StudySpec:
-    patient_index: int
-    ordinal: int  # position in the patient's timeline
-    uid: str
-    description: str
-    modality: str  # DX, CR or CT
-    when: datetime  # shifted acquisition date-time
-    days: int  # calendar days from the (shifted) diagnosis date
-    hours: float  # elapsed hours from the diagnosis date-time
-    fio2: int | None
-    finding: Finding
-    series: tuple[SeriesSpec, ...]
-    transfer_syntax: str
-    monochrome1: bool
-    accession: str
-
-    @property
-    def instances(self) -> int:
-        return sum(len(s.instance_uids) for s in self.series)
-
-
-@dataclass(frozen=True)
-class PatientSpec:
-    index: int
-    patient_id: str
-    age: int
-    sex: str
-    race: str
-    zip: str
-    bmi: float | None
-    weight_lb: float | None
-    height_in: int | None
-    height_text: str | int | None  # `5' 7"` for most rows, plain inches for a few
-    comorbidities: tuple[tuple[str, str], ...]
-    test_name: str
-    icu_admit: bool
-    icu_admits: int
-    mortality: bool
-    genbank: str
-    diagnosis: datetime  # shifted
-    studies: tuple[StudySpec, ...]
-
-
-@dataclass(frozen=True)
-class Cohort:
-    seed: int
-    ct_slices: int
-    xr_size: int
-    patients: tuple[PatientSpec, ...]
-
-    @property
-    def studies(self) -> list[StudySpec]:
-        return [s for p in self.patients for s in p.studies]
-
+COLLECTION = "COVID-19-AR"
 
 @dataclass(frozen=True)
 class _Allocation:
@@ -289,49 +234,84 @@ def _xr_encoding(k: int) -> tuple[str, str, bool]:
     return modality, syntax, modality == "CR" and (k // 3) % 2 == 0
 
 
-def _series(seed: int, study_uid: str, draft: _Draft, ct_slices: int) -> tuple[SeriesSpec, ...]:
+def _series(seed: int, study_uid: str, draft: _Draft, ct_slices: int, xr: tuple[str, str, bool]
+            ) -> tuple[SeriesSpec, ...]:
     if draft.kind == "CT":
         uid = make_uid(seed, study_uid, "series", 2)
         sops = tuple(make_uid(seed, uid, i) for i in range(ct_slices))
         label = f"AXIAL {ct_spacing(ct_slices):.1f}MM"
-        return (SeriesSpec(uid, 2, label, ("AXIAL",) * ct_slices, sops),)
+        maker, model = T.CT_EQUIPMENT
+        return (SeriesSpec(uid, 2, label, ("AXIAL",) * ct_slices, sops, "CT", CT_IMAGE,
+                           EXPLICIT_VR_LE, pixel_rep=1, kind="axial", manufacturer=maker,
+                           model=model, thickness=ct_spacing(ct_slices)),)
+    modality, syntax, mono1 = xr
+    maker, model = T.XR_EQUIPMENT[modality]
     out = []
     for number, view in enumerate(draft.views, start=1):
         uid = make_uid(seed, study_uid, "series", number)
         out.append(SeriesSpec(uid, number, T.VIEW_SERIES_DESCRIPTION[view], (view,),
-                              (make_uid(seed, uid, 0),)))
+                              (make_uid(seed, uid, 0),), modality,
+                              CR_IMAGE if modality == "CR" else DX_IMAGE, syntax,
+                              "MONOCHROME1" if mono1 else "MONOCHROME2", manufacturer=maker,
+                              model=model))
     return tuple(out)
+
+
+@dataclass(frozen=True)
+class Clinical:
+    """A patient's clinical-sheet values, drawn from the patient's own RNG."""
+
+    zip: str
+    bmi: float | None
+    weight_lb: float | None
+    height_in: int | None
+    height_text: str | int | None
+    comorbidities: tuple[tuple[str, str], ...]
+    test_name: str
+    icu_admits: int
+    mortality: bool
+    genbank: str
+
+
+def draw_clinical(rng: np.random.Generator, sex: str, age: int, icu: bool, blank_body: bool
+                  ) -> Clinical:
+    """Everything of a patients-sheet row except identity, age, sex and race."""
+    zip3 = _pick(rng, T.ZIP_WEIGHTS)
+    bmi, weight, height, height_text = _body(rng, sex, blank_body)
+    comorbidities = _comorbidities(rng, sex, age)
+    test_name = _pick(rng, T.TEST_NAMES)
+    icu_admits = (2 if rng.random() < 0.15 else 1) if icu else 0
+    mortality = bool(rng.random() < (0.35 if icu else 0.04))
+    genbank = f"{T.GENBANK_PREFIX}{int(rng.integers(100000, 1000000))}" \
+        if rng.random() < T.GENBANK_FRACTION else ""
+    return Clinical(zip3, bmi, weight, height, height_text, comorbidities, test_name, icu_admits,
+                    mortality, genbank)
+
+
+def accession_for(study_uid: str) -> str:
+    return f"{uuid.uuid5(UID_NAMESPACE, study_uid).int % 10**10:010d}"
 
 
 def _patient(seed: int, index: int, a: _Allocation, ct_slices: int, xr_counter: list[int]
              ) -> PatientSpec:
     rng = np.random.default_rng([seed, 1, index])
-    zip3 = _pick(rng, T.ZIP_WEIGHTS)
-    bmi, weight, height, height_text = _body(rng, a.sex, a.blank_body)
-    comorbidities = _comorbidities(rng, a.sex, a.age)
-    test_name = _pick(rng, T.TEST_NAMES)
-    icu_admits = (2 if rng.random() < 0.15 else 1) if a.icu else 0
-    mortality = bool(rng.random() < (0.35 if a.icu else 0.04))
-    genbank = f"{T.GENBANK_PREFIX}{int(rng.integers(100000, 1000000))}" \
-        if rng.random() < T.GENBANK_FRACTION else ""
+    c = draw_clinical(rng, a.sex, a.age, a.icu, a.blank_body)
     diagnosis = _diagnosis(rng)
     studies = []
     for ordinal, d in enumerate(_drafts(rng, a)):
         uid = make_uid(seed, a.patient_id, "study", ordinal)
         when = diagnosis + timedelta(hours=d.hours)
-        if d.kind == "CT":
-            modality, syntax, mono1 = "CT", EXPLICIT_VR_LE, False
-        else:
-            modality, syntax, mono1 = _xr_encoding(xr_counter[0])
+        xr = ("CT", EXPLICIT_VR_LE, False)
+        if d.kind != "CT":
+            xr = _xr_encoding(xr_counter[0])
             xr_counter[0] += 1
         studies.append(StudySpec(
-            index, ordinal, uid, d.description, modality, when,
+            index, ordinal, uid, d.description, xr[0], when,
             (when.date() - diagnosis.date()).days, d.hours, d.fio2, d.finding,
-            _series(seed, uid, d, ct_slices), syntax, mono1,
-            f"{uuid.uuid5(UID_NAMESPACE, uid).int % 10**10:010d}"))
-    return PatientSpec(index, a.patient_id, a.age, a.sex, a.race, zip3, bmi, weight, height,
-                       height_text, comorbidities, test_name, a.icu, icu_admits, mortality,
-                       genbank, diagnosis, tuple(studies))
+            _series(seed, uid, d, ct_slices, xr), accession_for(uid), str(ordinal + 1)))
+    return PatientSpec(index, a.patient_id, a.age, a.sex, a.race, c.zip, c.bmi, c.weight_lb,
+                       c.height_in, c.height_text, c.comorbidities, c.test_name, a.icu,
+                       c.icu_admits, c.mortality, c.genbank, diagnosis, tuple(studies))
 
 
 def _blank_fio2(seed: int, patients: list[PatientSpec]) -> list[PatientSpec]:
@@ -348,7 +328,8 @@ def _blank_fio2(seed: int, patients: list[PatientSpec]) -> list[PatientSpec]:
 
 
 def build_cohort(patients: int = T.REFERENCE_PATIENTS, *, seed: int = 0, ct_slices: int = 64,
-                 xr_size: int = 1024, ct_fraction: float | None = None) -> Cohort:
+                 xr_size: int = 1024, ct_fraction: float | None = None, ct_size: int = 512
+                 ) -> Cohort:
     """The whole cohort model (no pixels): same arguments, same cohort."""
     if patients < 1:
         raise ValueError("patients must be >= 1")
@@ -357,7 +338,8 @@ def build_cohort(patients: int = T.REFERENCE_PATIENTS, *, seed: int = 0, ct_slic
     counter = [0]
     built = [_patient(seed, i, a, ct_slices, counter)
              for i, a in enumerate(_allocate(patients, seed, ct_fraction))]
-    return Cohort(seed, ct_slices, xr_size, tuple(_blank_fio2(seed, built)))
+    return Cohort(seed, ct_slices, xr_size, tuple(_blank_fio2(seed, built)), marks_for(COLLECTION),
+                  ct_size)
 
 
 def patient_row(p: PatientSpec) -> dict[str, object]:

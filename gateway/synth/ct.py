@@ -2,7 +2,10 @@
 
 Static 2D fields (body, lung footprints, diaphragm domes, organs, textures) are built once per
 study; each slice only thresholds them against its height, so a slice costs milliseconds and a
-series never sits in memory as a whole.
+series never sits in memory as a whole. Heights are physical (mm below the lung apex level), and
+the random anatomy (textures, vessel tracks) is drawn before anything whose size depends on the
+matrix, so two phantoms of one study at different matrix sizes show the same anatomy: thin and
+thick reconstructions, and the coarse volume MPRs are cut from, agree.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from .images import (
 from .tables import Finding
 
 CT_SIZE = 512
+CHEST_MM = 320.0  # apex to upper abdomen: heights are fractions of this
 _GREAT_VESSELS = (("aorta_asc", 0.14, 0.45), ("svc", 0.08, 0.5), ("pa_trunk", 0.36, 0.48),
                   ("aorta_desc", 0.12, 1.0))
 AIR_HU, LUNG_HU, FAT_HU, SOFT_HU, MUSCLE_HU = -1000.0, -860.0, -100.0, 40.0, 55.0
@@ -31,19 +35,18 @@ def _radius(x: np.ndarray, y: np.ndarray, cx: float, cy: float, ax: float, ay: f
     return np.sqrt(((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2)
 
 
-class ChestCT:
-    """Axial chest CT phantom: apex at slice 0, upper abdomen at the last slice.
+class ChestPhantom:
+    """Axial chest CT phantom; ``depth`` is mm below the top of the chest scan (apex level).
 
-    ``zf`` is a slice's height as a fraction of the scan (0 top, 1 bottom). ``hu(i)`` is a pure
-    function of the slice index: all randomness is drawn up front, so slices can be rendered in
-    any order (or twice) with the same result.
+    ``hu(depth)`` is a pure function of the depth: all randomness is drawn up front, so slices
+    can be rendered in any order (or twice) with the same result. Depths beyond the chest
+    (CHEST_MM) show the upper abdomen (liver, stomach, spine).
     """
 
-    def __init__(self, slices: int, spacing_mm: float, pixel_mm: float, finding: Finding,
-                 habitus: Habitus, rng: np.random.Generator) -> None:
-        self.slices, self.spacing, self.finding = slices, spacing_mm, finding
-        self.pixel_mm = pixel_mm
-        axis = (np.arange(CT_SIZE, dtype=np.float32) - (CT_SIZE - 1) / 2) * pixel_mm
+    def __init__(self, size: int, pixel_mm: float, finding: Finding, habitus: Habitus,
+                 rng: np.random.Generator) -> None:
+        self.size, self.finding, self.pixel_mm = size, finding, pixel_mm
+        axis = (np.arange(size, dtype=np.float32) - (size - 1) / 2) * pixel_mm
         self.x, self.y = axis[None, :], axis[:, None]  # LPS: +x patient left, +y posterior
         self.a, self.b = 155.0 * habitus.scale, 108.0 * (0.75 + 0.25 * habitus.scale)
         self.rb = _radius(self.x, self.y, 0.0, 8.0, self.a, self.b)
@@ -55,18 +58,16 @@ class ChestCT:
         self.rheart = _radius(self.x, self.y, 0.16 * self.a, -0.18 * self.b, 0.40 * self.a,
                               0.46 * self.b)
         self.theta = np.arctan2(self.y - 8.0, self.x)
-        self.textures = (smooth_field(rng, (CT_SIZE, CT_SIZE), 14),
-                         smooth_field(rng, (CT_SIZE, CT_SIZE), 14))
+        self.textures = (smooth_field(rng, (size, size), 14), smooth_field(rng, (size, size), 14))
         self.vessels = self._vessel_tracks(rng, pixel_mm)
-        self.noise = [rng.standard_normal((CT_SIZE, CT_SIZE), dtype=np.float32) * 9.0
+        self.noise = [rng.standard_normal((size, size), dtype=np.float32) * 9.0
                       for _ in range(2)]
-        self.noise_shift = rng.integers(0, CT_SIZE, (slices, 2))
         self.masks = self._static_masks()
         rows, cols = np.nonzero(self.masks["rib_ring"] & (self.y > -0.6 * self.b))
         self._ring = (rows, cols, self.theta[rows, cols])
         self._bases: dict[tuple, np.ndarray] = {}
-        self.stamps = {r: (np.add.outer(np.arange(-r, r + 1) ** 2, np.arange(-r, r + 1) ** 2)
-                           <= r * r) for r in range(1, 8)}
+        self.offsets = {r: [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)
+                            if dy * dy + dx * dx <= r * r] for r in range(1, 8)}
 
     def _vessel_tracks(self, rng: np.random.Generator, pixel_mm: float) -> np.ndarray:
         """Pulmonary vessels as straight 3D tracks: x, y (mm) at the top, drift/mm, radius (px).
@@ -82,12 +83,9 @@ class ChestCT:
         radius = np.clip(np.rint((4.2 - 3.4 * rad) / pixel_mm), 1, 6)
         return np.column_stack([cx, cy, drift, radius]).astype(np.float32)
 
-    def zf(self, index: int) -> float:
-        return (index + 0.5) / self.slices
-
-    def lung_mask(self, index: int) -> np.ndarray:
-        """Where the lungs are on this slice (used for drawing and by tests)."""
-        zf = self.zf(index)
+    def lung_mask_at(self, depth: float) -> np.ndarray:
+        """Where the lungs are at this depth (used for drawing and by tests)."""
+        zf = depth / CHEST_MM
         size = np.sqrt(np.clip((zf - LUNG_TOP) / 0.28, 0.0, 1.0))
         heart = self.rheart < np.sqrt(np.clip(1.0 - ((zf - 0.70) / 0.22) ** 2, 0.0, 1.0))
         lungs = np.zeros(self.rb.shape, bool)
@@ -95,22 +93,24 @@ class ChestCT:
             lungs |= (r < size) & (zf < dome)
         return lungs & ~heart
 
-    def hu(self, index: int) -> np.ndarray:
-        """Hounsfield units of one slice (float32)."""
-        zf, zmm = self.zf(index), index * self.spacing
-        img = self._soft_tissue(zf, zmm)
-        lungs = self.lung_mask(index)
+    def hu_at(self, depth: float, noise_key: int | None = None, noise: bool = True
+              ) -> np.ndarray:
+        """Hounsfield units of the axial slice at ``depth`` mm (float32); ``noise_key`` picks
+        another noise pattern for a repeated level (bolus tracking)."""
+        zf = depth / CHEST_MM
+        img = self._soft_tissue(zf, depth)
+        lungs = self.lung_mask_at(depth)
         parenchyma = LUNG_HU + 50.0 * np.clip(self.y / self.b, -1.0, 1.0) + self._opacity(zf)
         img = np.where(lungs, parenchyma, img)
-        img = np.where(lungs & self._vessel_map(zmm), 35.0, img)
+        img = np.where(lungs & self._vessel_map(depth), 35.0, img)
         self._airways(img, zf)
-        dy, dx = (int(v) for v in self.noise_shift[index])
-        img += np.roll(self.noise[index % 2], (dy, dx), axis=(0, 1))
+        if not noise:
+            return img
+        k = int(round(depth * 8.0)) if noise_key is None else noise_key
+        img += np.roll(self.noise[k % 2], ((k * 7919) % self.size, (k * 104729) % self.size),
+                       axis=(0, 1))
         return img
 
-    def stored(self, index: int) -> np.ndarray:
-        """Stored values for RescaleIntercept -1024, slope 1 (int16)."""
-        return np.clip(np.rint(self.hu(index)) + 1024.0, 0, 4095).astype(np.int16)
 
     def _static_masks(self) -> dict[str, np.ndarray]:
         """Organs whose cross-section does not change with height (spine, great vessels, table)."""
@@ -195,14 +195,18 @@ class ChestCT:
         return w * (f.density * 880.0)
 
     def _vessel_map(self, zmm: float) -> np.ndarray:
+        """Vessel cross-sections at this height: one disc stamp per track, radius by radius."""
         out = np.zeros(self.rb.shape, bool)
-        half = (CT_SIZE - 1) / 2
-        for cx, cy, dx, dy, r in self.vessels:
-            col = int(np.rint((cx + dx * zmm) / self.pixel_mm + half))
-            row = int(np.rint((cy + dy * zmm) / self.pixel_mm + half))
-            ri = int(r)
-            if ri <= row < CT_SIZE - ri and ri <= col < CT_SIZE - ri:
-                out[row - ri:row + ri + 1, col - ri:col + ri + 1] |= self.stamps[ri]
+        half, n = (self.size - 1) / 2, self.size
+        v = self.vessels
+        cols = np.rint((v[:, 0] + v[:, 2] * zmm) / self.pixel_mm + half).astype(int)
+        rows = np.rint((v[:, 1] + v[:, 3] * zmm) / self.pixel_mm + half).astype(int)
+        for ri in np.unique(v[:, 4]).astype(int):
+            keep = (v[:, 4] == ri) & (rows >= ri) & (rows < n - ri) & (cols >= ri) & \
+                (cols < n - ri)
+            r, c = rows[keep], cols[keep]
+            for dy, dx in self.offsets[ri]:
+                out[r + dy, c + dx] = True
         return out
 
     def _airways(self, img: np.ndarray, zf: float) -> None:
@@ -219,3 +223,25 @@ class ChestCT:
             d2 = (self.x - cx) ** 2 + (self.y - cy) ** 2
             img[d2 < (radius + 1.8) ** 2] = 30.0
             img[d2 < radius * radius] = -990.0
+
+
+class ChestCT(ChestPhantom):
+    """The phantom sampled as ``slices`` contiguous axial slices of ``spacing_mm``, apex first."""
+
+    def __init__(self, slices: int, spacing_mm: float, pixel_mm: float, finding: Finding,
+                 habitus: Habitus, rng: np.random.Generator, size: int = CT_SIZE) -> None:
+        super().__init__(size, pixel_mm, finding, habitus, rng)
+        self.slices, self.spacing = slices, spacing_mm
+
+    def depth(self, index: int) -> float:
+        return (index + 0.5) * self.spacing
+
+    def lung_mask(self, index: int) -> np.ndarray:
+        return self.lung_mask_at(self.depth(index))
+
+    def hu(self, index: int) -> np.ndarray:
+        return self.hu_at(self.depth(index))
+
+    def stored(self, index: int) -> np.ndarray:
+        """Stored values for RescaleIntercept -1024, slope 1 (int16)."""
+        return np.clip(np.rint(self.hu(index)) + 1024.0, 0, 4095).astype(np.int16)

@@ -1,4 +1,4 @@
-"""Write the synthetic clinical data three ways with the same content (DESIGN.md §3).
+"""Write the synthetic clinical data three ways with the same content.
 
 ``COVID_19_AR_ClinicalCorrelates.xlsx`` mirrors the original workbook: two sheets, a grouping row
 above the real header row, original header spellings. ``clinical.csv`` and

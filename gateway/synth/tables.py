@@ -1,4 +1,4 @@
-"""Reference tables of the synthetic COVID-19-AR cohort (DESIGN.md §3), kept as data.
+"""Reference tables of the synthetic COVID-19-AR cohorts, kept as data.
 
 Counts marked ``_AT_105`` are the real collection's marginals for its 105 patients; the cohort model
 scales them to other sizes with largest-remainder rounding, so N=105 reproduces them exactly.
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 REFERENCE_PATIENTS = 105
+COVID_19_AR_DOI = "10.7937/tcia.2020.py71-5978"
 XR_STUDIES_AT_105 = 233
 CT_STUDIES_AT_105 = 23
 SEX_AT_105: dict[str, int] = {"M": 53, "F": 52}

@@ -36,7 +36,9 @@ def test_capability_statement_lists_exactly_what_is_supported(gateway_server):
     resources.validate(cap)
     assert cap["fhirVersion"] == "4.0.1"
     listed = {r["type"]: {p["name"] for p in r["searchParam"]} for r in cap["rest"][0]["resource"]}
-    assert listed == {kind: set(params) for kind, params in PARAMS.items()}
+    # every parameter, _sort everywhere, _has where something refers to the type
+    assert listed == {kind: set(params) | {"_sort"} | ({"_has"} if kind in ("Patient", "ImagingStudy")
+                                                      else set()) for kind, params in PARAMS.items()}
     patient = next(r for r in cap["rest"][0]["resource"] if r["type"] == "Patient")
     assert patient["operation"][0]["name"] == "everything"
 
@@ -53,6 +55,13 @@ def test_unknown_resource_type_is_404(gateway_server, path):
     ("Observation?value-quantity=lots", "value-quantity"), ("Patient?_count=-1", "_count"),
     ("Condition?code:fuzzy=x", "code:fuzzy"), ("Observation?_include=Observation:performer", "_include"),
     ("Patient?gender:missing=perhaps", "gender:missing"), ("Observation?patient=Observation/1", "patient"),
+    ("Observation?patient.foo=1", "patient.foo"), ("Patient?gender.text=x", "gender.text"),
+    ("Patient?_has:Condition:patient=x", "_has:Condition:patient"),
+    ("Patient?_has:Observation:derived-from:code=x", "_has:Observation:derived-from:code"),
+    ("ImagingStudy?patient._has:Condition:subject:code:fuzzy=x", "patient._has:Condition:subject:code:fuzzy"),
+    ("Observation?derived-from.modality=CT", "derived-from.modality"), ("Patient?_sort=-zzz", "_sort"),
+    ("Observation?_sort=code-value-quantity", "_sort"), ("Observation?code-value-quantity=39156-5", "code-value-quantity"),
+    ("Observation?code-value-quantity=39156-5$lots", "code-value-quantity"),
 ])
 def test_unknown_or_malformed_parameter_is_400_naming_it(gateway_server, query, named):
     response = get(gateway_server, query)

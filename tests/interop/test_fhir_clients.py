@@ -39,7 +39,7 @@ CASES: dict[str, tuple[str, dict[str, Callable[[dict], str]]]] = {
         "_id": lambda r: r["id"], "identifier": lambda r: f"{TCIA}|{r['id']}",
         "gender": lambda r: r["gender"], "deceased": lambda r: str(r.get("deceasedBoolean", False)).lower(),
         "address-postalcode": lambda r: r["address"][0]["postalCode"],
-        "name": None, "birthdate": None}),  # de-identified: no names, no birth dates
+        "name": None, "birthdate": None, "race": None}),  # de-identified: no names, no birth dates
     "Condition": ("Condition?category=encounter-diagnosis", {
         "_id": lambda r: r["id"], "patient": _patient, "subject": lambda r: r["subject"]["reference"],
         "category": lambda r: _coding(r["category"][0]), "clinical-status": lambda r: "active",
@@ -49,15 +49,19 @@ CASES: dict[str, tuple[str, dict[str, Callable[[dict], str]]]] = {
         "_id": lambda r: r["id"], "patient": _patient, "subject": lambda r: r["subject"]["reference"],
         "category": lambda r: "vital-signs", "code": lambda r: _coding(r["code"]),
         "status": lambda r: r["status"], "value-quantity": lambda r: f"ge{int(r['valueQuantity']['value'])}",
-        "date": None, "value-concept": None}),
+        "code-value-quantity": lambda r: f"{_coding(r['code'])}$ge{int(r['valueQuantity']['value'])}",
+        "date": None, "value-concept": None, "code-value-concept": None, "derived-from": None,
+        "part-of": None, "_content": None}),
     "DiagnosticReport": ("DiagnosticReport?status=final", {
         "_id": lambda r: r["id"], "patient": _patient, "subject": lambda r: r["subject"]["reference"],
         "category": lambda r: _coding(r["category"][0]), "code": lambda r: _coding(r["code"]),
-        "date": lambda r: _day(r["effectiveDateTime"]), "status": lambda r: "final"}),
+        "date": lambda r: _day(r["effectiveDateTime"]), "status": lambda r: "final",
+        "_content": lambda r: " ".join(r["conclusion"].split()[:2])}),
     "Encounter": ("Encounter?status=finished", {
         "_id": lambda r: r["id"], "patient": _patient, "subject": lambda r: r["subject"]["reference"],
         "class": lambda r: f"{r['class']['system']}|{r['class']['code']}",
-        "type": lambda r: _coding(r["type"][0]), "status": lambda r: "finished"}),
+        "type": lambda r: _coding(r["type"][0]), "status": lambda r: "finished",
+        "date": None}),  # ICU stays carry no dates (the sheet has none)
     "MolecularSequence": ("MolecularSequence?type=rna", {
         "_id": lambda r: r["id"], "patient": _patient, "type": lambda r: r["type"]}),
     "ImagingStudy": ("ImagingStudy?modality=CT", {
@@ -68,9 +72,19 @@ CASES: dict[str, tuple[str, dict[str, Callable[[dict], str]]]] = {
         "_id": lambda r: r["id"], "connection-type": lambda r: _coding({"coding": [r["connectionType"]]}),
         "status": lambda r: r["status"]}),
 }
+FIO2 = "Observation?code=http://loinc.org|3150-0&derived-from:missing=false"
 EXTRA = {"Observation": {"date": ("Observation?category=imaging", lambda r: _day(r["effectiveDateTime"])),
                          "value-concept": ("Observation?code=94500-6",
-                                           lambda r: _coding(r["valueCodeableConcept"]))}}
+                                           lambda r: _coding(r["valueCodeableConcept"])),
+                         "code-value-concept": ("Observation?code=94500-6", lambda r: (
+                             f"{_coding(r['code'])}${_coding(r['valueCodeableConcept'])}")),
+                         "derived-from": (FIO2, lambda r: r["derivedFrom"][0]["reference"]),
+                         "part-of": (FIO2, lambda r: r["partOf"][0]["reference"].split("/")[1]),
+                         "_content": ("Observation?category=imaging",
+                                      lambda r: " ".join(r["valueString"].split()[:2]).upper())},
+         "Patient": {"race": ("Patient?race:missing=false", lambda r: next(
+             e["valueCoding"]["code"] for x in r["extension"] if x["url"].endswith("us-core-race")
+             for e in x["extension"] if e["url"] == "ombCategory"))}}
 
 
 def test_cases_cover_every_advertised_parameter():

@@ -188,3 +188,28 @@ def test_stow_goes_to_the_pacs_and_the_cache(gateway: GatewayServer, pacs: Ortha
     url = (f"{gateway.url}/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
            f"/instances/{ds.SOPInstanceUID}/metadata")
     assert requests.get(url, timeout=60).json()[0]["00080018"]["Value"] == [ds.SOPInstanceUID]
+
+
+def test_fhir_imagingstudy_from_the_pacs_sorts_but_refuses_joins(gateway: GatewayServer,
+                                                                  small_cohort) -> None:
+    """C-FIND cannot join clinical data: chains and _has on ImagingStudy are a 400 naming the
+    parameter (never a silently empty or unfiltered answer); _sort still works; the
+    CapabilityStatement offers neither on ImagingStudy."""
+    base = f"{gateway.url}/fhir"
+    for key in ("patient.gender", "_has:Observation:derived-from:code", "subject:Patient.deceased"):
+        response = requests.get(f"{base}/ImagingStudy", params={key: "x"}, timeout=60)
+        assert response.status_code == 400
+        issue = response.json()["issue"][0]
+        assert issue["details"]["text"] == f"parameter: {key}" and "remote PACS" in issue["diagnostics"]
+    bundle = requests.get(f"{base}/ImagingStudy", params={"_sort": "-started,_id", "_count": 500},
+                          timeout=60).json()
+    started = [(e["resource"]["started"], e["resource"]["id"]) for e in bundle["entry"]]
+    assert bundle["total"] == small_cohort.studies == len(started)
+    dates = [s for s, _ in started]
+    assert dates == sorted(dates, reverse=True) and len(set(dates)) > 1
+    cap = requests.get(f"{base}/metadata", timeout=60).json()
+    imaging = next(r for r in cap["rest"][0]["resource"] if r["type"] == "ImagingStudy")
+    names = {p["name"]: p for p in imaging["searchParam"]}
+    assert "_has" not in names and "chains" not in names["patient"].get("documentation", "")
+    assert "_has" in {p["name"] for r in cap["rest"][0]["resource"] if r["type"] == "Patient"
+                      for p in r["searchParam"]}

@@ -26,14 +26,10 @@ from gateway.synth.cohort import (
     scale_counts,
 )
 from gateway.synth.ct import ChestCT
-from gateway.synth.dicom import (
-    IMPLEMENTATION_CLASS_UID,
-    job_for,
-    render_study,
-    series_dir,
-    study_dir,
-)
+from gateway.synth.dicom import IMPLEMENTATION_CLASS_UID, job_for
 from gateway.synth.images import Habitus, radiograph
+from gateway.synth.layout import series_dir, study_dir
+from gateway.synth.render import render_study
 
 SMALL = {"patients": 4, "seed": 0, "ct_slices": 8, "xr_size": 256}
 UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
@@ -95,7 +91,8 @@ def test_marginals_at_105_are_the_collections() -> None:
     assert modalities["CT"] == 23 and modalities["DX"] + modalities["CR"] == 233
     assert all(any(s.modality != "CT" for s in p.studies) for p in patients)
     assert all((p.icu_admits > 0) == p.icu_admit for p in patients)
-    syntaxes = Counter(s.transfer_syntax for s in cohort.studies if s.modality != "CT")
+    syntaxes = Counter(s.series[0].syntax for s in cohort.studies if s.modality != "CT")
+    assert all(len({x.syntax for x in s.series}) == 1 for s in cohort.studies)
     assert syntaxes[RLE_LOSSLESS] + syntaxes[JPEG2000_LOSSLESS] == pytest.approx(233 / 4, abs=1)
     assert abs(syntaxes[RLE_LOSSLESS] - syntaxes[JPEG2000_LOSSLESS]) <= 1
 
@@ -152,6 +149,9 @@ def test_meta_and_de_identification(headers) -> None:
         codes = [c.CodeValue for c in h.DeidentificationMethodCodeSequence]
         assert codes[0] == "113100" and "113107" in codes
         assert h.BodyPartExamined == "CHEST" and h.ClinicalTrialProtocolID == "COVID-19-AR"
+        ctp = h.private_block(0x0013, "CTP")  # TCIA's CTP block names the collection
+        assert ctp[0x10].value == ctp[0x11].value == "COVID-19-AR"
+        assert re.fullmatch(r"\d{8}", ctp[0x13].value) and ctp[0x12].value
 
 
 def test_nbia_layout(small, headers) -> None:
@@ -161,7 +161,8 @@ def test_nbia_layout(small, headers) -> None:
         series, study, patient = path.parent.name, path.parent.parent.name, path.parents[2].name
         date = datetime.strptime(h.StudyDate, "%Y%m%d")
         assert patient == h.PatientID
-        assert study == f"{date:%m-%d-%Y}-{h.StudyDescription}-{h.StudyInstanceUID[-5:]}"
+        assert study == (f"{date:%m-%d-%Y}-{h.StudyID}-{h.StudyDescription}-"
+                         f"{h.StudyInstanceUID[-5:]}")
         assert series == f"{h.SeriesNumber}.000000-{h.SeriesDescription}-{h.SeriesInstanceUID[-5:]}"
         assert path.name == f"1-{h.InstanceNumber:03d}.dcm"
 
@@ -237,17 +238,18 @@ def test_compressed_radiographs_are_lossless(small, tmp_path: Path) -> None:
     seen = set()
     for p in cohort.patients:
         for s in p.studies:
-            if s.transfer_syntax == EXPLICIT_VR_LE:
+            syntax = s.series[0].syntax
+            if syntax == EXPLICIT_VR_LE:
                 continue
-            seen.add(s.transfer_syntax)
-            path = series_dir(study_dir(out, p, s), s.series[0]) / "1-001.dcm"
+            seen.add(syntax)
+            path = series_dir(study_dir(out / "COVID-19-AR", p, s), s.series[0]) / "1-001.dcm"
             stored = pydicom.dcmread(path)
-            assert stored.file_meta.TransferSyntaxUID == s.transfer_syntax
+            assert stored.file_meta.TransferSyntaxUID == syntax
             assert stored["PixelData"].is_undefined_length
             raw = stored.PixelData
             assert raw[:8] == b"\xfe\xff\x00\xe0\x00\x00\x00\x00"  # empty Basic Offset Table
-            plain = replace(s, transfer_syntax=EXPLICIT_VR_LE)
-            render_study(job_for(tmp_path, 0, SMALL["ct_slices"], SMALL["xr_size"], p, plain))
+            plain = replace(s, series=tuple(replace(x, syntax=EXPLICIT_VR_LE) for x in s.series))
+            render_study(job_for(tmp_path, 0, SMALL["xr_size"], 512, p, plain, cohort.marks))
             native_path = series_dir(study_dir(tmp_path, p, plain), s.series[0]) / "1-001.dcm"
             native = pydicom.dcmread(native_path)
             assert np.array_equal(stored.pixel_array, native.pixel_array)

@@ -77,15 +77,17 @@ class FuzzRun:
 
 
 def fuzz(target: str, seconds: float, work: Path, *, seed: int | None = None,
-         max_crashes: int = 20) -> FuzzRun:
-    """Fuzz ``target`` for ``seconds`` (new inputs go to ``work``, never into the corpus)."""
+         max_crashes: int = 20, runs: int | None = None) -> FuzzRun:
+    """Fuzz ``target`` for ``seconds`` (new inputs go to ``work``, never into the corpus).
+    With ``runs`` (and a seed) it stops after that many inputs: the same inputs on every
+    machine, so a CI run is repeatable whatever the load."""
     work.mkdir(parents=True, exist_ok=True)
     (work / "corpus").mkdir(exist_ok=True)
     run = FuzzRun(target)
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 1 and len(run.crashes) < max_crashes:
         started = time.monotonic()
-        out = _one_process(target, int(left), work, seed)
+        out = _one_process(target, int(left), work, seed, runs)
         run.seconds += time.monotonic() - started
         run.executions += _executions(out)
         crash = _crash(out)
@@ -95,7 +97,8 @@ def fuzz(target: str, seconds: float, work: Path, *, seed: int | None = None,
     return run
 
 
-def _one_process(target: str, seconds: int, work: Path, seed: int | None) -> str:
+def _one_process(target: str, seconds: int, work: Path, seed: int | None,
+                 runs: int | None = None) -> str:
     args = [sys.executable, "-m", f"tests.fuzz.{target}", f"-max_total_time={max(1, seconds)}",
             f"-max_len={TARGETS[target]}", f"-rss_limit_mb={RSS_LIMIT_MB}",
             f"-timeout={TIMEOUT_S}", "-print_final_stats=1", "-print_pcs=0",
@@ -104,7 +107,11 @@ def _one_process(target: str, seconds: int, work: Path, seed: int | None) -> str
         args.insert(3, f"-dict={DICTS / f'{target}.dict'}")
     if seed is not None:
         args.insert(3, f"-seed={seed}")
+    if runs is not None:
+        args.insert(3, f"-runs={runs}")
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
+    if seed is not None:
+        env["PYTHONHASHSEED"] = "0"  # set and dict orders too: a seeded run repeats exactly
     done = subprocess.run(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, errors="replace",
                           timeout=seconds + 120)

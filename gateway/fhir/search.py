@@ -7,6 +7,7 @@ works. Anything else is a 400 naming the parameter, unless ``Prefer: handling=le
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -281,17 +282,20 @@ def date_range(text: str) -> tuple[str, str] | None:
         lo = dt.datetime(year, month or 1, day or 1, hour or 0, minute or 0, second or 0)
     except ValueError:
         return None
-    if month is None:
-        hi = lo.replace(year=year + 1)
-    elif day is None:
-        hi = (lo.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-    elif hour is None:
-        hi = lo + dt.timedelta(days=1)
-    elif second is None:
-        hi = lo + dt.timedelta(minutes=1)
-    else:
-        hi = lo + dt.timedelta(seconds=1)
-    hi -= dt.timedelta(microseconds=1)
+    try:
+        if month is None:
+            hi = lo.replace(year=year + 1)
+        elif day is None:
+            hi = (lo.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+        elif hour is None:
+            hi = lo + dt.timedelta(days=1)
+        elif second is None:
+            hi = lo + dt.timedelta(minutes=1)
+        else:
+            hi = lo + dt.timedelta(seconds=1)
+        hi -= dt.timedelta(microseconds=1)
+    except (ValueError, OverflowError):  # the range ends with year 9999
+        hi = dt.datetime.max
     return lo.isoformat(timespec="microseconds"), hi.isoformat(timespec="microseconds")
 
 
@@ -324,10 +328,13 @@ def _quantity(text: str, key: str) -> tuple:
     prefix, rest = _prefix(text)
     number, _, unit = rest.partition("|")
     system, _, code = unit.partition("|") if "|" in unit else ("", "", unit)
-    try:
+    try:  # NaN, Infinity and exponents beyond a float's range are no number to compare
         value = Decimal(number)
+        finite = value.is_finite()
+        half = Decimal(5).scaleb(value.as_tuple().exponent - 1) if finite else Decimal(0)
+        found = (float(value), float(half)) if finite else (math.nan, math.nan)
     except InvalidOperation:
-        raise invalid(f"{key}={text} is not [prefix]number[|system|code]", key) from None
-    exponent = value.as_tuple().exponent
-    half = Decimal(5).scaleb(exponent - 1) if isinstance(exponent, int) else Decimal(0)
-    return prefix, float(value), float(half), system or None, code or None
+        found = (math.nan, math.nan)
+    if not all(map(math.isfinite, found)):
+        raise invalid(f"{key}={text} is not [prefix]number[|system|code]", key)
+    return prefix, found[0], found[1], system or None, code or None

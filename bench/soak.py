@@ -190,13 +190,13 @@ def pct(base: float, end: float) -> float:
 
 def check(env: dict[str, str], expected: int) -> dict:
     """``tcia-gateway check`` on the stopped gateway's data dir, and what it counted."""
-    done = subprocess.run([sys.executable, "-m", "gateway", "check"], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "gateway", "check"], check=False, cwd=REPO,
                           capture_output=True, text=True, timeout=1800,
                           env={**os.environ, "PYTHONPATH": str(REPO), **env})
     out = done.stdout + done.stderr
     counted = re.search(r"checked (\d+) indexed instances", out)
     in_flight = re.search(r"(\d+) temp files in flight", out)
-    problems = re.search(r"^(\d+) problems", out, re.M)
+    problems = re.search(r"^(\d+) problems", out, re.MULTILINE)
     return {"exit": done.returncode, "instances": int(counted.group(1)) if counted else -1,
             "expected_instances": expected,
             "temp_files": int(in_flight.group(1)) if in_flight else -1,

@@ -175,7 +175,7 @@ def summarise(rec: Recorder, sampler: Sampler, base: Sample, last: Sample,
                 "db_max": max(s.fd_kinds["db"] for s in sampler.samples),
                 "base_kinds": dict(base.fd_kinds),
                 "end_kinds": dict(last.fd_kinds),
-                "new_files": dict(last.files - base.files)},
+                "new_named": dict(last.files - base.files)},
         "samples": [s.brief() for s in sampler.samples],
     }
 
@@ -236,7 +236,8 @@ def print_run(db: str, run: dict) -> None:
           f"max {r['max_base_mb']} -> {r['max_end_mb']} MB ({r['max_growth_pct']:+} %)")
     print(f"open fds (master + workers, index connections apart) {f['base']} -> {f['end']} "
           f"({f['growth']:+}); index connections {f['db_base']} -> {f['db_end']} "
-          f"(max {f['db_max']}); at the end {f['end_kinds']}")
+          f"(max {f['db_max']}); at the end {f['end_kinds']}"
+          + (f"; new: {f['new_named']}" if f["new_named"] else ""))
     print("samples (t s: RSS sum/max MB, fds/of them index): " + ", ".join(
         f"{s['t']}: {s['rss_sum_mb']:.0f}/{s['rss_max_mb']:.0f}, {s['fds']}/{s['db']}"
         for s in run["samples"]))

@@ -20,6 +20,7 @@ from bench.soaktraffic import Request, Traffic
 
 FIRST_ERRORS = 8  # printed in full (status and body)
 BODY_SHOWN = 400
+IDLE_REOPEN = 20.0  # seconds; gunicorn closes idle keep-alive connections after 30 (keepalive)
 
 
 @dataclass
@@ -38,8 +39,7 @@ class Recorder:
         with self._lock:
             self.ms[req.kind].append(ms)
             if why is None:
-                if req.new_sop:
-                    self.new_sops.add(req.new_sop)
+                self.new_sops.update(req.new_sops)
                 return
             self.errors[req.kind] += 1
             if len(self.first_errors) < FIRST_ERRORS:
@@ -59,29 +59,51 @@ class Recorder:
 
 
 class Client:
-    """One keep-alive connection, as a browser holds it (gzip accepted and decoded)."""
+    """One keep-alive connection, as a browser holds it (gzip accepted and decoded). It is
+    opened at once and again as soon as the server closes it, so a quiet sample always
+    sees one connection per client; one idle for IDLE_REOPEN is opened anew before its next
+    request, as browsers do, since the server closes idle ones after its keepalive."""
 
     def __init__(self, base: str, timeout: float) -> None:
         parts = urlsplit(base)
         self.host, self.port, self.timeout = parts.hostname, parts.port, timeout
         self.conn: http.client.HTTPConnection | None = None
+        self._open()
+
+    def _open(self) -> None:
+        self.used = time.monotonic()
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            self.conn.connect()
+        except OSError:
+            pass  # the next request connects again, and fails as an error if it cannot
 
     def send(self, req: Request) -> tuple[int, dict[str, str], bytes, bool]:
         """(status, headers with lower-case names, decoded body, the server closes)."""
-        if self.conn is None:
-            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        if time.monotonic() - self.used > IDLE_REOPEN:
+            self.close()
+            self._open()
+        assert self.conn is not None
+        self.used = time.monotonic()
         try:
-            self.conn.request(req.method, req.path, body=req.body,
-                              headers={**req.headers, "Accept-Encoding": "gzip"})
+            headers = {**req.headers, "Accept-Encoding": "gzip"}
+            if req.chunked and req.body is not None:
+                self.conn.request(req.method, req.path, body=_pieces(req.body), headers=headers,
+                                  encode_chunked=True)
+            else:
+                self.conn.request(req.method, req.path, body=req.body, headers=headers)
             resp = self.conn.getresponse()
             body = resp.read()
         except BaseException:
             self.close()
+            self._open()
             raise
         headers = {k.lower(): v for k, v in resp.getheaders()}
         closing = resp.will_close
+        self.used = time.monotonic()
         if closing:
             self.close()
+            self._open()
         if headers.get("content-encoding") == "gzip":
             body = gzip.decompress(body)
         return resp.status, headers, body, closing
@@ -90,6 +112,11 @@ class Client:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+
+
+def _pieces(body: bytes, size: int = 64 * 1024):
+    """The body as an iterable, so http.client sends it chunked."""
+    return (body[i:i + size] for i in range(0, len(body), size))
 
 
 class Gate:
@@ -132,27 +159,41 @@ class Gate:
 
 def run_client(seed: int, base: str, traffic: Traffic, rec: Recorder, gate: Gate,
                stop: threading.Event, timeout: float) -> None:
-    """Requests back to back until ``stop``; each answer checked (200 or 304, then content)."""
-    rng, client = random.Random(seed), Client(base, timeout)
+    """Requests back to back until ``stop``; each answer checked (200 or 304, then content).
+    A twin request goes out on a second connection at the same moment too (a viewer that
+    retries before its first attempt was answered)."""
+    rng = random.Random(seed)
+    client, second = Client(base, timeout), Client(base, timeout)
     try:
         while True:
             gate.checkpoint()
             if stop.is_set():
                 return
             req = traffic.pick(rng)
-            t0 = time.perf_counter()
-            try:
-                status, headers, body, closing = client.send(req)
-            except Exception as exc:  # connection refused or reset, timeout, bad framing
-                rec.record(req, (time.perf_counter() - t0) * 1000, None,
-                           f"{type(exc).__name__}: {exc}")
+            if not req.twin:
+                exchange(client, req, rec)
                 continue
-            ms = (time.perf_counter() - t0) * 1000
-            rec.closed(closing)
-            rec.record(req, ms, status, _verdict(req, status, headers, body), body)
+            other = threading.Thread(target=exchange, args=(second, req, rec), daemon=True)
+            other.start()
+            exchange(client, req, rec)
+            other.join(timeout + 10)
     finally:
         client.close()
+        second.close()
         gate.leave()
+
+
+def exchange(client: Client, req: Request, rec: Recorder) -> None:
+    """Send, time, check and record one request."""
+    t0 = time.perf_counter()
+    try:
+        status, headers, body, closing = client.send(req)
+    except Exception as exc:  # connection refused or reset, timeout, bad framing
+        rec.record(req, (time.perf_counter() - t0) * 1000, None, f"{type(exc).__name__}: {exc}")
+        return
+    ms = (time.perf_counter() - t0) * 1000
+    rec.closed(closing)
+    rec.record(req, ms, status, _verdict(req, status, headers, body), body)
 
 
 def _verdict(req: Request, status: int, headers: dict[str, str], body: bytes) -> str | None:
@@ -173,7 +214,7 @@ class Sample:
     workers: dict[int, float]      # pid -> RSS MB
     fds: int                       # open descriptors of master + workers
     fd_kinds: Counter              # see sample()
-    files: Counter                 # paths of the open regular files
+    files: Counter                 # paths of the open files, names of the anon_inodes
 
     @property
     def rss_sum(self) -> float:
@@ -213,7 +254,7 @@ def sample(master: int, t0: float, http_port: int, db_port: int | None) -> Sampl
             elif kind == "file" and DB_FILE.search(target):
                 kind = "db"
             kinds[kind] += 1
-            if kind == "file":
+            if kind in ("file", "anon_inode"):
                 files[target] += 1
     return Sample(time.monotonic() - t0, {p: rss_mb(p) for p in workers},
                   sum(kinds.values()), kinds, files)

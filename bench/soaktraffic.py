@@ -38,6 +38,8 @@ WEIGHTS = {
 }
 HOT = 3        # duplicates mostly of these few files, so clients collide on one instance
 SENT_KEPT = 64  # new instances remembered for resending as duplicates
+CHUNKED_OVER = 1 << 20  # dicomweb-client streams larger STOW bodies chunked
+TWINS = 0.3  # new STOWs also sent at once on a second connection (a hasty retry)
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,9 @@ class Request:
     headers: dict[str, str]
     body: bytes | None
     check: Callable[[int, dict[str, str], bytes], str | None]  # why the answer is wrong
-    new_sop: str = ""  # stow-new: the instance created
+    new_sops: tuple[str, ...] = ()  # stow-new: the instances created
+    chunked: bool = False  # send the body with Transfer-Encoding: chunked
+    twin: bool = False  # sent twice at once, on two connections
 
 
 def scan_cohort(root: Path) -> list[Instance]:
@@ -254,37 +258,50 @@ class Traffic:
 
     # ------------------------------------------------------------- STOW
     def _stow_new(self, rng: random.Random) -> Request:
-        source = rng.choice(self.instances)
-        series = generate_uid(entropy_srcs=[source.study, "soak"])  # one per study
-        data, sop = renamed(source.path.read_bytes(), series)
+        """1-3 new instances in one body; over 1 MB chunked, as dicomweb-client sends it."""
+        parts, sops = [], []
+        for source in rng.sample(self.instances, rng.choice((1, 1, 1, 2, 3))):
+            series = generate_uid(entropy_srcs=[source.study, "soak"])  # one per study
+            data, sop = renamed(source.path.read_bytes(), series)
+            parts.append(data)
+            sops.append(sop)
         with self._lock:
-            self._sent.append(data)
-        return self._stow("stow-new", data, sop)
+            self._sent.extend(parts)
+        return self._stow("stow-new", parts, tuple(sops), twin=rng.random() < TWINS)
 
     def _stow_duplicate(self, rng: random.Random) -> Request:
-        """Identical bytes again: the hot few (concurrent copies), any imported file, or a
-        new instance sent before."""
+        """Identical bytes again: a new instance just sent (likely still in flight, so two
+        first stores of one instance race: issue 10's lost file), one of the hot few
+        imported files (several clients at once), any imported file, or a new one sent before."""
         choice = rng.random()
         with self._lock:
-            sent = rng.choice(self._sent) if self._sent and choice < 0.25 else None
+            kept = self._sent if choice < 0.4 or choice >= 0.85 else ()
+            sent = (kept[-1 - rng.randrange(min(2, len(kept)))] if choice < 0.4 else
+                    rng.choice(kept)) if kept else None
         if sent is None:
-            pool = self.hot if choice < 0.6 else self.instances
+            pool = self.hot if choice < 0.7 else self.instances
             sent = rng.choice(pool).path.read_bytes()
-        return self._stow("stow-duplicate", sent, "")
+        return self._stow("stow-duplicate", [sent], ())
 
-    def _stow(self, kind: str, data: bytes, new_sop: str) -> Request:
-        body, content_type = stow_body([data])
+    def _stow(self, kind: str, parts: list[bytes], new_sops: tuple[str, ...],
+              twin: bool = False) -> Request:
+        body, content_type = stow_body(parts)
+        chunked = len(body) > CHUNKED_OVER
+        kind += ("-chunked" if chunked else "") + ("-twice-at-once" if twin else "")
+
+        def check(status: int, hdrs: dict[str, str], answer: bytes) -> str | None:
+            return _stowed(answer, len(parts))
         return Request(kind, "POST", "/dicomweb/studies",
-                       {"Content-Type": content_type, "Accept": DICOM_JSON}, body, _stowed,
-                       new_sop)
+                       {"Content-Type": content_type, "Accept": DICOM_JSON}, body, check,
+                       new_sops, chunked, twin)
 
 
-def _stowed(status: int, hdrs: dict[str, str], body: bytes) -> str | None:
+def _stowed(body: bytes, parts: int) -> str | None:
     """PS3.18 10.5.3: every part in ReferencedSOPSequence, none in FailedSOPSequence."""
     doc = orjson.loads(body)
     failed = doc.get("00081198", {}).get("Value", [])
     stored = doc.get("00081199", {}).get("Value", [])
-    if failed or len(stored) != 1:
+    if failed or len(stored) != parts:
         return f"{len(stored)} referenced, failed: {orjson.dumps(failed).decode()[:300]}"
     return None
 

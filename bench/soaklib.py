@@ -80,9 +80,7 @@ class Client:
 
     def send(self, req: Request) -> tuple[int, dict[str, str], bytes, bool]:
         """(status, headers with lower-case names, decoded body, the server closes)."""
-        if time.monotonic() - self.used > IDLE_REOPEN:
-            self.close()
-            self._open()
+        self.refresh()
         assert self.conn is not None
         self.used = time.monotonic()
         try:
@@ -107,6 +105,12 @@ class Client:
         if headers.get("content-encoding") == "gzip":
             body = gzip.decompress(body)
         return resp.status, headers, body, closing
+
+    def refresh(self) -> None:
+        """Open anew if idle for IDLE_REOPEN (before the server closes it)."""
+        if time.monotonic() - self.used > IDLE_REOPEN:
+            self.close()
+            self._open()
 
     def close(self) -> None:
         if self.conn is not None:
@@ -166,6 +170,7 @@ def run_client(seed: int, base: str, traffic: Traffic, rec: Recorder, gate: Gate
     client, second = Client(base, timeout), Client(base, timeout)
     try:
         while True:
+            second.refresh()  # used only for twins: never left to the server's keepalive
             gate.checkpoint()
             if stop.is_set():
                 return

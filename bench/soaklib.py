@@ -59,29 +59,23 @@ class Recorder:
 
 
 class Client:
-    """One keep-alive connection, as a browser holds it (gzip accepted and decoded). It is
-    opened at once and again as soon as the server closes it, so a quiet sample always
-    sees one connection per client; one idle for IDLE_REOPEN is opened anew before its next
-    request, as browsers do, since the server closes idle ones after its keepalive."""
+    """One keep-alive connection, as a browser holds it (gzip accepted and decoded),
+    opened with its first request: an idle new connection would hold a server thread
+    (gunicorn's gthread waits up to 5 s for its first bytes). One idle for IDLE_REOPEN is
+    opened anew, as browsers do, since the server closes idle ones after its keepalive."""
 
     def __init__(self, base: str, timeout: float) -> None:
         parts = urlsplit(base)
         self.host, self.port, self.timeout = parts.hostname, parts.port, timeout
         self.conn: http.client.HTTPConnection | None = None
-        self._open()
-
-    def _open(self) -> None:
         self.used = time.monotonic()
-        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-        try:
-            self.conn.connect()
-        except OSError:
-            pass  # the next request connects again, and fails as an error if it cannot
 
     def send(self, req: Request) -> tuple[int, dict[str, str], bytes, bool]:
         """(status, headers with lower-case names, decoded body, the server closes)."""
-        self.refresh()
-        assert self.conn is not None
+        if self.conn is not None and time.monotonic() - self.used > IDLE_REOPEN:
+            self.close()
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         self.used = time.monotonic()
         try:
             headers = {**req.headers, "Accept-Encoding": "gzip"}
@@ -94,23 +88,15 @@ class Client:
             body = resp.read()
         except BaseException:
             self.close()
-            self._open()
             raise
         headers = {k.lower(): v for k, v in resp.getheaders()}
         closing = resp.will_close
         self.used = time.monotonic()
         if closing:
             self.close()
-            self._open()
         if headers.get("content-encoding") == "gzip":
             body = gzip.decompress(body)
         return resp.status, headers, body, closing
-
-    def refresh(self) -> None:
-        """Open anew if idle for IDLE_REOPEN (before the server closes it)."""
-        if time.monotonic() - self.used > IDLE_REOPEN:
-            self.close()
-            self._open()
 
     def close(self) -> None:
         if self.conn is not None:
@@ -164,13 +150,12 @@ class Gate:
 def run_client(seed: int, base: str, traffic: Traffic, rec: Recorder, gate: Gate,
                stop: threading.Event, timeout: float) -> None:
     """Requests back to back until ``stop``; each answer checked (200 or 304, then content).
-    A twin request goes out on a second connection at the same moment too (a viewer that
-    retries before its first attempt was answered)."""
+    A twin request goes out on a second, fresh connection at the same moment too (a viewer
+    that retries before its first attempt was answered)."""
     rng = random.Random(seed)
     client, second = Client(base, timeout), Client(base, timeout)
     try:
         while True:
-            second.refresh()  # used only for twins: never left to the server's keepalive
             gate.checkpoint()
             if stop.is_set():
                 return
@@ -182,6 +167,7 @@ def run_client(seed: int, base: str, traffic: Traffic, rec: Recorder, gate: Gate
             other.start()
             exchange(client, req, rec)
             other.join(timeout + 10)
+            second.close()  # a retry's connection: not kept (quiet samples see one per client)
     finally:
         client.close()
         second.close()

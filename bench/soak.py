@@ -9,9 +9,11 @@ dir), serves it with gunicorn under deploy/gunicorn.conf.py (production worker c
 --workers) and runs ``--clients`` keep-alive clients back to back for ``--minutes``: OHIF's
 study list, QIDO by PatientID, series of a study, series metadata, single frames, rendered
 JPEG, thumbnails, WADO-URI (DICOM and JPEG), FHIR Patient / Observation?patient=&category= /
-ImagingStudy?patient=, and STOW of new instances (new UIDs) and duplicates (identical bytes,
-often the same few files from several clients at once: each must be 200). Every answer is
-checked (status, type, counts; WADO-URI DICOM byte for byte).
+ImagingStudy?patient=, and STOW: new instances (new UIDs; 1-3 per body, chunked over 1 MB;
+some sent twice at once on two connections) and duplicates (identical bytes, of instances
+just sent or of the same few files from several clients at once: each must be 200). Every
+answer is checked (status, type, counts; WADO-URI DICOM byte for byte).
+See docs/reliability.md (Soak) for what is checked and the figures.
 
 Every ``--interval`` s it samples the workers' RSS and the open descriptors of master and
 workers from /proc. At the end of the warm-up (``--warmup`` s) and at the end, the clients

@@ -271,7 +271,7 @@ class Traffic:
 
     def _stow_duplicate(self, rng: random.Random) -> Request:
         """Identical bytes again: a new instance just sent (likely still in flight, so two
-        first stores of one instance race: issue 10's lost file), one of the hot few
+        first stores of one instance race, where files were once lost), one of the hot few
         imported files (several clients at once), any imported file, or a new one sent before."""
         choice = rng.random()
         with self._lock:

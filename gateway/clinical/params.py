@@ -121,15 +121,18 @@ def date_range(text: str) -> tuple[str, str] | None:
         lo = dt.datetime(year, month or 1, day or 1, hour or 0, minute or 0, second or 0)
     except ValueError:
         return None
-    if month is None:
-        hi = lo.replace(year=year + 1)
-    elif day is None:
-        hi = (lo.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-    elif hour is None:
-        hi = lo + dt.timedelta(days=1)
-    elif second is None:
-        hi = lo + dt.timedelta(minutes=1)
-    else:
-        hi = lo + dt.timedelta(seconds=1)
-    hi -= dt.timedelta(microseconds=1)
+    try:
+        if month is None:
+            hi = lo.replace(year=year + 1)
+        elif day is None:
+            hi = (lo.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+        elif hour is None:
+            hi = lo + dt.timedelta(days=1)
+        elif second is None:
+            hi = lo + dt.timedelta(minutes=1)
+        else:
+            hi = lo + dt.timedelta(seconds=1)
+        hi -= dt.timedelta(microseconds=1)
+    except (ValueError, OverflowError):  # the range ends with year 9999
+        hi = dt.datetime.max
     return lo.isoformat(timespec="microseconds"), hi.isoformat(timespec="microseconds")

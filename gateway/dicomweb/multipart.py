@@ -16,6 +16,7 @@ from typing import TypeVar
 SMALL = 64 * 1024          # below this a part head is glued to its first chunk (one write)
 MAX_HEADER_BYTES = 16 * 1024
 MAX_PREAMBLE_BYTES = 64 * 1024
+MAX_PADDING_BYTES = 1024   # transport padding after a boundary (RFC 2046 5.1.1)
 CRLF = b"\r\n"
 T = TypeVar("T")
 
@@ -147,6 +148,8 @@ class MultipartReader:
             for _ in self._body():  # drain whatever the consumer left unread
                 pass
 
+    # Each limit below is on the bytes of the thing itself, so it holds however the body
+    # arrives: checked when the thing is found, and while it is still incomplete.
     def _skip_preamble(self) -> None:
         """Find the first delimiter: at the very start or after a CRLF (RFC 2046 5.1.1)."""
         start = 0
@@ -155,11 +158,11 @@ class MultipartReader:
                 del self._buf[:len(self._dash)]
                 return
             idx = self._buf.find(self._delim, start)
-            if idx >= 0:
+            if 0 <= idx <= MAX_PREAMBLE_BYTES:
                 del self._buf[:idx + len(self._delim)]
                 return
             start = max(0, len(self._buf) - len(self._delim))
-            if len(self._buf) > MAX_PREAMBLE_BYTES:
+            if idx > MAX_PREAMBLE_BYTES or start >= MAX_PREAMBLE_BYTES:
                 raise MultipartError("no multipart boundary found at the start of the body")
             if not self._fill():
                 raise MultipartError("empty or truncated multipart body (no boundary found)")
@@ -177,12 +180,13 @@ class MultipartReader:
             return True
         while True:  # transport padding (RFC 2046 5.1.1), then CRLF
             idx = self._buf.find(CRLF)
-            if idx >= 0:
+            if 0 <= idx <= MAX_PADDING_BYTES:
                 if self._buf[:idx].strip(b" \t"):
                     raise MultipartError("garbage after a multipart boundary")
                 del self._buf[:idx + 2]
                 return False
-            if len(self._buf) > 1024 or not self._fill():
+            if idx > MAX_PADDING_BYTES or len(self._buf) - 1 > MAX_PADDING_BYTES \
+                    or not self._fill():
                 raise MultipartError("multipart boundary line is not terminated by CRLF")
 
     def _headers(self) -> dict[str, str]:

@@ -12,8 +12,12 @@ import orjson
 from flask import Blueprint, Flask, Response, current_app
 
 from .. import context
+from ..archive.attributes import ATTRIBUTES, visible_at
+from ..archive.protocol import Level
 from ..version import __version__
 from .caches import caches
+from .qido import MAX_OFFSET
+from .render import MAX_SIDE
 
 bp = Blueprint("openapi", __name__)
 
@@ -24,6 +28,51 @@ PATH_DOC = {"study": "StudyInstanceUID", "series": "SeriesInstanceUID",
             "tag": "Tag of the bulk data element, 8 hex digits (as in the BulkDataURI)"}
 
 
+UID = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)*$", "maxLength": 64}  # PS3.5 9.1
+PATH_SCHEMA = {"study": UID, "series": UID, "instance": UID,
+               "frame": {"type": "integer", "minimum": 1},
+               "frame_list": {"type": "string", "pattern": r"^[1-9][0-9]{0,8}(,[1-9][0-9]{0,8})*$"},
+               "tag": {"type": "string", "pattern": "^[0-9A-Fa-f]{8}$"}}
+DATE = r"[0-9]{8}"
+TIME = r"[0-9]{2}([0-9]{2}([0-9]{2}(\.[0-9]{1,6})?)?)?"
+# Query values by VR (PS3.4 C.2.2.2 matching; PS3.18 8.3.4.1): what the matcher takes.
+MATCH_SCHEMA: dict[str, dict] = {
+    "DA": {"type": "string", "pattern": f"^({DATE}|{DATE}-|-{DATE}|{DATE}-{DATE})?$"},
+    "TM": {"type": "string", "pattern": f"^({TIME}|{TIME}-|-{TIME}|{TIME}-{TIME})?$"},
+    "UI": {"type": "string", "pattern": r"^([0-9]+(\.[0-9]+)*([,\\][0-9]+(\.[0-9]+)*)*)?$"},
+    "IS": {"type": "integer", "minimum": -(1 << 31), "maximum": (1 << 31) - 1},
+    "US": {"type": "integer", "minimum": 0, "maximum": 0xFFFF},
+    "CS": {"type": "string", "maxLength": 16},
+}
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+DATASETS = {"type": "array", "items": {"$ref": "#/components/schemas/DicomDataset"}}
+COMPONENTS = {"schemas": {
+    "Error": {
+        "type": "object", "required": ["status", "error", "message"],
+        "description": "Every DICOMweb and WADO-URI error (PS3.18 8.6.3 leaves the payload open)",
+        "properties": {"status": {"type": "integer"}, "error": {"type": "string"},
+                       "message": {"type": "string", "description": "what to change"},
+                       "attribute": {"type": "string", "description": "the parameter at fault"},
+                       "dimseStatus": {"type": "string", "pattern": "^0x[0-9A-F]{4}$"}}},
+    "DicomDataset": {
+        "type": "object", "description": "DICOM JSON Model (PS3.18 F.2)",
+        "patternProperties": {"^[0-9A-F]{8}$": {"$ref": "#/components/schemas/DicomAttribute"}},
+        "additionalProperties": False},
+    "DicomAttribute": {
+        "type": "object", "required": ["vr"], "additionalProperties": False,
+        "properties": {"vr": {"type": "string", "pattern": "^[A-Z]{2}$"},
+                       "Value": {"type": "array", "items": {"anyOf": [
+                           {"type": ["string", "number", "null"]},
+                           {"$ref": "#/components/schemas/PersonName"},
+                           {"$ref": "#/components/schemas/DicomDataset"}]}},
+                       "BulkDataURI": {"type": "string"},
+                       "InlineBinary": {"type": "string", "contentEncoding": "base64"}}},
+    "PersonName": {
+        "type": "object", "additionalProperties": False, "minProperties": 1,
+        "properties": {k: {"type": "string"} for k in ("Alphabetic", "Ideographic", "Phonetic")}},
+}}
+
+
 def _q(name: str, doc: str, schema: dict | None = None, repeat: bool = False) -> dict:
     schema = schema or {"type": "string"}
     if repeat:
@@ -32,40 +81,61 @@ def _q(name: str, doc: str, schema: dict | None = None, repeat: bool = False) ->
             "explode": True, "required": False}
 
 
+def _match_params(level: Level) -> list[dict]:
+    """One parameter per indexed attribute matchable at ``level``; any other keyword or
+    tag is accepted too (returned, not matched, when the index lacks it)."""
+    return [_q(a.keyword, f"{a.keyword} ({a.tag}, {a.vr}): single value, * and ? wildcards"
+               + (", ranges a-b, a-, -b" if a.vr in ("DA", "TM") else "")
+               + (", lists (comma or backslash)" if a.vr in ("UI", "CS") else ""),
+               MATCH_SCHEMA.get(a.vr, {"type": "string", "maxLength": 64}))
+            for a in ATTRIBUTES if visible_at(a, level)
+            and (not a.computed or a.keyword == "ModalitiesInStudy")]
+
+
 QIDO_PARAMS = [
-    {"name": "match", "in": "query", "style": "form", "explode": True, "required": False,
-     "description": "{attributeID}={value}: match on any indexed attribute by keyword or tag "
-     "(PatientID or 00100020): single value, * and ? wildcards, DA/TM ranges (a-b, a-, -b), "
-     "UID lists (comma or backslash), empty value = return it. PS3.18 8.3.4.1.",
-     "schema": {"type": "object", "additionalProperties": {"type": "string"}}},
     _q("includefield", "Attribute keyword/tag to return, comma list or repeated; `all` returns "
-       "every non-bulk attribute of the first instance.", repeat=True),
+       "every non-bulk attribute of the first instance.",
+       {"type": "string", "pattern": "^([0-9A-Fa-f]{8}|[A-Za-z][A-Za-z0-9]*)(,([0-9A-Fa-f]{8}|"
+        "[A-Za-z][A-Za-z0-9]*))*$"}, repeat=True),
     _q("fuzzymatching", "true: each word of a person name query matches a name word prefix.",
        {"type": "boolean"}),
     _q("limit", "Maximum results (server maximum MAX_QIDO_RESULTS, default 5000).",
        {"type": "integer", "minimum": 0}),
-    _q("offset", "Results to skip (stable order).", {"type": "integer", "minimum": 0}),
+    _q("offset", "Results to skip (stable order).",
+       {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}),
 ]
+VIEWPORT = r"^[0-9]{1,5},[0-9]{1,5}(,[0-9]{1,5},[0-9]{1,5},[0-9]{0,5},[0-9]{0,5})?$"
 RENDER_PARAMS = [
     _q("accept", "Media type, overrides the Accept header (image/jpeg, image/png, image/gif)."),
-    _q("quality", "JPEG quality 1-100 (default 90).", {"type": "integer"}),
-    _q("viewport", "vw,vh[,sx,sy,sw,sh]: fit inside vw x vh keeping the aspect ratio."),
-    _q("window", "center,width[,linear|linear-exact|sigmoid]; default: the image's own window."),
+    _q("quality", "JPEG quality 1-100 (default 90).",
+       {"type": "integer", "minimum": 1, "maximum": 100}),
+    _q("viewport", "vw,vh[,sx,sy,sw,sh]: fit inside vw x vh (vw, vh >= 1, vw x vh at most "
+       "MAX_RENDERED_PIXELS) keeping the aspect ratio; sx,sy,sw,sh: the source region in "
+       "pixels, inside the image (sw, sh empty or 0: to the edge); each at most 65535.",
+       {"type": "string", "pattern": VIEWPORT}),
+    _q("window", "center,width[,linear|linear-exact|sigmoid] (width > 0); default: the image's "
+       "own window.", {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?,[0-9]*[1-9][0-9]*"
+                       r"(\.[0-9]+)?(,(linear|linear-exact|sigmoid))?$"}),
 ]
+SYNTAX = {"type": "string", "pattern": r"^(\*|[0-9]+(\.[0-9]+)*)$"}
 WADO_URI_PARAMS = [
-    _q("requestType", "Must be WADO."), _q("studyUID", "StudyInstanceUID."),
-    _q("seriesUID", "SeriesInstanceUID."), _q("objectUID", "SOPInstanceUID."),
+    {**_q("requestType", "Must be WADO.", {"type": "string", "enum": ["WADO"]}), "required": True},
+    {**_q("studyUID", "StudyInstanceUID.", UID), "required": True},
+    {**_q("seriesUID", "SeriesInstanceUID.", UID), "required": True},
+    {**_q("objectUID", "SOPInstanceUID.", UID), "required": True},
     _q("contentType", "application/dicom, image/jpeg (default for images), image/png, image/gif."),
     _q("transferSyntax", "For application/dicom: default Explicit VR Little Endian; "
-       "* = as stored."),
-    _q("frameNumber", "Frame to render (from 1).", {"type": "integer"}),
-    _q("rows", "Maximum rows of the rendered image.", {"type": "integer"}),
-    _q("columns", "Maximum columns of the rendered image.", {"type": "integer"}),
+       "* = as stored.", SYNTAX),
+    _q("frameNumber", "Frame to render (from 1).", {"type": "integer", "minimum": 1}),
+    _q("rows", "Maximum rows of the rendered image (rows x columns at most "
+       "MAX_RENDERED_PIXELS).", {"type": "integer", "minimum": 1, "maximum": MAX_SIDE}),
+    _q("columns", "Maximum columns of the rendered image.",
+       {"type": "integer", "minimum": 1, "maximum": MAX_SIDE}),
     _q("windowCenter", "VOI window center.", {"type": "number"}),
-    _q("windowWidth", "VOI window width.", {"type": "number"}),
-    _q("imageQuality", "JPEG quality 1-100.", {"type": "integer"}),
+    _q("windowWidth", "VOI window width (> 0).", {"type": "number", "exclusiveMinimum": 0}),
+    _q("imageQuality", "JPEG quality 1-100.", {"type": "integer", "minimum": 1, "maximum": 100}),
 ]
-JSON_ARRAY = {"application/dicom+json": {"schema": {"type": "array", "items": {"type": "object"}}}}
+JSON_ARRAY = {"application/dicom+json": {"schema": DATASETS}, "application/json": {"schema": DATASETS}}
 MULTIPART = {"multipart/related": {"schema": {"type": "string", "format": "binary"}}}
 IMAGES = {t: {"schema": {"type": "string", "format": "binary"}}
           for t in ("image/jpeg", "image/png", "image/gif")}
@@ -74,12 +144,20 @@ ERRORS = {"400": "Malformed request (the message names the parameter)", "404": "
           "502": "PACS answered with a failure", "503": "Archive unavailable",
           "504": "PACS timeout"}
 
+# Answered by the HTTP server in front of the app (gunicorn limit_request_line/_fields).
+LIMITS = {"414": "Request line longer than the server takes",
+          "431": "Request headers larger than the server takes"}
 NOT_MODIFIED = ("Not modified (If-None-Match)", None)
-STOW_JSON = {"application/dicom+json": {"schema": {"type": "object"}}}
+ERROR_JSON = {"application/json": {"schema": ERROR_REF}}
+STOW_JSON = {"application/dicom+json": {"schema": {"$ref": "#/components/schemas/DicomDataset"}}}
+STOW_BODY = {"required": True, "description": (
+    "multipart/related; type=\"application/dicom\"; boundary=...: one Part 10 file per part "
+    "(PS3.18 10.5.1.2); chunked or with Content-Length (at most MAX_UPLOAD_BYTES)"),
+    "content": {"multipart/related": {"schema": {"type": "string", "format": "binary"}}}}
 
 
-def _qido(summary: str) -> tuple[str, str, list, dict]:
-    return ("QIDO-RS", f"{summary} (PS3.18 10.6)", QIDO_PARAMS, {
+def _qido(summary: str, level: Level) -> tuple[str, str, list, dict]:
+    return ("QIDO-RS", f"{summary} (PS3.18 10.6)", _match_params(level) + QIDO_PARAMS, {
         "200": ("Matches (empty array when none); Warning: 299 when more can be requested",
                 JSON_ARRAY), "304": NOT_MODIFIED})
 
@@ -98,12 +176,12 @@ def _metadata(level: str) -> tuple[str, str, list, dict]:
 
 # endpoint → (tag, summary, query parameters, success responses)
 OPERATIONS: dict[str, tuple[str, str, list, dict]] = {
-    "dicomweb.search_studies": _qido("Search for studies"),
-    "dicomweb.search_series": _qido("Search for series"),
-    "dicomweb.search_study_series": _qido("Search for series of a study"),
-    "dicomweb.search_instances": _qido("Search for instances"),
-    "dicomweb.search_study_instances": _qido("Search for instances of a study"),
-    "dicomweb.search_series_instances": _qido("Search for instances of a series"),
+    "dicomweb.search_studies": _qido("Search for studies", Level.STUDY),
+    "dicomweb.search_series": _qido("Search for series", Level.SERIES),
+    "dicomweb.search_study_series": _qido("Search for series of a study", Level.SERIES),
+    "dicomweb.search_instances": _qido("Search for instances", Level.INSTANCE),
+    "dicomweb.search_study_instances": _qido("Search for instances of a study", Level.INSTANCE),
+    "dicomweb.search_series_instances": _qido("Search for instances of a series", Level.INSTANCE),
     **{f"dicomweb.retrieve_{lvl}": _retrieve(lvl) for lvl in ("study", "series", "instance")},
     **{f"dicomweb.{lvl}_metadata": _metadata(lvl) for lvl in ("study", "series", "instance")},
     "dicomweb.retrieve_frames": (
@@ -128,8 +206,9 @@ OPERATIONS: dict[str, tuple[str, str, list, dict]] = {
                     "not (PS3.18 10.5)"), [], {
             "200": ("All stored", STOW_JSON),
             "202": ("Some failed (FailedSOPSequence with FailureReason)", STOW_JSON),
-            "409": ("None stored", STOW_JSON), "413": ("Body exceeds MAX_UPLOAD_BYTES", None),
-            "415": ("Not multipart/related of application/dicom", None)}),
+            "409": ("None stored", STOW_JSON),
+            "413": ("Body exceeds MAX_UPLOAD_BYTES", ERROR_JSON),
+            "415": ("Not multipart/related of application/dicom", ERROR_JSON)}),
     "wado_uri.wado": (
         "WADO-URI", "Retrieve a DICOM object or a rendered image (PS3.18 9)", WADO_URI_PARAMS,
         {"200": ("Object", {"application/dicom": {}, **IMAGES})}),
@@ -147,11 +226,16 @@ def _operation(endpoint: str, method: str, path: str, arguments: list[str]) -> d
     tag, summary, query, ok = OPERATIONS[endpoint]
     responses = {code: {"description": desc, **({"content": content} if content else {})}
                  for code, (desc, content) in ok.items()}
-    responses.update({code: {"description": desc} for code, desc in ERRORS.items()})
+    responses.update({code: {"description": desc, "content": ERROR_JSON}
+                      for code, desc in ERRORS.items()})
+    responses.update({code: {"description": desc} for code, desc in LIMITS.items()})
     params = [{"name": a, "in": "path", "required": True, "description": PATH_DOC.get(a, a),
-               "schema": {"type": "integer" if a == "frame" else "string"}} for a in arguments]
-    return {"tags": [tag], "summary": summary, "operationId": _operation_id(method, path),
-            "parameters": params + query, "responses": responses}
+               "schema": PATH_SCHEMA.get(a, {"type": "string"})} for a in arguments]
+    operation = {"tags": [tag], "summary": summary, "operationId": _operation_id(method, path),
+                 "parameters": params + query, "responses": responses}
+    if method == "post":
+        operation["requestBody"] = STOW_BODY
+    return operation
 
 
 def build(app: Flask, server: str) -> dict:
@@ -168,7 +252,8 @@ def build(app: Flask, server: str) -> dict:
             "info": {"title": "tcia-gateway DICOMweb", "version": __version__,
                      "description": "QIDO-RS, WADO-RS, STOW-RS and WADO-URI over the archive. "
                                     "Conformance details: docs/dicomweb.md."},
-            "servers": [{"url": server}], "paths": dict(sorted(paths.items()))}
+            "servers": [{"url": server}], "paths": dict(sorted(paths.items())),
+            "components": COMPONENTS}
 
 
 @bp.get("/openapi.json")

@@ -20,6 +20,14 @@ from ..archive.protocol import Level, Query
 
 # Elements that describe the query, not the matches (PS3.4 C.4.1.1.3.1, C.4.1.2.3).
 QUERY_ONLY_TAGS = frozenset({0x00080005, 0x00080052, 0x00080054, 0x00080056, 0x00088000})
+# VRs whose values may use SpecificCharacterSet (PS3.5 6.1.2.3); the others are ASCII.
+EXTENDED_TEXT = frozenset({"SH", "LO", "UC", "ST", "LT", "UT", "PN"})
+# Binary numeric VRs (PS3.5 Table 6.2-1): Python type and range of a value.
+BINARY_NUMBERS = {"US": (int, 0, 0xFFFF), "SS": (int, -0x8000, 0x7FFF),
+                  "UL": (int, 0, 0xFFFFFFFF), "SL": (int, -0x80000000, 0x7FFFFFFF),
+                  "UV": (int, 0, (1 << 64) - 1), "SV": (int, -(1 << 63), (1 << 63) - 1),
+                  "FL": (float, -3.4028234663852886e38, 3.4028234663852886e38),
+                  "FD": (float, -1.7976931348623157e308, 1.7976931348623157e308)}
 QR_LEVELS = {"PATIENT": Level.PATIENT, "STUDY": Level.STUDY, "SERIES": Level.SERIES,
              "IMAGE": Level.INSTANCE}
 
@@ -38,8 +46,24 @@ def _put(ds: Dataset, tag: int, value: str) -> None:
     if vr == "SQ":
         ds[tag] = DataElement(tag, vr, [], validation_mode=pydicom_config.IGNORE)
         return
-    parts = value.split("\\") if "\\" in value else value
+    parts: str | list = value.split("\\") if "\\" in value else value
+    if vr in BINARY_NUMBERS and value:
+        parts = _numbers(tag, vr, value)
     ds[tag] = DataElement(tag, vr, parts, validation_mode=pydicom_config.IGNORE)
+
+
+def _numbers(tag: int, vr: str, value: str) -> list:
+    """Binary numeric VRs are encoded as numbers, not text (PS3.5 6.2): a value that is
+    not one of the VR's numbers is no key a peer can be sent (PS3.4 C.2.2.2.1)."""
+    kind, low, high = BINARY_NUMBERS[vr]
+    try:
+        numbers = [kind(v) for v in value.split("\\")]
+    except ValueError:
+        numbers = []
+    if not numbers or not all(low <= n <= high for n in numbers):
+        name = keyword_for_tag(tag) or f"{tag:08X}"
+        raise InvalidQuery(f"{name}: {value!r} is not a valid {vr} value", name)
+    return numbers
 
 
 def _tag_of(name: str, level: Level) -> tuple[int, Attribute | None]:
@@ -70,7 +94,12 @@ def find_identifier(query: Query) -> Dataset:
         if query.fuzzy and attr is not None and attr.vr == "PN" and value and "*" not in value:
             value = "*" + "*".join(value.replace("^", " ").split()) + "*"
         _put(ds, tag, value)
-    if any(not str(e.value or "").isascii() for e in ds.iterall() if e.VR in ("PN", "LO", "SH")):
+    for elem in ds.iterall():
+        if elem.VR not in EXTENDED_TEXT and not str(elem.value or "").isascii():
+            name = elem.keyword or f"{int(elem.tag):08X}"
+            raise InvalidQuery(f"{name}: a {elem.VR} value takes only the default character "
+                               "repertoire (PS3.5 6.1.2.2)", name)
+    if any(not str(e.value or "").isascii() for e in ds.iterall() if e.VR in EXTENDED_TEXT):
         ds.SpecificCharacterSet = "ISO_IR 192"
     return ds
 

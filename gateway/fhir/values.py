@@ -4,6 +4,7 @@ is a FhirError naming the parameter as the client sent it.
 """
 from __future__ import annotations
 
+import math
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable
@@ -98,13 +99,18 @@ def _quantity(text: str, key: str) -> tuple:
     prefix, rest = _prefix(text)
     number, _, unit = rest.partition("|")
     system, _, code = unit.partition("|") if "|" in unit else ("", "", unit)
-    try:
+    try:  # NaN, Infinity and exponents beyond a float's range are no number to compare
         value = Decimal(number)
+        finite = value.is_finite()
+        exponent = value.as_tuple().exponent  # an int for a finite number
+        half = (Decimal(5).scaleb(exponent - 1) if finite and isinstance(exponent, int)
+                else Decimal(0))
+        found = (float(value), float(half)) if finite else (math.nan, math.nan)
     except InvalidOperation:
-        raise invalid(f"{key}={text} is not [prefix]number[|system|code]", key) from None
-    exponent = value.as_tuple().exponent
-    half = Decimal(5).scaleb(exponent - 1) if isinstance(exponent, int) else Decimal(0)
-    return prefix, float(value), float(half), system or None, code or None
+        found = (math.nan, math.nan)
+    if not all(map(math.isfinite, found)):
+        raise invalid(f"{key}={text} is not [prefix]number[|system|code]", key)
+    return prefix, found[0], found[1], system or None, code or None
 
 
 # ------------------------------------------------------------------ composite

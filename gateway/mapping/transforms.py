@@ -152,14 +152,14 @@ def height_inches(cell: Any, args: dict) -> float | Absent:
 def digits(cell: Any, args: dict) -> str | Absent:
     """A fixed-length digit code (ZIP prefix); spreadsheets drop leading zeros, so pad integers."""
     length = int(args.get("length", 0)) or None
-    if isinstance(cell, float) and cell == int(cell):
+    if isinstance(cell, float) and math.isfinite(cell) and cell == int(cell):
         cell = int(cell)
     if isinstance(cell, int) and not isinstance(cell, bool):
         cell = str(cell).zfill(length or 0)
     value = _text(cell)
     if isinstance(value, Absent):
         return value
-    if not value.isdigit() or (length and len(value) != length):
+    if not (value.isascii() and value.isdigit()) or (length and len(value) != length):
         return Absent("invalid", f"not a {length or ''}-digit code: {value!r}".replace("  ", " "))
     return value
 

@@ -35,6 +35,8 @@ PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT",
                       "UV"})
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW"})
+VRS = LONG_VRS | {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN",
+                  "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US"}  # PS3.5 Table 6.2-1
 NUMBERS = {"FL": "f", "FD": "d", "SL": "l", "SS": "h", "SV": "q", "UL": "L", "US": "H",
            "UV": "Q"}
 # Data sets in these syntaxes are Explicit VR Little Endian (PS3.5 A.2, A.4).
@@ -111,6 +113,8 @@ def _meta(buf: mmap.mmap, size: int) -> tuple[dict[str, str], int]:
         if group != 0x0002:
             return out, pos
         vr = buf[pos + 4:pos + 6].decode("ascii", "replace")
+        if vr not in VRS:  # pydicom reads such an element as implicit VR: let it
+            raise Unsupported(f"file meta element without an explicit VR at byte {pos}")
         if vr in LONG_VRS:
             length, vpos = struct.unpack_from("<I", buf, pos + 8)[0], pos + 12
         else:
@@ -119,7 +123,10 @@ def _meta(buf: mmap.mmap, size: int) -> tuple[dict[str, str], int]:
             raise Unsupported("odd file meta")
         key = META_KEYS.get((group << 16) | elem)
         if key:
-            out[key] = buf[vpos:vpos + length].decode("ascii", "replace").rstrip("\0 ")
+            raw = buf[vpos:vpos + length]
+            if not raw.isascii():
+                raise Unsupported(f"file meta {key} is not ASCII")
+            out[key] = raw.decode("ascii").rstrip("\0 ")
         pos = vpos + length
     raise Unsupported("file meta runs to the end of the file")
 
@@ -167,7 +174,9 @@ class _Reader:
                     pos = vpos + (0 if length == UNDEFINED else length)
                     continue
             if vr == "SQ":
-                items, pos = self.sequence(vpos, None if length == UNDEFINED else vpos + length)
+                seq_end = None if length == UNDEFINED else vpos + length
+                items, pos = self.sequence(vpos, seq_end)
+                self.within(pos, limit, tag)
                 out[f"{tag:08X}"] = {"vr": "SQ", "Value": items}
                 continue
             if length == UNDEFINED:
@@ -179,8 +188,13 @@ class _Reader:
             if vpos + length > self.size:
                 raise Truncated(f"element {tag:08X} needs {vpos + length} bytes, "
                                 f"file has {self.size}")
-            if (tag & 0xFFFF) == 0 or (top and tag >> 16 == 0x0002):
-                pos = vpos + length  # group lengths are not part of the JSON model
+            self.within(vpos + length, limit, tag)
+            if top and tag >> 16 == 0x0002:  # after the file meta: pydicom keeps it, as data
+                raise Unsupported(f"file meta element {tag:08X} inside the data set")
+            if (tag & 0xFFFF) == 0:
+                if not top:  # pydicom keeps a group length inside an item: let it read these
+                    raise Unsupported(f"group length {tag:08X} inside a sequence item")
+                pos = vpos + length  # top-level group lengths are not part of the JSON model
                 continue
             out[f"{tag:08X}"] = self.element(tag, vr, vpos, length, top)
             if self.implicit and tag >> 16 & 1 and 0x10 <= tag & 0xFFFF <= 0xFF:
@@ -276,8 +290,16 @@ class _Reader:
             else:
                 item, _ = self.dataset(vpos, vpos + length)
                 pos = vpos + length
+            if end is not None:
+                self.within(pos, end, tag)
             items.append(item)
         return items, pos
+
+    @staticmethod
+    def within(stop: int, limit: int, tag: int) -> None:
+        """A value, item or sequence ends inside what contains it (PS3.5 7.5)."""
+        if stop > limit:
+            raise Unsupported(f"{tag:08X} runs past the end of its item or sequence")
 
     def encapsulated(self, tag: int, vr: str, pos: int) -> int:
         """Walk the items of encapsulated pixel data (PS3.5 A.4); return the end."""
@@ -350,7 +372,7 @@ def _ur(r: _Reader, raw: bytes) -> list[str]:
 
 
 def _ui(r: _Reader, raw: bytes) -> list[str]:
-    return r.text(raw).rstrip("\0 ").split("\\")
+    return [s.strip() for s in r.text(raw).rstrip("\0 ").split("\\")]  # as pydicom's UID
 
 
 def _ds(r: _Reader, raw: bytes) -> list[float]:

@@ -26,6 +26,8 @@ def frame_table(path: Path, ts: str, pixel: tuple[str, int, int] | None,
                 fragments: list[tuple[int, int]] | None, image: dict[str, Any],
                 count: int) -> Table | None:
     """``image`` holds Rows, Columns, SamplesPerPixel, BitsAllocated (ints or None)."""
+    if count < 0:
+        raise BadPixelData(f"NumberOfFrames {count} is negative")
     if pixel is None or count == 0 or ts in NO_OFFSET_SYNTAXES:
         return None
     _vr, offset, length = pixel
@@ -44,6 +46,8 @@ def frame_table(path: Path, ts: str, pixel: tuple[str, int, int] | None,
 
 def _encapsulated(path: Path, items: list[tuple[int, int]], count: int) -> Table | None:
     """``items``: (value offset, length) of the Basic Offset Table item, then fragments."""
+    if not items:
+        raise BadPixelData("encapsulated pixel data has no items")
     bot_off, bot_len = items[0]
     fragments = items[1:]
     if not fragments:
@@ -52,7 +56,7 @@ def _encapsulated(path: Path, items: list[tuple[int, int]], count: int) -> Table
         return [[[o, n] for o, n in fragments]]
     if len(fragments) == count:
         return [[[o, n]] for o, n in fragments]
-    if bot_len:
+    if bot_len and bot_len % 4 == 0:  # 4-byte offsets (PS3.5 A.4); else: cut by decoding
         with open(path, "rb") as fh:
             fh.seek(bot_off)
             table = struct.unpack(f"<{bot_len // 4}I", fh.read(bot_len))

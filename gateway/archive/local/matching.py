@@ -97,9 +97,10 @@ def condition(attr: Attribute, value: str, *, fuzzy: bool = False) -> ColumnElem
     if value in ("", "*"):
         return None
     col = column(attr)
-    if attr.keyword == "ModalitiesInStudy":
+    if attr.keyword == "ModalitiesInStudy":  # a series of the study has one of them
         wanted = [v for v in value.split("\\") if v]
-        return exists().where(and_(series.c.study_pk == studies.c.pk, series.c.modality.in_(wanted)))
+        other = series.alias("study_series")  # at series level, `series` is the outer row
+        return exists().where(and_(other.c.study_pk == studies.c.pk, other.c.modality.in_(wanted)))
     if attr.vr == "UI":
         uids = [u.strip() for u in value.split("\\") if u.strip()]
         bad = [u for u in uids if not is_uid(u)]

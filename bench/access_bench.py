@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gateway.access import JwksCache, Policy, TokenValidator
 from gateway.access.bearer import bearer_token
 from gateway.access.scopes import DicomOp
-from gateway.archive.index import make_engine
+from gateway.archive.local.index import make_engine
 from gateway.audit.dicom import to_dicom_xml
 from gateway.audit.events import Action, Actor, AuditRecord, Face
 from gateway.audit.fhir import to_fhir

@@ -4,7 +4,7 @@
                                    [--workers 1] [--cohort DIR] [--keep]
 
 Synthesises a cohort with one or more ``--ct-slices`` CTs, imports it, starts the
-gateway (gunicorn, deploy/gunicorn.conf.py) on a free loopback port and measures, with
+gateway (gunicorn, gateway/serving/gunicorn_conf.py) on a free loopback port and measures, with
 one keep-alive client as OHIF would: the OHIF study-list query, QIDO by PatientID,
 series of a study, the series metadata of the largest CT (cold, then warm), the whole
 CT series retrieved as stored (MB/s), one frame, one rendered JPEG, a cached thumbnail.
@@ -30,8 +30,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.archive import open_local
-from gateway.archive.importer import run_import
+from gateway.archive.local import open_local
+from gateway.ingest.importer import run_import
 from gateway.config import Settings
 from tests.support.procs import start_gateway
 

@@ -4,7 +4,7 @@
     python bench/fhir_bench.py [--patients 20] [--seconds 10] [--rounds 2] [--workers N] [--data DIR]
 
 Synthesises and imports the cohort (small images: only the clinical side matters), serves it
-with gunicorn (deploy/gunicorn.conf.py, production worker count unless --workers) next to
+with gunicorn (gateway/serving/gunicorn_conf.py, production worker count unless --workers) next to
 ``bench/trivial_app.py`` under the same config, and drives each workload with wrk -t2 -c8
 (rotating over the patients, each wrk thread from its own place) or, without wrk, 8 Python
 threads. The machine is shared: each workload runs right after the trivial route, rounds
@@ -32,8 +32,9 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.archive import open_local  # noqa: E402
-from gateway.archive.importer import import_clinical, run_import  # noqa: E402
+from gateway.archive.local import open_local  # noqa: E402
+from gateway.ingest.importer import run_import  # noqa: E402
+from gateway.ingest.clinical import import_clinical  # noqa: E402
 from gateway.config import Settings  # noqa: E402
 from gateway.fhir.plan import MAX_PLANS  # noqa: E402
 from tests.support.procs import GatewayServer, start_gateway  # noqa: E402

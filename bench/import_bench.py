@@ -25,8 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.archive import open_local  # noqa: E402
-from gateway.archive.importer import import_clinical, run_import  # noqa: E402
+from gateway.archive.local import open_local  # noqa: E402
+from gateway.ingest.importer import run_import  # noqa: E402
+from gateway.ingest.clinical import import_clinical  # noqa: E402
 from gateway.config import Settings  # noqa: E402
 
 

@@ -5,7 +5,7 @@
 
 Synthesises a cohort (small matrices), imports it with ``tcia-gateway import`` (images and the
 clinical sheet) into a fresh data dir per database (SQLite, or a PostgreSQL started in a temp
-dir), serves it with gunicorn under deploy/gunicorn.conf.py (production worker count unless
+dir), serves it with gunicorn under gateway/serving/gunicorn_conf.py (production worker count unless
 --workers) and runs ``--clients`` keep-alive clients back to back for ``--minutes``: OHIF's
 study list, QIDO by PatientID, series of a study, series metadata, single frames, rendered
 JPEG, thumbnails, WADO-URI (DICOM and JPEG), FHIR Patient / Observation?patient=&category= /

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
-from .archive import Archive, open_archive
+from .archive import Archive
+from .backends import open_archive
 from .config import Settings
+from .version import __version__
 
-__version__ = "0.1.0"
+__all__ = ["EXTENSION", "__version__", "close_app", "create_app"]
 EXTENSION = "tcia_gateway"
 
 
@@ -19,9 +23,11 @@ def create_app(settings: Settings | None = None, *, archive: Archive | None = No
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = None  # STOW enforces MAX_UPLOAD_BYTES while streaming
-    app.json.sort_keys = False
+    if isinstance(app.json, DefaultJSONProvider):
+        app.json.sort_keys = False
     app.extensions[EXTENSION] = {"settings": settings,
-                                 "archive": archive or open_archive(settings)}
+                                 "archive": archive or open_archive(settings),
+                                 "closers": []}  # what close_app releases besides the archive
     from . import cors, errors, health, limits
     limits.install(app, settings)
     errors.register(app)
@@ -32,7 +38,21 @@ def create_app(settings: Settings | None = None, *, archive: Archive | None = No
     return app
 
 
-def _feature_blueprints():
+def close_app(app: Flask) -> None:
+    """Release the app's archive (associations, threads, helper processes, connections) and
+    the FHIR repository's connections; for an app that is not ours, nothing."""
+    state = app.extensions.get(EXTENSION) if hasattr(app, "extensions") else None
+    if state is None:
+        return
+    for closer in state.get("closers", []):
+        try:
+            closer()
+        except Exception:  # the next closer must still run: the worker is exiting anyway
+            logging.getLogger(__name__).exception("closing %r failed", closer)
+    state["archive"].close()
+
+
+def _feature_blueprints() -> Iterator[Callable[[Flask], None]]:
     """Protocol packages that are present register themselves (one blueprint each)."""
     import importlib
     for name in ("dicomweb", "fhir", "viewer"):

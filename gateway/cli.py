@@ -1,4 +1,4 @@
-"""The ``tcia-gateway`` command line (DESIGN.md §2)."""
+"""The ``tcia-gateway`` command line (README.md, "Command line")."""
 from __future__ import annotations
 
 import os
@@ -7,18 +7,34 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from .config import Settings, SettingsError, parse_hostport
 from .synth.skeleton import COLLECTIONS
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-GUNICORN_CONF = REPO_ROOT / "deploy" / "gunicorn.conf.py"
+if TYPE_CHECKING:
+    from .archive.local import LocalArchive
+    from .ingest.importer import ImportReport
+
+# A module, not a file next to the sources: it is installed with the package (wheel, image).
+GUNICORN_CONF = "python:gateway.serving.gunicorn_conf"
 
 
 def _settings(ctx: click.Context) -> Settings:
     return ctx.obj["settings"]
+
+
+def _with(settings: Settings, **changes: object) -> Settings:
+    """``settings`` with command-line overrides, or a usage error naming the bad one."""
+    try:
+        for key in ("http_bind", "dimse_bind"):
+            if changes.get(key):
+                parse_hostport(str(changes[key]), "--" + key.split("_")[0])
+        return settings.replace(**{k: v for k, v in changes.items() if v})
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,12 +43,10 @@ def _settings(ctx: click.Context) -> Settings:
 @click.pass_context
 def main(ctx: click.Context, config: str | None) -> None:
     """DICOMweb, DIMSE and FHIR R4 gateway for TCIA-style imaging archives."""
-    if config:  # children (gunicorn workers, the SCP) load the same file
-        os.environ["GATEWAY_CONFIG"] = str(Path(config).resolve())
     try:
         ctx.obj = {"settings": Settings.load(config)}
     except SettingsError as exc:
-        raise click.UsageError(str(exc))
+        raise click.UsageError(str(exc)) from exc
 
 
 @main.command()
@@ -74,7 +88,7 @@ def synth(out: Path, collection: str, full: bool, patients: int | None, seed: in
             if classic else S.write_twin(out, collection, full=full, patients=patients, seed=seed,
                                          xr_size=xr_size, ct_size=ct_size, progress=progress)
     except S.SkeletonError as exc:
-        raise click.ClickException(str(exc))
+        raise click.ClickException(str(exc)) from exc
     click.echo(f"wrote {summary.collection}: {summary.patients} patients, {summary.studies} "
                f"studies, {summary.series} series, {summary.instances} instances "
                f"({summary.bytes / 1e6:.0f} MB) to {out} in {time.monotonic() - t0:.1f} s")
@@ -89,37 +103,57 @@ def synth(out: Path, collection: str, full: bool, patients: int | None, seed: in
 @click.pass_context
 def import_(ctx: click.Context, paths: tuple[Path, ...], clinical: tuple[Path, ...],
             workers: int | None) -> None:
-    """Import DICOM files, folders (recursive) and .zip archives, and the clinical sheet."""
+    """Import DICOM files, folders (recursive) and .zip archives, and the clinical sheet
+    (given with --clinical, or found among them: COVID_19_AR_ClinicalCorrelates*.xlsx,
+    clinical.csv, clinical_imaging.csv)."""
     report = do_import(_settings(ctx), list(paths), list(clinical), workers=workers)
     if report.rejected and not (report.new or report.duplicate or report.replaced):
         ctx.exit(1)
 
 
 def do_import(settings: Settings, paths: list[Path], clinical: list[Path], *,
-              workers: int | None = None):
-    from .archive import ArchiveError, open_local
-    from .archive.importer import import_clinical, run_import
+              workers: int | None = None) -> ImportReport:
+    """Images first, then every clinical sheet (given, or found among ``paths``)."""
+    from .archive import ArchiveError
+    from .archive.local import open_local
+    from .ingest.importer import run_import
     archive = open_local(settings)
-    t0 = time.monotonic()
     try:
-        report = run_import(archive, paths, workers=workers or settings.import_workers,
-                            on_reject=lambda name, why: click.echo(f"rejected {name}: {why}",
-                                                                   err=True))
-    except ArchiveError as exc:  # the index refused a write: what was indexed before stays
-        raise click.ClickException(exc.message)
-    dt = time.monotonic() - t0
-    click.echo(f"imported: {report.summary()} in {dt:.1f} s "
-               f"({(report.new + report.replaced) / dt if dt else 0:.0f} instances/s)")
-    for sheet in clinical:
-        from .mapping.sheet import SheetError
+        t0 = time.monotonic()
         try:
-            res = import_clinical(archive, sheet)
+            report = run_import(archive, paths, workers=workers or settings.import_workers,
+                                on_reject=lambda name, why: click.echo(f"rejected {name}: {why}",
+                                                                       err=True))
+        except ArchiveError as exc:  # the index refused a write: what was indexed before stays
+            raise click.ClickException(exc.message) from exc
+        dt = time.monotonic() - t0
+        click.echo(f"imported: {report.summary()} in {dt:.1f} s "
+                   f"({(report.new + report.replaced) / dt if dt else 0:.0f} instances/s)")
+        sheets = list({p.resolve(): p for p in [*clinical, *report.sheets]}.values())
+        if sheets:
+            _import_sheets(settings, archive, sheets)
+    finally:
+        archive.close()
+    return report
+
+
+def _import_sheets(settings: Settings, archive: LocalArchive, sheets: list[Path]) -> None:
+    from .ingest.clinical import import_clinical
+    from .mapping.engine import Engine
+    from .mapping.sheet import SheetError
+    from .mapping.spec import SpecError, load
+    try:
+        engine = Engine(load(settings.mappings_dir or None))
+    except SpecError as exc:
+        raise click.ClickException(f"MAPPINGS_DIR: {exc}") from exc
+    for sheet in sheets:
+        try:
+            res = import_clinical(archive, sheet, engine)
         except SheetError as exc:
-            raise click.ClickException(str(exc))
+            raise click.ClickException(str(exc)) from exc
         click.echo(f"clinical: {res.patients} patient rows, {res.imaging} imaging rows "
                    f"from {res.source}")
         click.echo(f"FHIR: {res.fhir}")
-    return report
 
 
 @main.command()
@@ -130,14 +164,18 @@ def do_import(settings: Settings, paths: list[Path], clinical: list[Path], *,
 def check(ctx: click.Context, repair: bool, quick: bool) -> None:
     """Verify the archive: files against the index, tmp/, FHIR links. Exit 1 if something
     is wrong (with --repair: if something could not be repaired)."""
-    from .archive import ArchiveError, open_local
-    from .archive.check import check as run_check
+    from .archive import ArchiveError
+    from .archive.local import open_local
+    from .ingest.check import check as run_check
     settings = _settings(ctx)
+    archive = open_local(settings, sweep=False)
     try:
-        report = run_check(open_local(settings, sweep=False), temp_max_age=settings.temp_max_age,
-                           repair=repair, digests=not quick)
+        report = run_check(archive, temp_max_age=settings.temp_max_age, repair=repair,
+                           digests=not quick)
     except ArchiveError as exc:
-        raise click.ClickException(exc.message)
+        raise click.ClickException(exc.message) from exc
+    finally:
+        archive.close()
     for problem in report.problems:
         click.echo(problem.line())
     click.echo(report.summary())
@@ -150,9 +188,8 @@ def check(ctx: click.Context, repair: bool, quick: bool) -> None:
 @click.pass_context
 def serve(ctx: click.Context, http_bind: str | None) -> None:
     """Serve HTTP (DICOMweb, WADO-URI, FHIR, viewer) under gunicorn."""
-    settings = _settings(ctx)
-    env = _child_env(settings, http_bind=http_bind)
-    os.execvpe(sys.executable, _gunicorn_argv(), env)
+    settings = _with(_settings(ctx), http_bind=http_bind)
+    os.execvpe(sys.executable, _gunicorn_argv(), _child_env(settings))
 
 
 @main.command()
@@ -169,25 +206,20 @@ def serve(ctx: click.Context, http_bind: str | None) -> None:
 def demo(ctx: click.Context, patients: int | None, data_dir: Path | None, http_bind: str | None,
          dimse_bind: str | None, seed: int) -> None:
     """Synthesise and import the demo cohort on an empty data dir, then serve it."""
-    settings = _settings(ctx)
-    changes: dict[str, object] = {}
-    if data_dir:
-        changes["data_dir"] = data_dir
-    if http_bind:
-        parse_hostport(http_bind, "--http")
-        changes["http_bind"] = http_bind
-    if dimse_bind:
-        parse_hostport(dimse_bind, "--dimse")
-        changes["dimse_bind"] = dimse_bind
-    settings = settings.replace(**changes)
+    settings = _with(_settings(ctx), data_dir=data_dir, http_bind=http_bind,
+                     dimse_bind=dimse_bind)
     _ensure_demo_data(settings, patients, seed)
     _serve_all(settings)
 
 
 def _ensure_demo_data(settings: Settings, patients: int | None, seed: int) -> None:
-    from .archive import open_local
+    from .archive.local import open_local
     archive = open_local(settings)
-    if archive.index.counts()["instances"]:
+    try:
+        populated = archive.index.counts()["instances"]
+    finally:
+        archive.close()
+    if populated:
         click.echo(f"data dir {settings.data_dir} is populated: serving it")
         return
     from .synth import write_twin
@@ -197,14 +229,13 @@ def _ensure_demo_data(settings: Settings, patients: int | None, seed: int) -> No
     summary = write_twin(cohort, patients=patients, seed=seed, progress=sys.stderr.isatty())
     click.echo(f"synthesised {summary.patients} patients, {summary.instances} instances in "
                f"{time.monotonic() - t0:.1f} s")
-    patients_dirs = sorted(p for p in summary.root.iterdir() if p.is_dir())  # not LICENSE
-    do_import(settings, patients_dirs, [summary.xlsx])
+    do_import(settings, [summary.root], [summary.xlsx])  # its LICENSE and metadata.csv: skipped
 
 
 def _serve_all(settings: Settings) -> None:
     """Run gunicorn (and the DIMSE SCP when available) until interrupted."""
     env = _child_env(settings)
-    procs = [subprocess.Popen([sys.executable, *_gunicorn_argv()[1:]], env=env)]
+    procs = [subprocess.Popen(_gunicorn_argv(), env=env)]
     dimse = _dimse_argv()
     if dimse:
         procs.append(subprocess.Popen([sys.executable, *dimse], env=env))
@@ -229,7 +260,7 @@ def _dimse_argv() -> list[str] | None:
 
 
 def _wait(procs: list[subprocess.Popen]) -> None:
-    def stop(*_a) -> None:
+    def stop(*_signal: object) -> None:
         for p in procs:
             if p.poll() is None:
                 p.terminate()
@@ -247,25 +278,20 @@ def _wait(procs: list[subprocess.Popen]) -> None:
 
 
 def _gunicorn_argv() -> list[str]:
-    argv = [sys.executable, "-m", "gunicorn"]
-    if GUNICORN_CONF.exists():
-        argv += ["-c", str(GUNICORN_CONF)]
-    return argv + ["gateway.wsgi:app"]
+    return [sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONF, "gateway.wsgi:app"]
 
 
-def _child_env(settings: Settings, *, http_bind: str | None = None) -> dict[str, str]:
-    """Hand the effective settings to gunicorn workers and the SCP through GATEWAY_* env."""
-    env = dict(os.environ)
-    env["GATEWAY_DATA_DIR"] = str(settings.data_dir.resolve())
-    env["GATEWAY_HTTP_BIND"] = http_bind or settings.http_bind
-    env["GATEWAY_PUBLIC_URL"] = settings.public_url
-    env["GATEWAY_DIMSE_BIND"] = settings.dimse_bind
+def _child_env(settings: Settings) -> dict[str, str]:
+    """The environment of gunicorn (master and workers) and the SCP: every resolved setting
+    as GATEWAY_*, so they load exactly these (no TOML file of their own to re-read)."""
+    env = {k: v for k, v in os.environ.items() if k != "GATEWAY_CONFIG"}
+    env.update(settings.to_env())
     return env
 
 
 # Commands that belong to a protocol package live there (``COMMANDS`` list of click
 # commands), so each package owns its CLI; a package not installed adds none.
-COMMAND_MODULES = ("gateway.dimse.commands", "gateway.viewer.commands")
+COMMAND_MODULES = ("gateway.scp.commands", "gateway.viewer.commands")
 
 
 def _add_package_commands() -> None:

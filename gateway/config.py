@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 ENV_PREFIX = "GATEWAY_"
-GiB = 1024**3
+MiB, GiB = 1024**2, 1024**3
 
 
 class SettingsError(ValueError):
@@ -109,8 +109,8 @@ class Settings:
     temp_max_age: float = field(default=3600.0, metadata=_doc(
         "Seconds after which a `.part` file in `DATA_DIR/tmp` counts as left by a crash: "
         "removed at start-up and by `check --repair`. Must exceed the longest STOW request "
-        "(its parts wait there until the whole body has arrived); a part still being written "
-        "is never removed."))
+        "(its parts wait there until the whole body has arrived) and the longest PACS "
+        "retrieval; a part still being written is never removed."))
     workers: int = field(default=2 * (os.cpu_count() or 1), metadata=_doc(
         "gunicorn worker processes (default 2 x cores)."))
     duplicate_policy: str = field(default="reject", metadata=_doc(
@@ -119,6 +119,22 @@ class Settings:
         ("reject", "overwrite")))
     import_workers: int = field(default=os.cpu_count() or 1, metadata=_doc(
         "Processes that parse and store files during `import`."))
+    mappings_dir: str = field(default="", metadata=_doc(
+        "A folder holding the whole clinical-sheet → FHIR mapping (a copy of the built-in "
+        "`gateway/mapping/yaml/`, edited; docs/mapping.md). Empty: the built-in mapping."))
+    metadata_cache_bytes: int = field(default=128 * MiB, metadata=_doc(
+        "Series metadata documents kept in memory per process: by the archive, and again "
+        "with absolute BulkDataURIs by DICOMweb (each at most this many bytes)."))
+    gzip_cache_bytes: int = field(default=64 * MiB, metadata=_doc(
+        "Gzipped JSON response bodies kept per process (warm metadata is never compressed "
+        "twice)."))
+    fhir_cache_bytes: int = field(default=16 * MiB, metadata=_doc(
+        "Finished FHIR search results kept per process (SQLite index only; dropped when an "
+        "import changes the resources)."))
+    fhir_cache_items: int = field(default=2048, metadata=_doc(
+        "FHIR search plans, and results, kept per process (each)."))
+    render_cache_items: int = field(default=4096, metadata=_doc(
+        "Grey-level tables and image layouts kept per process for rendered images."))
     log_level: str = field(default="INFO", metadata=_doc(
         "Python logging level.", ("DEBUG", "INFO", "WARNING", "ERROR")))
 
@@ -149,6 +165,19 @@ class Settings:
     def public_base(self) -> str:
         return self.public_url.rstrip("/")
 
+    def to_env(self) -> dict[str, str]:
+        """Every setting as ``GATEWAY_*`` variables: what child processes (gunicorn master and
+        workers, the DIMSE SCP, helpers) get, so they resolve exactly these settings."""
+        env = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Path):
+                value = value.resolve()
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            env[ENV_PREFIX + f.name.upper()] = str(value)
+        return env
+
     def replace(self, **changes: Any) -> "Settings":
         """A copy with ``changes`` applied and validated (tests build settings this way)."""
         if "http_bind" in changes and self.public_url == f"http://{self.http_bind}":
@@ -176,17 +205,6 @@ class Settings:
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 READ_LIMITS = ("max_frames_per_request", "max_rendered_pixels", "max_qido_results",
                "max_fhir_count")
-
-
-def settings_table() -> list[tuple[str, str, str]]:
-    """(KEY, default, doc) rows, for the README and `--help`."""
-    rows = []
-    for f in dataclasses.fields(Settings):
-        default = f.default
-        shown = "2 × cores" if f.name in ("workers",) else (
-            "cores" if f.name == "import_workers" else str(default))
-        rows.append((f.name.upper(), shown, f.metadata["doc"]))
-    return rows
 
 
 def _derive_public_url(values: dict[str, Any]) -> dict[str, Any]:
@@ -246,6 +264,10 @@ def _validated(s: Settings) -> Settings:
     positive = ("max_upload_bytes", "workers", "import_workers", "dimse_max_associations",
                 "dimse_timeout", "pacs_pool_size", "pacs_connect_timeout", "pacs_acse_timeout",
                 "pacs_dimse_timeout", "pacs_idle_timeout", "pacs_retrieve_timeout")
+    for key in ("metadata_cache_bytes", "gzip_cache_bytes", "fhir_cache_bytes",
+                "fhir_cache_items", "render_cache_items"):
+        if getattr(s, key) < 0:
+            raise SettingsError(f"{ENV_PREFIX}{key.upper()} must not be negative (0: no cache)")
     for key in positive:
         if getattr(s, key) <= 0:
             raise SettingsError(f"{ENV_PREFIX}{key.upper()} must be positive")

@@ -1,5 +1,5 @@
 """CORS on every route but the same-origin viewer, so an OHIF or a browser FHIR app
-served from another origin can use the gateway (DESIGN.md §5).
+served from another origin can use the gateway (Fetch standard, CORS protocol).
 
 ``CORS_ORIGINS`` is ``*`` or a comma list of origins. Preflights (OPTIONS) are
 answered by Flask's automatic OPTIONS handling; this hook adds the headers. Headers
@@ -7,11 +7,7 @@ a viewer must read (ETag, Warning, Content-Encoding) are exposed.
 """
 from __future__ import annotations
 
-import functools
-
 from flask import Flask, Response, request
-
-from . import context
 
 SAME_ORIGIN = ("/viewer",)  # served by us for us: no CORS needed
 EXPOSED = ("ETag, Warning, Content-Type, Content-Length, Content-Encoding, Location, "
@@ -21,15 +17,13 @@ DEFAULT_HEADERS = ("Accept, Accept-Encoding, Authorization, Cache-Control, Conte
                    "If-None-Match, Prefer")
 
 
-@functools.lru_cache(maxsize=8)
-def _origins(setting: str) -> frozenset[str]:
-    """CORS_ORIGINS parsed once, not on every response."""
+def parse_origins(setting: str) -> frozenset[str]:
+    """CORS_ORIGINS as a set (parsed once per app, not on every response)."""
     return frozenset(o.strip().rstrip("/") for o in setting.split(",") if o.strip())
 
 
-def allowed_origin(origin: str | None, setting: str) -> str | None:
+def allowed_origin(origin: str | None, allowed: frozenset[str]) -> str | None:
     """The Access-Control-Allow-Origin value for ``origin``, or None to refuse."""
-    allowed = _origins(setting)
     if "*" in allowed:
         return "*"
     if origin and origin.rstrip("/") in allowed:
@@ -39,12 +33,13 @@ def allowed_origin(origin: str | None, setting: str) -> str | None:
 
 def install(app: Flask) -> None:
     """Add CORS headers to every response outside the viewer."""
+    allowed = parse_origins(app.extensions["tcia_gateway"]["settings"].cors_origins)
 
     @app.after_request
     def _cors(response: Response) -> Response:
         if request.path.startswith(SAME_ORIGIN):
             return response
-        value = allowed_origin(request.headers.get("Origin"), context.settings().cors_origins)
+        value = allowed_origin(request.headers.get("Origin"), allowed)
         if value is None:
             return response
         response.headers["Access-Control-Allow-Origin"] = value

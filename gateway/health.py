@@ -1,7 +1,7 @@
 """Liveness and readiness probes (k8s style)."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 
 from . import context
 from .archive import ArchiveError
@@ -10,13 +10,13 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
-def healthz():
+def healthz() -> Response:
     """Liveness: the process answers."""
     return jsonify(status="ok")
 
 
 @bp.get("/readyz")
-def readyz():
+def readyz() -> Response | tuple[Response, int]:
     """Readiness: the archive (index database, or the PACS) answers queries."""
     try:
         context.archive().ping()

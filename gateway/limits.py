@@ -27,7 +27,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,7 +159,7 @@ class GuardedBody:
     def readlines(self, hint: int = -1) -> list[bytes]:
         return list(iter(self.readline, b""))
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         return iter(self.readline, b"")
 
     def _read_step(self, n: int) -> bytes:

@@ -32,8 +32,9 @@ def small_cohort(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def loaded_data_dir(tmp_path_factory: pytest.TempPathFactory, small_cohort) -> Path:
     """A data dir with the small cohort and its clinical sheet imported (read-only use!)."""
-    from gateway.archive import open_local
-    from gateway.archive.importer import import_clinical, run_import
+    from gateway.archive.local import open_local
+    from gateway.ingest.importer import run_import
+    from gateway.ingest.clinical import import_clinical
     data = tmp_path_factory.mktemp("data")
     archive = open_local(Settings().replace(data_dir=data))
     report = run_import(archive, [small_cohort.root], workers=2, progress=False)

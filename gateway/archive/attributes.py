@@ -2,14 +2,14 @@
 
 One row per attribute: where it lives in the index and how it is matched.
 Levels and default return keys follow PS3.18 10.6.3.3 (QIDO-RS) and PS3.4 C.6
-(Q/R information models); DESIGN.md §5 lists the same set.
+(Q/R information models); docs/dicomweb.md lists the same set.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Iterable
 
-from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 
 from .protocol import Level
 
@@ -75,7 +75,7 @@ ATTRIBUTES: tuple[Attribute, ...] = (
 BY_KEYWORD: dict[str, Attribute] = {a.keyword: a for a in ATTRIBUTES}
 BY_TAG: dict[str, Attribute] = {a.tag: a for a in ATTRIBUTES}
 
-# Returned by default at each level (PS3.18 10.6.3.3.1-3 + DESIGN.md §5).
+# Returned by default at each level (PS3.18 10.6.3.3.1-3; docs/dicomweb.md, QIDO-RS).
 DEFAULT_RETURN: dict[Level, tuple[str, ...]] = {
     Level.PATIENT: ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
                     "NumberOfPatientRelatedStudies", "NumberOfPatientRelatedSeries",
@@ -117,10 +117,6 @@ def resolve(name: str) -> Attribute | str | None:
     if tag_int is None:
         return None
     return f"{tag_int:08X}"
-
-
-def keyword_or_tag(tag: str) -> str:
-    return keyword_for_tag(int(tag, 16)) or tag
 
 
 def vr_of(tag: str) -> str:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import (TYPE_CHECKING, BinaryIO, Iterator, Mapping, Protocol, Sequence, Union,
-                    runtime_checkable)
+from typing import BinaryIO, Iterator, Mapping, Protocol, Sequence, Union, runtime_checkable
 
-if TYPE_CHECKING:
-    from .store import Received
+from .files import Received, Spool
+from .status import Status
 
 
 class Level(str, enum.Enum):
@@ -31,15 +31,10 @@ class Level(str, enum.Enum):
         return "IMAGE" if self is Level.INSTANCE else self.value
 
 
-class FailureReason(enum.IntEnum):
-    """Why an instance was not stored (PS3.18 10.5.3 FailureReason, PS3.4 B.2.3)."""
-
-    PROCESSING_FAILURE = 0x0110
-    DUPLICATE_SOP_INSTANCE = 0x0111
-    OUT_OF_RESOURCES = 0xA700
-    SOP_CLASS_MISMATCH = 0xA900
-    STUDY_MISMATCH = 0xA901
-    CANNOT_UNDERSTAND = 0xC000
+FailureReason = Status
+"""Why an instance was not stored: a C-STORE status (PS3.18 10.5.3 FailureReason, PS3.4
+B.2.3), e.g. ``PROCESSING_FAILURE``, ``DUPLICATE_SOP_INSTANCE``, ``OUT_OF_RESOURCES``,
+``SOP_CLASS_MISMATCH``, ``STUDY_MISMATCH``, ``CANNOT_UNDERSTAND``."""
 
 
 class StoreOutcome(str, enum.Enum):
@@ -123,6 +118,19 @@ class StoredInstance:
         return tuple(tuple(Fragment(o, n) for o, n in frame)
                      for frame in json.loads(self.frame_table))
 
+    def open(self) -> BinaryIO:
+        """The stored Part 10 bytes from the start."""
+        return open(self.path, "rb")
+
+    def read_frame(self, number: int) -> bytes:
+        """Frame ``number`` (from 1) as stored: one positioned read per fragment."""
+        assert self.frames is not None
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            return b"".join(os.pread(fd, f.length, f.offset) for f in self.frames[number - 1])
+        finally:
+            os.close(fd)
+
 
 @dataclass(frozen=True)
 class StoreResult:
@@ -171,18 +179,20 @@ class Archive(Protocol):
         """Store several files, one result each in order; the embedded archive indexes
         them in one transaction (a STOW body, a retrieval)."""
 
+    def spool(self) -> Spool:
+        """A temporary object of this archive's file store to stream an upload into; hand
+        its ``finish()`` to :meth:`store` (STOW spools each part while reading the body)."""
+
     def ping(self) -> None:
         """Raise Unavailable unless the backend can answer queries."""
 
-
-def frame_numbers_valid(numbers: Sequence[int], count: int) -> bool:
-    """Frames are numbered from 1 (PS3.18 10.4.1.1.4)."""
-    return bool(numbers) and all(1 <= n <= count for n in numbers)
+    def close(self) -> None:
+        """Release associations, threads, helper processes and database connections."""
 
 
-Source = Union[Path, BinaryIO, "Received"]
-"""What ``store`` takes: a file path, a readable stream, or a file already spooled into the
-archive's temp dir with its digest (``gateway.archive.store.Received``; ``move`` implied)."""
+Source = Union[Path, BinaryIO, Received]
+"""What ``store`` takes: a file path, a readable stream, or an object already spooled by the
+archive's own :meth:`Archive.spool` with its digest (``move`` implied)."""
 
 BinaryChunks = Iterator[bytes]
 """Streams of bytes, produced lazily so that large bodies never sit in memory."""

@@ -10,7 +10,7 @@ BasicAuditEntityType#XrequestId), `query` (the raw query base64, object-role 24)
 claimed in `meta.profile` only where the event conforms: successful RESTful events.
 Denials and DIMSE events use the DICOM event types (PS3.15 A.5.3: 110113 Security Alert,
 110114 User Authentication, 110112 Query, 110104 DICOM Instances Transferred) with the
-same agents and entities. Callers validate with `gateway.fhir.resources.validate`.
+same agents and entities. Callers validate with `gateway.clinical.resources.validate`.
 """
 from __future__ import annotations
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 from flask import Flask
 
 from . import openapi, routes, wado_uri
+from .caches import EXTENSION, Caches
 
 
 def register(app: Flask) -> None:
     """Called by ``gateway.create_app``; blueprints carry their own error handlers."""
+    app.extensions[EXTENSION] = Caches.from_settings(app.extensions["tcia_gateway"]["settings"])
     for bp in (routes.bp, wado_uri.bp):
         app.register_blueprint(bp)
     app.register_blueprint(openapi.bp)

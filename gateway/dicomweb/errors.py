@@ -1,9 +1,9 @@
 """One error handler for the DICOMweb family: archive errors and HTTP errors → status +
 a JSON body with a reason a person can act on (PS3.18 8.6.3 leaves the payload open).
 
-The same routes front the embedded archive and a remote PACS, so the mapping is by
-error type only (DESIGN.md §1): NotFound 404, InvalidQuery 400, NotAcceptable 406,
-Unavailable 503, UpstreamError 502, UpstreamTimeout 504.
+The same routes front the embedded archive and a remote PACS, so the status is the error
+kind's own (``ArchiveError.answer``, gateway/archive/errors.py): NotFound 404, InvalidQuery
+400, NotAcceptable 406, Unavailable 503, UpstreamError 502, UpstreamTimeout 504.
 """
 from __future__ import annotations
 
@@ -13,23 +13,12 @@ import orjson
 from flask import Blueprint, Response
 from werkzeug.exceptions import HTTPException
 
-from ..archive.errors import (
-    ArchiveError,
-    InvalidQuery,
-    NotAcceptable,
-    NotFound,
-    Unavailable,
-    UpstreamError,
-    UpstreamTimeout,
-)
+from ..archive.errors import ArchiveError, InvalidQuery, UpstreamError
 from .media import MediaError
 from .multipart import MultipartError
 
 log = logging.getLogger(__name__)
 
-STATUS: tuple[tuple[type[ArchiveError], int], ...] = (
-    (NotFound, 404), (InvalidQuery, 400), (NotAcceptable, 406), (Unavailable, 503),
-    (UpstreamError, 502), (UpstreamTimeout, 504))
 REASONS = {400: "Bad Request", 404: "Not Found", 406: "Not Acceptable", 409: "Conflict",
            413: "Payload Too Large", 415: "Unsupported Media Type", 500: "Internal Server Error",
            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
@@ -59,19 +48,12 @@ def header_safe(text: str) -> str:
                    for c in text)[:300]
 
 
-def archive_status(exc: ArchiveError) -> int:
-    for kind, status in STATUS:
-        if isinstance(exc, kind):
-            return status
-    return 500
-
-
 def register_handlers(bp: Blueprint) -> None:
     """Install the family's handler on a blueprint (DICOMweb and WADO-URI)."""
 
     @bp.errorhandler(ArchiveError)
     def _archive(exc: ArchiveError) -> Response:
-        status = archive_status(exc)
+        status = exc.answer.http
         extra: dict[str, object] = {}
         if isinstance(exc, InvalidQuery) and exc.attribute:
             extra["attribute"] = exc.attribute

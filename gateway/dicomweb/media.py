@@ -173,7 +173,7 @@ def accepts(ranges: Iterable[MediaRange], mime: str) -> bool:
 def json_type(ranges: list[MediaRange]) -> str | None:
     """The JSON flavour to answer with: dicom+json unless only application/json is wanted.
 
-    A composite Accept that includes dicom+json anywhere gets dicom+json (DESIGN.md §5).
+    A composite Accept that includes dicom+json anywhere gets dicom+json (docs/dicomweb.md, QIDO-RS).
     """
     if any(r.mime == DICOM_JSON for r in ranges):
         return DICOM_JSON

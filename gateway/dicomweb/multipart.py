@@ -1,6 +1,6 @@
 """multipart/related (RFC 2387, PS3.18 8.6.1.2): a streaming writer and reader. Pure.
 
-Writer, as Cornerstone's parser needs it (DESIGN.md §5): no preamble before the first
+Writer, as Cornerstone's parser needs it (docs/dicomweb.md): no preamble before the first
 ``--boundary``, part headers spelled ``Content-Type:``, a CRLF before every delimiter
 including the closing one. The reader accepts what real clients send: quoted or bare
 boundaries, a preamble (dicomweb-client starts with CRLF), header names in any case,

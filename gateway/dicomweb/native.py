@@ -12,6 +12,7 @@ to pydicom.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,8 +20,7 @@ import orjson
 from pydicom.dataset import Dataset
 
 from ..archive.protocol import Archive, StoredInstance, UidPath
-from ..archive.store import read_frame
-from .lru import Lru
+from ..cache import BoundedCache
 from .media import EXPLICIT_LE, IMPLICIT_LE
 
 NATIVE_LE = frozenset({EXPLICIT_LE, IMPLICIT_LE})
@@ -48,22 +48,22 @@ class GreyLayout:
         return self.rows * self.columns * self.dtype.itemsize
 
 
-# By content: the slices of a series share one layout. By stored file (its digest is in
-# the name): the frames of a multi-frame image and re-renders with another window (a
-# viewer's window/level drag) ask the archive once. False = not a native grey image.
-BY_CONTENT: Lru[GreyLayout | bool] = Lru(256)
-BY_FILE: Lru[GreyLayout | bool] = Lru(4096)
+# Layouts are kept (``layouts``, per app) by content: the slices of a series share one; and by
+# stored file (its digest is in the name): the frames of a multi-frame image and re-renders
+# with another window (a viewer's window/level drag) ask the archive once. False = not a
+# native grey image.
+Layouts = BoundedCache[Hashable, "GreyLayout | bool"]
 
 
-def grey_frame(inst: StoredInstance, number: int,
-               archive: Archive) -> tuple[np.ndarray, Dataset] | None:
+def grey_frame(inst: StoredInstance, number: int, archive: Archive,
+               layouts: Layouts | None = None) -> tuple[np.ndarray, Dataset] | None:
     """Frame ``number`` (from 1) and its header, or None when pydicom must decode it."""
     if inst.frames is None or inst.transfer_syntax not in NATIVE_LE:
         return None
-    layout = instance_layout(inst, archive)
+    layout = instance_layout(inst, archive, layouts)
     if layout is None:
         return None
-    data = read_frame(inst, number)
+    data = inst.read_frame(number)
     if len(data) != layout.frame_bytes:
         return None
     array = np.frombuffer(data, layout.dtype).reshape(layout.rows, layout.columns)
@@ -74,29 +74,34 @@ def grey_frame(inst: StoredInstance, number: int,
     return array, layout.header
 
 
-def instance_layout(inst: StoredInstance, archive: Archive) -> GreyLayout | None:
-    key = (inst.sop_uid, inst.path.name)
-    known = BY_FILE.get(key)
+def instance_layout(inst: StoredInstance, archive: Archive,
+                    layouts: Layouts | None = None) -> GreyLayout | None:
+    key = ("file", inst.sop_uid, inst.path.name)
+    known = layouts.get(key) if layouts is not None else None
     if known is None:
         where = UidPath(inst.study_uid, inst.series_uid, inst.sop_uid)
-        known = BY_FILE.put(key, grey_layout(archive.metadata(where)) or False)
-    return known or None
+        known = grey_layout(archive.metadata(where), layouts) or False
+        if layouts is not None:
+            layouts.put(key, known)
+    return known if isinstance(known, GreyLayout) else None
 
 
-def grey_layout(metadata: bytes) -> GreyLayout | None:
+def grey_layout(metadata: bytes, layouts: Layouts | None = None) -> GreyLayout | None:
     """The layout described by a one-instance metadata document, if it is plain grey."""
     docs = orjson.loads(metadata)
     doc = docs[0] if len(docs) == 1 else {}
     if "7FE00010" not in doc or any(tag in doc for tag in PYDICOM_ONLY):
         return None
     subset = {tag: doc[tag] for tag in HEADER_TAGS if tag in doc}
-    key = orjson.dumps(subset)
-    known = BY_CONTENT.get(key)
+    key = ("content", orjson.dumps(subset))
+    known = layouts.get(key) if layouts is not None else None
     if known is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            known = BY_CONTENT.put(key, layout_of(Dataset.from_json(subset)) or False)
-    return known or None
+            known = layout_of(Dataset.from_json(subset)) or False
+        if layouts is not None:
+            layouts.put(key, known)
+    return known if isinstance(known, GreyLayout) else None
 
 
 def layout_of(header: Dataset) -> GreyLayout | None:

@@ -7,14 +7,15 @@ below, written once.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
 import orjson
 from flask import Blueprint, Flask, Response, current_app
 
-from .. import __version__, context
+from .. import context
 from ..archive.attributes import ATTRIBUTES, visible_at
 from ..archive.protocol import Level
+from ..version import __version__
+from .caches import caches
 from .qido import MAX_OFFSET
 from .render import MAX_SIDE
 
@@ -35,7 +36,7 @@ PATH_SCHEMA = {"study": UID, "series": UID, "instance": UID,
 DATE = r"[0-9]{8}"
 TIME = r"[0-9]{2}([0-9]{2}([0-9]{2}(\.[0-9]{1,6})?)?)?"
 # Query values by VR (PS3.4 C.2.2.2 matching; PS3.18 8.3.4.1): what the matcher takes.
-MATCH_SCHEMA = {
+MATCH_SCHEMA: dict[str, dict] = {
     "DA": {"type": "string", "pattern": f"^({DATE}|{DATE}-|-{DATE}|{DATE}-{DATE})?$"},
     "TM": {"type": "string", "pattern": f"^({TIME}|{TIME}-|-{TIME}|{TIME}-{TIME})?$"},
     "UI": {"type": "string", "pattern": r"^([0-9]+(\.[0-9]+)*([,\\][0-9]+(\.[0-9]+)*)*)?$"},
@@ -255,13 +256,10 @@ def build(app: Flask, server: str) -> dict:
             "components": COMPONENTS}
 
 
-@lru_cache(maxsize=8)
-def _cached(app_id: int, server: str) -> bytes:
-    return orjson.dumps(build(current_app, server))
-
-
 @bp.get("/openapi.json")
 def document() -> Response:
-    response = Response(_cached(id(current_app._get_current_object()), context.public_base()))
+    server = context.public_base()  # built once per app and public base
+    body = caches().openapi.get_or_put(server, lambda: orjson.dumps(build(current_app, server)))
+    response = Response(body)
     response.headers["Content-Type"] = "application/json"
     return response

@@ -18,7 +18,6 @@ from pydicom.pixels import pack_bits, pixel_array
 
 from ..archive.errors import NotAcceptable
 from ..archive.protocol import Archive, StoredInstance
-from ..archive.store import read_frame
 from . import native
 from .media import DEFLATED_LE, UNCOMPRESSED
 from .zerocopy import StoredFileError
@@ -32,7 +31,7 @@ def stored_frame(inst: StoredInstance, number: int) -> bytes:
     """Frame ``number`` (from 1) as stored: compressed bitstream or native LE pixels.
     Exactly the frame table's bytes or OSError: a short part must not look complete."""
     if inst.frames is not None:
-        data = read_frame(inst, number)
+        data = inst.read_frame(number)
         wanted = sum(f.length for f in inst.frames[number - 1])
         if len(data) != wanted:
             raise OSError(f"{inst.path}: frame {number} ended after {len(data)} of {wanted} bytes")
@@ -45,14 +44,14 @@ def stored_frame(inst: StoredInstance, number: int) -> bytes:
         return get_frame(ds.PixelData, number - 1, number_of_frames=inst.number_of_frames)
 
 
-def decode(inst: StoredInstance, number: int,
-           archive: Archive | None = None) -> tuple[np.ndarray, Dataset]:
+def decode(inst: StoredInstance, number: int, archive: Archive | None = None,
+           layouts: native.Layouts | None = None) -> tuple[np.ndarray, Dataset]:
     """One frame decoded (YBR → RGB) and the header elements that describe it.
 
-    With ``archive``, native grey frames skip pydicom (native.py)."""
+    With ``archive``, native grey frames skip pydicom (native.py; ``layouts`` kept)."""
     if archive is not None:
         try:
-            fast = native.grey_frame(inst, number, archive)
+            fast = native.grey_frame(inst, number, archive, layouts)
         except FileNotFoundError as exc:
             raise StoredFileError(inst.sop_uid, "is missing") from exc
         if fast is not None:

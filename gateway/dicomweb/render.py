@@ -10,7 +10,7 @@ import hashlib
 import io
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,13 +20,12 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut, apply_voi
 
 from ..archive.errors import InvalidQuery
-from .lru import Lru
+from ..cache import BoundedCache
 
 THUMBNAIL_SIZE = 128
 PIL_FORMAT = {"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF"}
 EXTENSION = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif"}
 FUNCTIONS = ("linear", "linear-exact", "sigmoid")  # PS3.18 8.3.5.1.4
-LUTS: Lru[np.ndarray] = Lru(64)  # grey tables of 64 KiB at most: 4 MiB per worker
 MAX_PIXELS = 4096 * 4096  # the default of MAX_RENDERED_PIXELS
 MAX_SIDE = 65535  # Rows and Columns are US (PS3.3 C.7.6.3.1): no region can be larger
 F32_MAX, F32_TINY = float(np.finfo(np.float32).max), float(np.finfo(np.float32).tiny)
@@ -117,18 +116,19 @@ def window_ok(center: float, width: float) -> bool:
 
 
 # ----------------------------------------------------------------- pipeline
-def render(array: np.ndarray, header: Dataset, params: RenderParams) -> bytes:
-    """Encode one decoded frame as the requested image type."""
+def render(array: np.ndarray, header: Dataset, params: RenderParams,
+           luts: BoundedCache[Hashable, np.ndarray] | None = None) -> bytes:
+    """Encode one decoded frame as the requested image type (``luts``: grey tables kept)."""
     if array.ndim == 3:  # colour: already RGB after decoding
         image = Image.fromarray(_to_uint8_colour(array), "RGB")
     else:
-        image = Image.fromarray(grey_levels(array, header, params.window), "L")
+        image = Image.fromarray(grey_levels(array, header, params.window, luts), "L")
     image = _apply_viewport(image, params.viewport, params.max_pixels)
     return encode(image, params)
 
 
-def grey_levels(array: np.ndarray, header: Dataset,
-                window: tuple[float, float, str] | None) -> np.ndarray:
+def grey_levels(array: np.ndarray, header: Dataset, window: tuple[float, float, str] | None,
+                luts: BoundedCache[Hashable, np.ndarray] | None = None) -> np.ndarray:
     """Stored values → 8-bit display levels (PS3.3 C.11.1, C.11.2).
 
     Integer images of up to 16 bits go through a lookup table built over every
@@ -138,23 +138,23 @@ def grey_levels(array: np.ndarray, header: Dataset,
     if array.dtype.kind in "ui" and array.dtype.itemsize <= 2 and \
             "ModalityLUTSequence" not in header:
         unsigned = np.dtype(f"u{array.dtype.itemsize}")
-        return np.take(grey_lut(array, header, window), array.view(unsigned))
+        return np.take(grey_lut(array, header, window, luts), array.view(unsigned))
     return _display(array, header, window, None)
 
 
-def grey_lut(array: np.ndarray, header: Dataset,
-             window: tuple[float, float, str] | None) -> np.ndarray:
-    """The table for ``array``'s dtype, shared by every image with the same inputs: the
-    slices of a series (same rescale and window) build it once, not once per request."""
-    key = lut_key(array, header, window)
-    lut = None if key is None else LUTS.get(key)
+def grey_lut(array: np.ndarray, header: Dataset, window: tuple[float, float, str] | None,
+             luts: BoundedCache[Hashable, np.ndarray] | None = None) -> np.ndarray:
+    """The table for ``array``'s dtype, shared through ``luts`` by every image with the same
+    inputs: the slices of a series (same rescale and window) build it once, not per request."""
+    key = lut_key(array, header, window) if luts is not None else None
+    lut = None if key is None or luts is None else luts.get(key)
     if lut is None:
         unsigned = np.dtype(f"u{array.dtype.itemsize}")
         domain = np.arange(1 << (8 * array.dtype.itemsize), dtype=unsigned).view(array.dtype)
         lut = _display(domain, header, window, array)
         lut.flags.writeable = False
-        if key is not None:
-            LUTS.put(key, lut)
+        if key is not None and luts is not None:
+            luts.put(key, lut)
     return lut
 
 

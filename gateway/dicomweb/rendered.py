@@ -18,14 +18,16 @@ from flask import Response
 from ..archive.errors import NotAcceptable, NotFound
 from ..archive.protocol import Archive, StoredInstance
 from . import multipart, pixels, render
+from .caches import RenderCaches
 from .render import RenderParams
 from .zerocopy import check_stored
 
 
 def image_bytes(archive: Archive | None, inst: StoredInstance, frame: int, params: RenderParams,
-                cache_dir: Path | None = None) -> bytes:
+                cache_dir: Path | None = None, caches: RenderCaches | None = None) -> bytes:
     """One rendered frame; from (and into) the disk cache when ``cache_dir`` is given.
-    ``archive`` lends its stored metadata to the native fast path (native.py)."""
+    ``archive`` lends its stored metadata to the native fast path (native.py); ``caches``
+    keeps layouts and grey tables between requests."""
     if inst.number_of_frames == 0:
         raise NotAcceptable(f"instance {inst.sop_uid} has no pixel data to render")
     if not 1 <= frame <= inst.number_of_frames:
@@ -39,16 +41,17 @@ def image_bytes(archive: Archive | None, inst: StoredInstance, frame: int, param
         except FileNotFoundError:
             pass
     check_stored([inst])
-    array, header = pixels.decode(inst, frame, archive)
-    data = render.render(array, header, params)
+    array, header = pixels.decode(inst, frame, archive, caches.layouts if caches else None)
+    data = render.render(array, header, params, caches.luts if caches else None)
     if path is not None:
         render.cache_put(path, data)
     return data
 
 
 def image_response(archive: Archive | None, inst: StoredInstance, frame: int,
-                   params: RenderParams, cache_dir: Path | None = None) -> Response:
-    data = image_bytes(archive, inst, frame, params, cache_dir)
+                   params: RenderParams, cache_dir: Path | None = None,
+                   caches: RenderCaches | None = None) -> Response:
+    data = image_bytes(archive, inst, frame, params, cache_dir, caches)
     response = Response(data)
     response.headers["Content-Type"] = params.media
     return response
@@ -64,7 +67,7 @@ def representative(instances: list[StoredInstance]) -> StoredInstance:
 
 
 def multipart_response(archive: Archive | None, instances: list[StoredInstance],
-                       params: RenderParams) -> Response:
+                       params: RenderParams, caches: RenderCaches | None = None) -> Response:
     """Every image instance rendered (frame 1), streamed one part at a time. The files are
     checked and the first image rendered before the status line, so bad parameters (a
     region outside the image) are a 400; later errors can only cut the response short."""
@@ -72,14 +75,16 @@ def multipart_response(archive: Archive | None, instances: list[StoredInstance],
     if not images:
         raise NotAcceptable("nothing here has pixel data to render")
     check_stored(images)
-    first = image_bytes(archive, images[0], 1, params)
+    first = image_bytes(archive, images[0], 1, params, caches=caches)
     boundary = multipart.new_boundary()
     parts = itertools.chain([(params.media, [first])],
-                            ((params.media, _lazy(archive, inst, params)) for inst in images[1:]))
+                            ((params.media, _lazy(archive, inst, params, caches))
+                             for inst in images[1:]))
     response = Response(multipart.stream(parts, boundary), direct_passthrough=True)
     response.headers["Content-Type"] = multipart.content_type(params.media, boundary)
     return response
 
 
-def _lazy(archive: Archive | None, inst: StoredInstance, params: RenderParams) -> Iterator[bytes]:
-    yield image_bytes(archive, inst, 1, params)
+def _lazy(archive: Archive | None, inst: StoredInstance, params: RenderParams,
+          caches: RenderCaches | None) -> Iterator[bytes]:
+    yield image_bytes(archive, inst, 1, params, caches=caches)

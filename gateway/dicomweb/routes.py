@@ -5,6 +5,8 @@ know which Archive backend they talk to.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 from flask import Blueprint, Response, request
 
@@ -12,8 +14,9 @@ from .. import context
 from ..archive.errors import NotAcceptable
 from ..archive.protocol import Level, UidPath
 from . import frames, media, qido, rendered, stow, wado
+from .caches import caches
 from .errors import DicomwebError, register_handlers
-from .render import parse_params
+from .render import RenderParams, parse_params
 from .web import accept, dicomweb_root, json_response
 
 bp = Blueprint("dicomweb", __name__, url_prefix="/dicomweb")
@@ -100,7 +103,7 @@ def retrieve_instance(study: str, series: str, instance: str) -> Response:
 def _metadata(where: UidPath) -> Response:
     mimetype = _json_type()
     doc = context.archive().metadata(where)
-    body, etag = wado.METADATA.get(where, dicomweb_root(), doc)
+    body, etag = wado.metadata_body(caches().metadata, where, dicomweb_root(), doc)
     return json_response(body, mimetype, etag=etag)
 
 
@@ -135,7 +138,7 @@ def retrieve_bulk(study: str, series: str, instance: str, tag: str) -> Response:
 
 
 # ------------------------------------------------------- rendered / thumbnail
-def _render_params(thumbnail: bool = False):
+def _render_params(thumbnail: bool = False) -> RenderParams:
     mime = media.rendered_type(accept(), request.args.get("accept"))
     if mime is None:
         raise NotAcceptable("rendered resources are available as image/jpeg, image/png or "
@@ -144,7 +147,7 @@ def _render_params(thumbnail: bool = False):
                         max_pixels=context.settings().max_rendered_pixels)
 
 
-def _cache_dir():
+def _cache_dir() -> Path:
     return context.settings().data_dir / "cache" / "thumbnails"
 
 
@@ -154,7 +157,7 @@ def rendered_many(study: str, series: str | None = None) -> Response:
     params = _render_params()
     archive = context.archive()
     instances = list(archive.instances(UidPath(study, series)))
-    return rendered.multipart_response(archive, instances, params)
+    return rendered.multipart_response(archive, instances, params, caches().render)
 
 
 @bp.get(INSTANCE + "/rendered")
@@ -163,7 +166,7 @@ def rendered_one(study: str, series: str, instance: str, frame: int = 1) -> Resp
     params = _render_params()
     archive = context.archive()
     inst = archive.instance(UidPath(study, series, instance))
-    return rendered.image_response(archive, inst, frame, params)
+    return rendered.image_response(archive, inst, frame, params, caches=caches().render)
 
 
 @bp.get(STUDY + "/thumbnail")
@@ -173,7 +176,7 @@ def thumbnail_many(study: str, series: str | None = None) -> Response:
     archive = context.archive()
     instances = list(archive.instances(UidPath(study, series)))
     return rendered.image_response(archive, rendered.representative(instances), 1, params,
-                                   _cache_dir())
+                                   _cache_dir(), caches().render)
 
 
 @bp.get(INSTANCE + "/thumbnail")
@@ -182,7 +185,7 @@ def thumbnail_one(study: str, series: str, instance: str, frame: int = 1) -> Res
     params = _render_params(thumbnail=True)
     archive = context.archive()
     inst = archive.instance(UidPath(study, series, instance))
-    return rendered.image_response(archive, inst, frame, params, _cache_dir())
+    return rendered.image_response(archive, inst, frame, params, _cache_dir(), caches().render)
 
 
 # ------------------------------------------------------------------ STOW-RS
@@ -193,8 +196,9 @@ def store(study: str | None = None) -> Response:
     settings = context.settings()
     limits = stow.Limits.of(settings)
     limits.check_length(request.content_length)  # unread: the connection then closes
-    received = stow.receive(request.stream, boundary, limits, settings.data_dir / "tmp")
+    archive = context.archive()
+    received = stow.receive(request.stream, boundary, limits, archive.spool)
     if not received:
         raise DicomwebError(400, "the multipart body has no parts")
-    results = stow.store_all(context.archive(), received, study)
+    results = stow.store_all(archive, received, study)
     return stow.response(results, dicomweb_root(), study)

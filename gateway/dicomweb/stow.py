@@ -1,8 +1,8 @@
 """STOW-RS (PS3.18 10.5): multipart/related application/dicom bodies → the archive.
 
 The body is parsed as it arrives (chunked or not): each part streams into its own
-temporary file under ``<DATA_DIR>/tmp/`` while the byte count is checked against
-MAX_UPLOAD_BYTES. Only when the whole body has been read and found well formed are
+temporary object of the archive's file store (``Archive.spool``) while the byte count is
+checked against MAX_UPLOAD_BYTES. Only when the whole body has been read and found well formed are
 the parts handed to the archive, one at a time, so a 400 or 413 stores nothing and
 a failed part leaves nothing behind (the archive removes what it rejects). "The whole
 body" includes what follows the closing boundary: a body that ends before its
@@ -10,16 +10,17 @@ Content-Length (the client went away) stores nothing either (gateway/limits.py r
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import orjson
 from flask import Response
 
 from ..archive.protocol import Archive, FailureReason, StoreResult
-from ..archive.store import Received as Spooled
-from ..archive.store import TempWriter, out_of_space
+from ..archive.files import Received as Spooled
+from ..archive.files import Spool, out_of_space
 from ..config import Settings
 from .errors import DicomwebError, header_safe
 from .media import DICOM, DICOM_JSON, MULTIPART, MediaError, parse_media_type
@@ -69,7 +70,7 @@ class Received:
 class CountingReader:
     """``read(n)`` that fails once more than ``limit`` bytes have come in."""
 
-    def __init__(self, stream: BinaryIO, limit: int) -> None:
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
         self.stream = stream
         self.limit = limit
         self.count = 0
@@ -101,13 +102,14 @@ def boundary_of(content_type: str | None) -> str:
     return boundary
 
 
-def receive(stream: BinaryIO, boundary: str, limits: Limits, tmp_dir: Path) -> list[Received]:
-    """Spool every part to a temp file, then read the body to its end (a truncated body
-    raises there); nothing is left behind if this raises."""
+def receive(stream: IO[bytes], boundary: str, limits: Limits,
+            spool: Callable[[], Spool]) -> list[Received]:
+    """Spool every part (``spool()`` gives a new temporary object of the archive's store),
+    then read the body to its end (a truncated body raises there); nothing is left behind
+    if this raises."""
     reader = CountingReader(stream, limits.max_bytes)
     received: list[Received] = []
-    writer: TempWriter | None = None
-    tmp_dir.mkdir(parents=True, exist_ok=True)
+    writer: Spool | None = None
     try:
         parts = MultipartReader(reader.read, boundary, chunk=READ_CHUNK,
                                 max_header_bytes=limits.part_header_bytes).parts()
@@ -119,7 +121,7 @@ def receive(stream: BinaryIO, boundary: str, limits: Limits, tmp_dir: Path) -> l
             if problem:
                 received.append(Received(None, problem))
                 continue
-            writer = TempWriter(tmp_dir)
+            writer = spool()
             for chunk in part.chunks():
                 writer.write(chunk)
             received.append(Received(writer.finish()))
@@ -131,11 +133,12 @@ def receive(stream: BinaryIO, boundary: str, limits: Limits, tmp_dir: Path) -> l
         raise DicomwebError(413, f"request body exceeds MAX_UPLOAD_BYTES ({limits.max_bytes} "
                                  "bytes); nothing was stored") from None
     except OSError as exc:
+        where = writer.path.parent if writer is not None else "the archive's file store"
         _discard(received, writer)
         if not out_of_space(exc):
             raise
         # RFC 4918 11.5: 507 Insufficient Storage; nothing could be spooled, nothing stored
-        raise DicomwebError(507, f"no space left on the disk of {tmp_dir} ({exc.strerror}); "
+        raise DicomwebError(507, f"no space left on the disk of {where} ({exc.strerror}); "
                                  "nothing was stored") from None
     except BaseException:
         _discard(received, writer)
@@ -153,7 +156,7 @@ def _part_problem(content_type: str | None) -> str:
     return "" if mime == DICOM else f"part of type {mime!r} is not application/dicom"
 
 
-def _discard(received: list[Received], writer: TempWriter | None) -> None:
+def _discard(received: list[Received], writer: Spool | None) -> None:
     if writer is not None:
         writer.discard()
     for item in received:

@@ -8,13 +8,12 @@ and warm requests skip even that.
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 
 from flask import Response
 
 from ..archive.errors import NotAcceptable
+from ..cache import BoundedCache
 from ..archive.protocol import StoredInstance, UidPath
 from . import multipart, transcode, zerocopy
 from .media import DICOM, SyntaxChoice, choose_syntax, part_type
@@ -22,7 +21,6 @@ from .web import etag_of
 from .zerocopy import FilePart, FilesResponse
 
 CHUNK = zerocopy.CHUNK
-METADATA_CACHE_BYTES = 128 << 20
 
 
 def plan_syntaxes(instances: list[StoredInstance],
@@ -72,40 +70,19 @@ def retrieve_response(instances: list[StoredInstance], choices: list[SyntaxChoic
     return response
 
 
-class MetadataCache:
-    """Absolute-URI metadata bodies, reused while the archive hands back the same
-    document object (its own cache is keyed by series version, so identity = freshness)."""
-
-    def __init__(self, max_bytes: int = METADATA_CACHE_BYTES) -> None:
-        self._items: OrderedDict[tuple, tuple[bytes, bytes, str]] = OrderedDict()
-        self._bytes = 0
-        self._max = max_bytes
-        self._lock = threading.Lock()
-
-    def get(self, where: UidPath, root: str, doc: bytes) -> tuple[bytes, str]:
-        key = (where, root)
-        with self._lock:
-            hit = self._items.get(key)
-            if hit is not None and hit[0] is doc:
-                self._items.move_to_end(key)
-                return hit[1], hit[2]
-        body = absolute_bulk_uris(doc, root)
-        etag = etag_of(body)
-        if where.instance:  # single instances are cheap: do not crowd out series
-            return body, etag
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= len(old[1])
-            self._items[key] = (doc, body, etag)
-            self._bytes += len(body)
-            while self._bytes > self._max and self._items:
-                _k, gone = self._items.popitem(last=False)
-                self._bytes -= len(gone[1])
-        return body, etag
-
-
-METADATA = MetadataCache()
+def metadata_body(cache: BoundedCache[Hashable, tuple[bytes, bytes, str]], where: UidPath,
+                  root: str, doc: bytes) -> tuple[bytes, str]:
+    """The absolute-URI body of ``doc`` and its ETag, reused while the archive hands back the
+    same document object (its own cache is keyed by series version, so identity = freshness)."""
+    key = (where, root)
+    hit = cache.get(key)
+    if hit is not None and hit[0] is doc:
+        return hit[1], hit[2]
+    body = absolute_bulk_uris(doc, root)
+    etag = etag_of(body)
+    if not where.instance:  # single instances are cheap: do not crowd out series
+        cache.put(key, (doc, body, etag))
+    return body, etag
 
 
 def absolute_bulk_uris(doc: bytes, root: str) -> bytes:

@@ -13,6 +13,7 @@ from .. import context
 from ..archive.errors import InvalidQuery, NotAcceptable
 from ..archive.protocol import StoredInstance, UidPath
 from . import rendered, transcode
+from .caches import caches
 from .errors import register_handlers
 from .media import ANY_SYNTAX, DICOM, RENDERED_TYPES, default_syntax
 from .render import MAX_SIDE, RenderParams, check_area, window_ok
@@ -43,7 +44,7 @@ def wado() -> Response:
         return _dicom(inst, args.get("transferSyntax"))
     return rendered.image_response(archive, inst,
                                    _int(args.get("frameNumber"), "frameNumber", 1),
-                                   _params(content_type))
+                                   _params(content_type), caches=caches().render)
 
 
 def _content_type(value: str | None, inst: StoredInstance) -> str:

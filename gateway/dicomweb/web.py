@@ -4,17 +4,15 @@ ETag / If-None-Match (RFC 7232) and gzip when the client asks (never for pixel d
 from __future__ import annotations
 
 import hashlib
-import threading
 import zlib
-from collections import OrderedDict
 
 from flask import Response, request
 
 from .. import context
+from .caches import caches
 from .media import MediaRange, parse_accept
 
 GZIP_MIN = 1024           # smaller JSON bodies go out as they are
-GZIP_CACHE_BYTES = 64 << 20
 
 
 def dicomweb_root() -> str:
@@ -50,34 +48,10 @@ def wants_gzip() -> bool:
     return False
 
 
-class GzipCache:
-    """Compressed bodies by ETag: warm metadata requests never compress twice."""
-
-    def __init__(self, max_bytes: int = GZIP_CACHE_BYTES) -> None:
-        self._items: OrderedDict[str, bytes] = OrderedDict()
-        self._bytes = 0
-        self._max = max_bytes
-        self._lock = threading.Lock()
-
-    def get(self, etag: str, body: bytes) -> bytes:
-        with self._lock:
-            hit = self._items.get(etag)
-            if hit is not None:
-                self._items.move_to_end(etag)
-                return hit
-        packer = zlib.compressobj(1, zlib.DEFLATED, 31)  # level 1: JSON shrinks ~8x anyway
-        packed = packer.compress(body) + packer.flush()
-        with self._lock:
-            if etag not in self._items:
-                self._items[etag] = packed
-                self._bytes += len(packed)
-            while self._bytes > self._max and self._items:
-                _k, old = self._items.popitem(last=False)
-                self._bytes -= len(old)
-        return packed
-
-
-GZIP = GzipCache()
+def gzipped(body: bytes) -> bytes:
+    """One gzip member (RFC 1952); level 1: JSON shrinks ~8x anyway."""
+    packer = zlib.compressobj(1, zlib.DEFLATED, 31)
+    return packer.compress(body) + packer.flush()
 
 
 def json_response(body: bytes, mimetype: str, *, etag: str | None = None,
@@ -91,8 +65,8 @@ def json_response(body: bytes, mimetype: str, *, etag: str | None = None,
         response = Response(status=304, headers=extra)
         response.headers["ETag"] = f'"{tag}"'
         return response
-    if packed:
-        body = GZIP.get(etag, body)
+    if packed:  # by ETag: warm metadata requests never compress twice
+        body = caches().gzip.get_or_put(etag, lambda: gzipped(body))
         extra["Content-Encoding"] = "gzip"
     response = Response(body, status=status, headers=extra)
     response.headers["Content-Type"] = mimetype  # exactly, without a charset parameter

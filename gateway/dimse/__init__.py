@@ -1,2 +1,3 @@
-"""DIMSE both ways: the SCU that fronts a PACS (pool, C-FIND/C-GET/C-MOVE/C-STORE)
-and the Query/Retrieve SCP that publishes the archive. See docs/dimse.md."""
+"""The DIMSE toolkit: SCU with a bounded association pool (C-ECHO/FIND/GET/MOVE/STORE),
+presentation contexts, identifiers and sockets; used by the SCP and the PACS backend.
+See docs/dimse.md."""

@@ -7,15 +7,16 @@ cache would not be the bytes the PACS stores.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 from pydicom import uid as U
 from pynetdicom import (ALL_TRANSFER_SYNTAXES, DEFAULT_TRANSFER_SYNTAXES,
                         AllStoragePresentationContexts, build_context, build_role)
-from pynetdicom import sop_class as S
+from pynetdicom import sop_class
 from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation
 from pynetdicom.presentation import PresentationContext
 
+S: Any = sop_class  # its SOP Class UIDs are module attributes made at import
 MAX_CONTEXTS = 128  # PS3.8 9.3.2.2: context IDs are odd numbers 1-255
 
 UNCOMPRESSED = (U.ExplicitVRLittleEndian, U.ImplicitVRLittleEndian)
@@ -97,10 +98,10 @@ def store_pool_requested() -> list[PresentationContext]:
 def scp_supported() -> list[PresentationContext]:
     """What our Q/R SCP accepts: Verification, FIND/GET/MOVE in both roots, and every
     storage SOP Class in every syntax, with either role (C-STORE in, C-GET out)."""
-    contexts = [build_context(cx.abstract_syntax, list(DEFAULT_TRANSFER_SYNTAXES))
+    contexts = [build_context(str(cx.abstract_syntax), list(DEFAULT_TRANSFER_SYNTAXES))
                 for cx in _qr_contexts()]
     for cx in AllStoragePresentationContexts:
-        storage = build_context(cx.abstract_syntax, list(ALL_TRANSFER_SYNTAXES))
+        storage = build_context(str(cx.abstract_syntax), list(ALL_TRANSFER_SYNTAXES))
         storage.scu_role, storage.scp_role = True, True
         contexts.append(storage)
     return contexts

@@ -82,6 +82,7 @@ def _refusal(assoc: Association, peer: Peer, calling: str, connected: bool, elap
     """Why an association did not come up, as the error the HTTP layer maps (503/502/504)."""
     if assoc.is_rejected:  # PS3.8 7.1.1.9: result, source, reason
         rj = assoc.acceptor.primitive
+        assert rj is not None  # a rejection carries its A-ASSOCIATE-RJ
         reason = f"{rj.result_str}, {rj.source_str}: {rj.reason_str}"
         if rj.result == 0x02:  # rejected-transient
             return transient(Unavailable(f"{peer.kind} {peer} rejected the association ({reason})"))
@@ -130,6 +131,7 @@ class AssociationPool:
     def _acquire(self, wait: float) -> Association:
         deadline = time.monotonic() + wait
         stale: list[Association] = []
+        assoc: Association | None
         with self._cond:
             while True:
                 stale += self._expire_idle()
@@ -167,7 +169,8 @@ class AssociationPool:
     def _expire_idle(self) -> list[Association]:
         """Drop idle associations that are too old or that the peer closed (lock held)."""
         now = time.monotonic()
-        keep, drop = [], []
+        keep: list[tuple[Association, float]] = []
+        drop: list[tuple[Association, float]] = []
         for assoc, since in self._idle:
             fresh = assoc.is_established and now - since < self.idle_timeout
             (keep if fresh else drop).append((assoc, since))

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
@@ -24,7 +24,7 @@ from ..archive.errors import ArchiveError, UpstreamError, UpstreamTimeout
 from ..config import Settings
 from . import contexts as cx
 from .pool import AssociationPool, Peer, Timeouts, is_transient, open_association, transient
-from .status import Status, category, describe
+from ..archive.status import Status, category, describe
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -77,11 +77,13 @@ class Scu:
         self._sinks: dict[int, StoreSink] = {}
         self._sinks_lock = threading.Lock()
         qr_contexts, roles = cx.query_retrieve_requested()
-        pool = dict(timeouts=options.timeouts, size=options.pool_size,
-                    idle_timeout=options.idle_timeout)
         self.qr = AssociationPool(self.ae, peer, qr_contexts, ext_neg=roles,
-                                  handlers=[(evt.EVT_C_STORE, self._on_store)], **pool)
-        self.storage = AssociationPool(self.ae, peer, cx.store_pool_requested(), **pool)
+                                  handlers=[(evt.EVT_C_STORE, self._on_store)],
+                                  timeouts=options.timeouts, size=options.pool_size,
+                                  idle_timeout=options.idle_timeout)
+        self.storage = AssociationPool(self.ae, peer, cx.store_pool_requested(),
+                                       timeouts=options.timeouts, size=options.pool_size,
+                                       idle_timeout=options.idle_timeout)
         self._store_pairs = {(c.abstract_syntax, c.transfer_syntax[0]) for c in self.storage.contexts}
 
     # ------------------------------------------------------------- plumbing
@@ -183,7 +185,8 @@ class Scu:
                                   assoc, "C-MOVE", unknown_hint, failed_hint)
         return self._run(self.qr, "C-MOVE", op)
 
-    def _retrieve(self, responses, assoc: Association, what: str, unknown_hint: str = "",
+    def _retrieve(self, responses: Iterator[tuple[Dataset, Dataset | None]], assoc: Association,
+                  what: str, unknown_hint: str = "",
                   failed_hint: str = "") -> SubOperations:
         since = time.monotonic()
         for rsp, _ident in responses:

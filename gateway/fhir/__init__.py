@@ -1,5 +1,6 @@
-"""FHIR R4 API at /fhir: the clinical correlates mapped by ``mappings/*.yaml``, and
-ImagingStudy + Endpoint built from the archive. ``register(app)`` is called by create_app."""
+"""FHIR R4 API at /fhir: the clinical correlates mapped by the mapping (gateway/mapping/yaml,
+or MAPPINGS_DIR), and ImagingStudy + Endpoint built from the archive. ``register(app)`` is
+called by create_app."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -16,21 +17,24 @@ def register(app: Flask) -> None:
     """Validate the mapping (a broken mapping stops start-up with file and line), open the
     repository in the index database, and add the /fhir blueprint with its error handlers."""
     from .. import context
-    from ..archive.index import make_engine
+    from ..archive.local.index import make_engine
     from ..mapping.spec import load
     from . import routes
     from .imaging import ImagingBuilder
-    from .repository import Repository
+    from ..clinical.repository import Repository
     from .service import FhirService
     from .studies import StudyIndex
-    settings = app.extensions["tcia_gateway"]["settings"]
-    spec = load()
+    state = app.extensions["tcia_gateway"]
+    settings = state["settings"]
+    spec = load(settings.mappings_dir or None)
     repository = Repository(make_engine(settings.index_url))
     builder = ImagingBuilder(spec.imaging, context.public_base)
-    archive = app.extensions["tcia_gateway"]["archive"]
+    archive = state["archive"]
     studies = StudyIndex(repository, builder) if shares_index(archive, repository.engine) else None
-    app.extensions[EXTENSION] = FhirService(repository, builder, studies,
-                                            max_count=settings.max_fhir_count)
+    app.extensions[EXTENSION] = FhirService(
+        repository, builder, studies, max_count=settings.max_fhir_count,
+        cache_items=settings.fhir_cache_items, cache_bytes=settings.fhir_cache_bytes)
+    state["closers"].append(repository.engine.dispose)
     app.register_blueprint(routes.bp)
 
 

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from . import resources
+from ..clinical import resources
 from .search import SearchRequest
 
 # R4 search 3.1.1.5.9/10: a subsetted resource carries the v3-ObservationValue SUBSETTED tag.
@@ -86,6 +86,7 @@ def shape(body: bytes, request: SearchRequest | None) -> bytes:
     if request.summary == "data":
         doc.pop("text", None)
         return orjson.dumps(doc)
+    keep: frozenset[str] | set[str]
     if request.summary == "true":
         keep = resources.summary_elements(kind)
     elif request.summary == "text":

@@ -4,23 +4,22 @@ which reference parameters chain (documentation), the ``_has`` sources and ``_so
 from __future__ import annotations
 
 import datetime as dt
-import functools
 
 import orjson
 
-from .resources import FHIR_VERSION
+from ..clinical.resources import FHIR_VERSION
 from . import chains as C
-from .search import INCLUDES, PARAMS, STORED
+from .search import INCLUDES, PARAMS, STORED, Param
 
 _TYPES = {"token": "token", "string": "string", "date": "date", "reference": "reference",
           "quantity": "quantity", "text": "string", "composite": "composite"}
 STARTED = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-@functools.lru_cache(maxsize=16)  # one per public base (a few behind TRUST_PROXY)
 def capability_json(base: str, version: str, joins: bool = True) -> bytes:
     """The statement as sent: it changes only with the base, the software version and whether
-    ImagingStudy can join clinical data (the embedded archive, not a remote PACS)."""
+    ImagingStudy can join clinical data (the embedded archive, not a remote PACS); the FHIR
+    service keeps one per public base."""
     return orjson.dumps(capability_statement(base, version, joins))
 
 
@@ -41,11 +40,11 @@ def search_params(kind: str, joins: bool = True) -> list[dict]:
     return out
 
 
-def _chainable(param, chains: bool) -> bool:
+def _chainable(param: Param, chains: bool) -> bool:
     return chains and param.type == "reference" and any(t in C.CHAIN_TARGETS for t in param.targets)
 
 
-def _documentation(param, chains: bool) -> str:
+def _documentation(param: Param, chains: bool) -> str:
     if not _chainable(param, chains):
         return param.doc
     chain = f"chains: {param.name}.<{' or '.join(param.targets)} parameter>, including _has"

@@ -1,18 +1,18 @@
 """Search parameters across resources: chains, reverse chains (``_has``), composites, ``_sort``.
 
 Parsing only (the SQL is in sqlsearch.py). Every error names the parameter as the client sent
-it. What may be chained or reverse-chained is read from the parameter table (search.PARAMS):
+it. What may be chained or reverse-chained is read from the parameter table (params.PARAMS):
 a reference parameter's ``targets`` say where it points, so a chain or a ``_has`` the table
 cannot resolve is a 400, never a silently empty result.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from . import search as S
+from ..clinical import params as S
 from .outcome import FhirError, invalid, not_supported
+from .values import clause
 
 MAX_DEPTH = 4  # parameters per chained key: patient._has:Condition:patient:code is 2
 CHAIN_TARGETS = ("Patient",)  # stored types a forward chain can reach (R4 search 3.1.1.4.8)
@@ -49,7 +49,7 @@ class Has:
     key: str
 
 
-Criterion = Any  # search.Clause | Chain | Has (search imports this module: no runtime union)
+Criterion = Any  # params.Clause | Chain | Has
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def parse_key(kind: str, key: str, raw: str, *, full: str | None = None, depth: 
     param = S.PARAMS[kind].get(name)
     if param is None:
         raise UnknownParameter(f"Unknown search parameter {name!r} for {kind} in {full!r}", full)
-    return S._clause(param, modifier or None, raw, full)
+    return clause(param, modifier or None, raw, full)
 
 
 def _reference_param(kind: str, name: str, full: str) -> S.Param:
@@ -121,42 +121,6 @@ def _has(kind: str, key: str, raw: str, full: str, depth: int) -> Has:
         raise invalid(f"{full}: {source} {name} refers to {' or '.join(ref.targets)}, "
                       f"not {kind}", full)
     return Has(source, ref, kind, parse_key(source, rest, raw, full=full, depth=depth + 1), full)
-
-
-# ------------------------------------------------------------------ composite
-_DOLLAR = re.compile(r"(?<!\\)\$")
-
-
-def composite_clause(param: S.Param, raw: str, key: str) -> S.Clause:
-    """``a$b[,c$d]``: each alternative gives one value per component (R4 search 3.1.1.4.10);
-    ``\\$`` is a literal dollar sign."""
-    alternatives = S._split(raw)
-    if not alternatives:
-        raise invalid(f"{key} has no value", key)
-    form = "$".join(c.name for c in param.components)
-    values = []
-    for text in alternatives:
-        pieces = [p.replace("\\$", "$") for p in _DOLLAR.split(text)]
-        if len(pieces) != len(param.components) or not all(p.strip() for p in pieces):
-            raise invalid(f"{key}={text} is not {form} (one value per component, joined by $)", key)
-        parts = []
-        for component, piece in zip(param.components, pieces):
-            parsed = S._clause(component, None, piece.replace(",", "\\,"), key).values
-            parts.append(parsed[0])
-        values.append(tuple(parts))
-    return S.Clause(param, None, tuple(values))
-
-
-def typed_reference(targets: tuple[str, ...]) -> Callable[[str, str], tuple[str | None, str]]:
-    """Parser of a reference parameter pointing at ``targets``: ``id``, ``Type/id`` or a URL."""
-
-    def parse(text: str, key: str) -> tuple[str | None, str]:
-        parts = text.rstrip("/").split("/")
-        if len(parts) >= 2 and parts[-2] not in targets:
-            raise invalid(f"{key}={text} is not a reference to {' or '.join(targets)}", key)
-        return (parts[-2] if len(parts) >= 2 else None), parts[-1]
-
-    return parse
 
 
 # ---------------------------------------------------------------------- _sort

@@ -16,7 +16,7 @@ import orjson
 
 from ..archive.protocol import Archive, Level, Query
 from ..archive.uids import is_uid
-from ..viewer.links import viewer_extension
+from ..links import viewer_extension
 from . import search as S
 from .outcome import invalid, not_supported
 
@@ -222,7 +222,10 @@ def _date_ok(clause: S.Clause, dicom_date: Any) -> bool:
     day = _iso_date(dicom_date)
     if day is None:
         return False
-    lo, hi = S.date_range(day)
+    found = S.date_range(day)
+    if found is None:
+        return False
+    lo, hi = found
     return any(S.date_matches(prefix, q_lo, q_hi, lo, hi) for prefix, q_lo, q_hi in clause.values)
 
 

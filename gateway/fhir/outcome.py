@@ -34,7 +34,7 @@ def not_supported(status: int, message: str, parameter: str | None = None) -> Fh
 
 
 def issue(severity: str, code: str, message: str, parameter: str | None = None) -> dict:
-    item = {"severity": severity, "code": code, "diagnostics": message}
+    item: dict[str, object] = {"severity": severity, "code": code, "diagnostics": message}
     if parameter:
         # The offending search parameter, named where a client (and a person) looks first.
         item["details"] = {"text": f"parameter: {parameter}"}

@@ -10,21 +10,22 @@ way, each time).
 """
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import orjson
 
+from ..cache import BoundedCache
 from . import bundle
 from . import search as S
 from .outcome import issue, outcome
-from .repository import CompiledSearch, Repository
+from ..clinical.repository import CompiledSearch, Repository
+from .sqlsearch import compile_search
 from .studies import StudyIndex, refuse_joins
 
 MAX_PLANS = 2048  # distinct recent searches kept per worker (a few hundred bytes each)
 MAX_KEPT_QUERY = 1024  # characters of parameters: a longer search is planned every time
-PlanKey = tuple[str, bytes | tuple[tuple[str, str], ...], str, bool]
+PlanKey = tuple[str, bytes | tuple[tuple[str, str], ...] | None, str, bool]
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # eq=False: hashed by identity (a cache key)
@@ -71,8 +72,7 @@ class Planner:
         self.check_type = check_type
         self.size = size
         self.max_count = max_count  # MAX_FHIR_COUNT
-        self._plans: dict[PlanKey, SearchPlan] = {}
-        self._lock = threading.Lock()  # writers only: a lookup is one atomic dict.get
+        self._plans: BoundedCache[PlanKey, SearchPlan] = BoundedCache(size)
 
     def plan(self, kind: str, args: Callable[[], list[tuple[str, str]]], base: str,
              lenient: bool, raw_query: bytes | None = None) -> SearchPlan:
@@ -87,10 +87,7 @@ class Planner:
             found = self._build(kind, params, base, lenient, keep)
             if not keep:  # bounds what a stream of odd, long queries can pin in memory
                 return found
-            with self._lock:
-                if len(self._plans) >= self.size:  # drop the oldest (dicts keep insertion order)
-                    del self._plans[next(iter(self._plans))]
-                self._plans[key] = found
+            self._plans.put(key, found)
         return found
 
     def _build(self, kind: str, args: list[tuple[str, str]], base: str, lenient: bool,
@@ -99,7 +96,8 @@ class Planner:
         request = S.parse(kind, args, lenient=lenient, max_count=self.max_count)
         if request.summary == "count":
             request.count = 0
-        query = self.repository.compile(request) if kind in S.STORED else None
+        query = (compile_search(request, self.repository.bind_style)
+                 if kind in S.STORED else None)
         imaging = None
         if kind == "ImagingStudy" and self.studies is not None:
             imaging = self.studies.compile(request)

@@ -12,11 +12,11 @@ import orjson
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from .. import __version__, context
-from ..archive.errors import ArchiveError, InvalidQuery, NotFound, Unavailable
-from .capability import capability_json
+from .. import context
+from ..version import __version__
+from ..archive.errors import ArchiveError
 from .outcome import FhirError, error_body, not_found, not_supported
-from .resources import is_resource_type
+from ..clinical.resources import is_resource_type
 from .service import FhirService
 
 log = logging.getLogger(__name__)
@@ -78,12 +78,12 @@ def _negotiate() -> None:
 
 
 @bp.get("/metadata")
-def metadata():
-    return _respond(capability_json(_base(), __version__, _service().studies is not None))
+def metadata() -> Response:
+    return _respond(_service().capability(_base(), __version__))
 
 
 @bp.get("/<kind>")
-def search_type(kind: str):
+def search_type(kind: str) -> Response:
     # GET: the raw query string names the plan; a POST form body is part of the search.
     raw = request.query_string if request.method != "POST" else None
     return _respond(_service().search(context.archive(), kind, _args, base=_base(),
@@ -91,12 +91,12 @@ def search_type(kind: str):
 
 
 @bp.post("/<kind>/_search")
-def search_post(kind: str):
+def search_post(kind: str) -> Response:
     return search_type(kind)
 
 
 @bp.get("/<kind>/<rid>")
-def read(kind: str, rid: str):
+def read(kind: str, rid: str) -> Response:
     found = _service().read(context.archive(), kind, rid)
     etag = f'W/"{found.version}"'
     headers = {"ETag": etag}
@@ -117,14 +117,14 @@ def _none_match(header: str | None, version: str) -> bool:
 
 
 @bp.get("/Patient/<rid>/$everything")
-def everything(rid: str):
+def everything(rid: str) -> Response:
     return _respond(_service().everything(context.archive(), rid, _args(), base=_base(),
                                           lenient=_lenient()))
 
 
 @bp.route("/", defaults={"rest": ""}, methods=ALL_METHODS)
 @bp.route("/<path:rest>", methods=ALL_METHODS)
-def unsupported(rest: str):
+def unsupported(rest: str) -> Response:
     """Anything no view above takes: a path that names no FHIR interaction (404, as is an
     unknown type) or an interaction this read-only server lacks (405 with Allow)."""
     parts = [p for p in rest.split("/") if p]
@@ -172,25 +172,25 @@ def interaction(parts: list[str]) -> str | None:
 
 
 @bp.errorhandler(FhirError)
-def _fhir_error(error: FhirError):
+def _fhir_error(error: FhirError) -> Response:
     return Response(error_body(error), status=error.status, headers=error.headers,
                     content_type=FHIR_JSON)
 
 
 @bp.errorhandler(ArchiveError)
-def _archive_error(error: ArchiveError):
-    status = 404 if isinstance(error, NotFound) else 400 if isinstance(error, InvalidQuery) else (
-        503 if isinstance(error, Unavailable) else 502)
-    code = {404: "not-found", 400: "invalid", 503: "transient"}.get(status, "exception")
-    return _fhir_error(FhirError(status, code, getattr(error, "message", str(error))))
+def _archive_error(error: ArchiveError) -> Response:
+    """The error kind's own answer (gateway/archive/errors.py), as an OperationOutcome."""
+    if error.answer.http >= 500:
+        log.warning("archive error %s: %s", error.answer.http, error.message)
+    return _fhir_error(FhirError(error.answer.http, error.answer.fhir, error.message))
 
 
 @bp.errorhandler(HTTPException)
-def _http_error(error: HTTPException):
+def _http_error(error: HTTPException) -> Response:
     return _fhir_error(FhirError(error.code or 500, "processing", error.description or error.name))
 
 
 @bp.errorhandler(Exception)
-def _unexpected(error: Exception):
+def _unexpected(error: Exception) -> Response:
     log.exception("FHIR request failed")
     return _fhir_error(FhirError(500, "exception", f"internal error: {error.__class__.__name__}"))

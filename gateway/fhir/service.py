@@ -12,13 +12,15 @@ import orjson
 
 from ..archive.protocol import Archive
 from . import bundle
+from .capability import capability_json
 from . import search as S
-from .cache import ResultCache
+from ..cache import BoundedCache
+from .results import ResultCache
 from .imaging import ImagingBuilder
 from .outcome import invalid, not_found
 from .plan import Planner, SearchPlan
-from .repository import Repository, Stored
-from .resources import is_resource_type
+from ..clinical.repository import Repository, Stored
+from ..clinical.resources import is_resource_type
 from .studies import StudyIndex
 
 ARCHIVE_TYPES = ("ImagingStudy", "Endpoint")
@@ -53,15 +55,24 @@ def _from_dict(resource: dict) -> Match:
 
 class FhirService:
     def __init__(self, repository: Repository, imaging: ImagingBuilder,
-                 studies: StudyIndex | None = None, max_count: int = S.MAX_COUNT) -> None:
+                 studies: StudyIndex | None = None, *, max_count: int = S.MAX_COUNT,
+                 cache_items: int = 2048, cache_bytes: int = 16 << 20) -> None:
         """``studies``: ImagingStudy searched on the embedded archive's index tables (chains
         and _has then work on it); None for a remote PACS (C-FIND through the archive)."""
         self.repository = repository
         self.imaging = imaging
         self.studies = studies
         self.max_count = max_count  # MAX_FHIR_COUNT
-        self.planner = Planner(repository, self.check_type, studies=studies, max_count=max_count)
-        self.results = ResultCache(repository.generation)
+        self.planner = Planner(repository, self.check_type, studies=studies, size=cache_items,
+                               max_count=max_count)
+        self.results = ResultCache(repository.generation, max_entries=cache_items,
+                                   max_bytes=cache_bytes)
+        self.capabilities: BoundedCache[str, bytes] = BoundedCache(16)  # by public base
+
+    def capability(self, base: str, version: str) -> bytes:
+        """The CapabilityStatement for ``base`` (a few behind TRUST_PROXY), built once each."""
+        return self.capabilities.get_or_put(
+            base, lambda: capability_json(base, version, self.studies is not None))
 
     @staticmethod
     def check_type(kind: str) -> None:
@@ -116,7 +127,8 @@ class FhirService:
             return self.repository.run(plan.query)
         request = plan.request
         if request.type == "ImagingStudy":
-            studies, total = (self.studies.search(plan.imaging) if plan.imaging is not None
+            studies, total = (self.studies.search(plan.imaging)
+                              if plan.imaging is not None and self.studies is not None
                               else self.imaging.search(archive, request))
             return [_from_dict(s) for s in studies], total
         found = self.imaging.endpoints(request)

@@ -1,7 +1,7 @@
 """ImagingStudy search over the embedded archive's own index tables, in one SQL statement.
 
 With the embedded archive the index database holds the studies (``patients``, ``studies``,
-``series``: gateway/archive/schema.py) next to the FHIR tables, so a search on ImagingStudy,
+``series``: gateway/archive/local/schema.py) next to the FHIR tables, so a search on ImagingStudy,
 with chains to Patient and ``_has`` from Observation, is one SELECT: the matching, the sort,
 the page, its series and the total (a window count). The resources are those the archive path
 builds (ImagingBuilder), from the same indexed values, so a study is the same resource
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..clinical import repository as R
 from . import chains as C
-from . import repository as R
 from . import search as S
 from . import sqlsearch as X
 from .imaging import ImagingBuilder
@@ -45,7 +45,7 @@ class StudyIndex:
         self.builder = builder
 
     def compile(self, request: S.SearchRequest) -> R.CompiledSearch:
-        bind = R._Binds(self.repository._named)
+        bind = X.Binds(self.repository.bind_style)
         where = " AND ".join(self._sql(c, bind) for c in request.clauses) or "1 = 1"
         count_sql = f"SELECT COUNT(*) {_FROM} WHERE {where}"
         page_sql = None if request.count == 0 else _PAGE.format(
@@ -67,7 +67,7 @@ class StudyIndex:
         return [self.builder.study(s, series) for s, series in pages.values()], total
 
     # ----------------------------------------------------------------- where
-    def _sql(self, clause: Any, bind: R._Binds) -> str:
+    def _sql(self, clause: Any, bind: X.Binds) -> str:
         if isinstance(clause, (C.Chain, C.Has)):
             return X.criterion_sql(clause, bind, OWNER)
         name = clause.param.name
@@ -85,12 +85,12 @@ class StudyIndex:
                     f"IN ({', '.join(bind(c) for c in codes)}))")
         # started: the StudyDate as the day it covers (imaging.py _date_ok does the same)
         alternatives = " OR ".join(
-            R._DATE_SQL[prefix].format(lo=bind(q_lo), hi=bind(q_hi)).replace("i.lo", _LO)
+            X.DATE_SQL[prefix].format(lo=bind(q_lo), hi=bind(q_hi)).replace("i.lo", _LO)
             .replace("i.hi", _HI) for prefix, q_lo, q_hi in clause.values)
         return f"(length(s.study_date) = 8 AND ({alternatives}))"
 
     @staticmethod
-    def _order(keys: tuple, bind: R._Binds) -> str:
+    def _order(keys: tuple, bind: X.Binds) -> str:
         """The keys, then storage order. ``started`` sorts by StudyDate then StudyTime (the
         resource shows the date only), so the first study of a day comes first."""
         terms = []
@@ -116,7 +116,7 @@ def _sort_exprs(key: C.SortKey) -> tuple[str, ...]:
 def _dicom(tags: tuple[str, ...], values: tuple) -> dict:
     """Index columns in the DICOM JSON form the archive path reads (matching.py _element)."""
     out: dict[str, dict] = {}
-    for tag, value in zip(tags, values):
+    for tag, value in zip(tags, values, strict=True):
         if value is None or value == "":
             out[tag] = {}
         elif tag == "00080061":

@@ -15,9 +15,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from ..fhir import resources
+from ..clinical import resources
 from . import link, transforms
-from .spec import PLACEHOLDER, Rule, Spec, ValueSpec, load
+from .spec import PLACEHOLDER, Rule, Spec, ValueSpec, When, load
 from .transforms import Absent
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class Engine:
             return []
         if any(isinstance(v, Absent) and rule.values[k].missing == "skip" for k, v in values.items()):
             return []
-        counts = [None]
+        counts: list[int | None] = [None]
         if rule.repeat:
             counts = list(range(1, int(values[rule.repeat]) + 1))
         made = []
@@ -107,18 +107,19 @@ class Engine:
         return made
 
     @staticmethod
-    def _passes(cond, values: dict) -> bool:
+    def _passes(cond: When, values: dict) -> bool:
         value = values[cond.value]
         if isinstance(value, Absent):
             return False
         return value is True if cond.among is None else value in cond.among
 
     def _value(self, spec: ValueSpec, number: int, row: dict, links: link.Links) -> Any:
-        value = row.get(spec.column) if spec.column else link.RESOLVERS[spec.resolve](number, links)
+        value = (row.get(spec.column) if spec.column
+                 else link.RESOLVERS[spec.resolve or ""](number, links))
         for name in spec.transform:
             if isinstance(value, Absent):
                 break
-            value = transforms.apply(name, value, spec.args)
+            value = transforms.apply(name, value, dict(spec.args))
         if spec.default is not None and isinstance(value, Absent) and value.kind == "blank":
             value = spec.default
         if isinstance(value, Absent):
@@ -128,7 +129,7 @@ class Engine:
                 return Absent("invalid", f"no mapping for {value!r}")
             value = copy.deepcopy(spec.table[value])
         if spec.each is not None:
-            value = [_fill(spec.each, {"item": str(x)}, {}) for x in value]
+            value = [_fill(spec.each, {"item": str(x)}, {}) for x in value or ()]
         return value
 
     def _build(self, rule: Rule, row: dict, number: int, n: int | None, values: dict) -> dict:

@@ -87,7 +87,8 @@ def link(rows: Iterable[tuple[int, dict]], studies: list[Study]) -> Links:
         for study in studies:
             if study.date and _fits(row, study):
                 # a fitting modality is a vote; an equal description breaks ties between dates
-                votes[study.date - dt.timedelta(days=_days(row))] += 2 + (study.description == wanted)
+                days = _days(row) or 0  # rows without days were dropped above
+                votes[study.date - dt.timedelta(days=days)] += 2 + (study.description == wanted)
     ranked = votes.most_common(2)
     if not ranked or (len(ranked) == 2 and ranked[0][1] == ranked[1][1]):
         return Links()  # no evidence, or two diagnosis dates explain the rows equally well
@@ -95,7 +96,7 @@ def link(rows: Iterable[tuple[int, dict]], studies: list[Study]) -> Links:
     taken: set[str] = set()
     by_row: dict[int, Study] = {}
     for n, row in sorted(rows, key=lambda item: (_days(item[1]), _hours(item[1]), item[0])):
-        day = diagnosis + dt.timedelta(days=_days(row))
+        day = diagnosis + dt.timedelta(days=_days(row) or 0)
         wanted = " ".join(str(row.get("image_study_description") or "").upper().split())
         options = [s for s in studies if s.uid not in taken and s.date == day and _fits(row, s)]
         options.sort(key=lambda s: (s.description != wanted, s.time))

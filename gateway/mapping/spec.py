@@ -1,4 +1,5 @@
-"""Load ``mappings/*.yaml`` once at start-up; a broken mapping fails with its file and line.
+"""Load the mapping (``gateway/mapping/yaml/*.yaml``, or the folder MAPPINGS_DIR names) at
+start-up; a broken mapping fails with its file and line. The language: docs/mapping.md.
 
 Checked here, before any row is mapped: every column against the data dictionary, every
 element against the fhir.resources models, every code system and extension alias against
@@ -7,18 +8,19 @@ the engine sees finished templates.
 """
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
+from importlib import resources as package_files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
-from ..fhir import resources
+from ..clinical import resources
 from . import link, transforms
 
-MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "mappings"
+BUILTIN: Traversable = package_files.files(__package__) / "yaml"  # installed with the package
 META_FILES = ("systems.yaml", "dictionary.yaml", "bindings.yaml", "imaging.yaml")
 RULE_KEYS = frozenset({"name", "resource", "sheet", "id", "values", "when", "repeat", "body"})
 VALUE_KEYS = frozenset({"column", "resolve", "transform", "map", "each", "missing", "default",
@@ -100,7 +102,7 @@ class Spec:
     imaging: Mapping[str, Any]
 
 
-def _read(path: Path) -> Any:
+def _read(path: Traversable) -> Any:
     try:
         return yaml.load(path.read_text(), Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
@@ -110,14 +112,15 @@ def _read(path: Path) -> Any:
         raise SpecError(f"{path}:0: cannot read: {exc.strerror}") from exc
 
 
-@functools.lru_cache(maxsize=4)
-def load(directory: Path = MAPPINGS_DIR) -> Spec:
-    """The validated mapping (cached: loaded once per process)."""
-    directory = Path(directory)
-    meta = {name: _read(directory / name) or Node() for name in META_FILES}
-    ctx = _Context(directory, meta)
+def load(directory: str | Path | None = None) -> Spec:
+    """The validated mapping of ``directory`` (MAPPINGS_DIR: a folder holding the whole
+    mapping), or the built-in one; the caller keeps it (the app, one import)."""
+    root: Traversable = Path(directory) if directory else BUILTIN
+    meta = {name: _read(root / name) or Node() for name in META_FILES}
+    ctx = _Context(meta)
     rules: list[Rule] = []
-    for path in sorted(directory.glob("*.yaml")):
+    for path in sorted((p for p in root.iterdir() if p.name.endswith(".yaml")),
+                       key=lambda p: p.name):
         if path.name not in META_FILES:
             rules += ctx.rule_file(path, _read(path) or Node())
     seen: dict[tuple[str, str], str] = {}
@@ -126,16 +129,16 @@ def load(directory: Path = MAPPINGS_DIR) -> Spec:
         if key in seen:
             raise SpecError(f"{rule.where}: id {rule.id!r} already made by {seen[key]}")
         seen[key] = rule.where
-    imaging = ctx.resolve_aliases(meta["imaging.yaml"].get("imaging", Node()), directory / "imaging.yaml")
-    for key in ("identifier_system", "modality_system"):
-        imaging[key] = ctx.system(imaging.get(key), directory / "imaging.yaml", 0)
+    imaging = ctx.resolve_aliases(meta["imaging.yaml"].get("imaging", Node()), root / "imaging.yaml")
+    for system_key in ("identifier_system", "modality_system"):
+        imaging[system_key] = ctx.system(imaging.get(system_key), root / "imaging.yaml", 0)
     return Spec(tuple(rules), ctx.systems, ctx.extensions, ctx.columns, ctx.bindings, imaging)
 
 
 class _Context:
     """What a rule is checked against, plus the per-file checks."""
 
-    def __init__(self, directory: Path, meta: dict[str, Node]) -> None:
+    def __init__(self, meta: dict[str, Node]) -> None:
         systems_doc = meta["systems.yaml"]
         self.systems = dict(systems_doc.get("systems") or {})
         self.extensions = dict(systems_doc.get("extensions") or {})
@@ -145,7 +148,7 @@ class _Context:
                          for path, codes in (meta["bindings.yaml"] or {}).items()}
 
     # ------------------------------------------------------------------ files
-    def rule_file(self, path: Path, doc: Node) -> list[Rule]:
+    def rule_file(self, path: Traversable, doc: Node) -> list[Rule]:
         _only(doc, {"defaults", "rules"}, path)
         defaults = doc.get("defaults") or Node()
         _only(defaults, {"resource", "sheet", "body"}, path)
@@ -162,18 +165,19 @@ class _Context:
             out.append(rule)
         return out
 
-    def rule(self, path: Path, node: Node, defaults: Node) -> Rule:
+    def rule(self, path: Traversable, node: Node, defaults: Node) -> Rule:
         if not isinstance(node, Node):
             raise SpecError(f"{path}:0: a rule must be a mapping")
         where = f"{path}:{node.line}"
         _only(node, RULE_KEYS, path)
-        resource = node.get("resource", defaults.get("resource"))
-        sheet = node.get("sheet", defaults.get("sheet"))
+        resource: Any = node.get("resource", defaults.get("resource"))
+        sheet: Any = node.get("sheet", defaults.get("sheet"))
         for key, value in (("name", node.get("name")), ("resource", resource), ("sheet", sheet),
                            ("id", node.get("id"))):
             if not isinstance(value, str) or not value:
                 raise SpecError(f"{where}: rule needs {key!r}")
-        if not resources.is_resource_type(resource):
+        model = resources.model(resource)
+        if model is None or not resources.is_resource_type(resource):
             raise SpecError(f"{_at(path, node, 'resource')}: unknown resource type {resource!r}")
         if sheet not in self.columns:
             raise SpecError(f"{_at(path, node, 'sheet')}: unknown sheet {sheet!r} "
@@ -185,16 +189,16 @@ class _Context:
         if repeat is not None and repeat not in values:
             raise SpecError(f"{_at(path, node, 'repeat')}: repeat names no value {repeat!r}")
         if any(v.missing == "absent" for v in values.values()) and not resources.child(
-                resources.model(resource), "dataAbsentReason")[0]:
+                model, "dataAbsentReason")[0]:
             raise SpecError(f"{where}: missing: absent needs {resource}.dataAbsentReason, which R4 lacks")
         body = _merge(defaults.get("body") or Node(), node.get("body") or Node())
         self.check_strings(path, node.get("id"), sheet, values, node.lines.get("id", node.line))
-        self.check_body(path, resources.model(resource), body, sheet, values)
+        self.check_body(path, model, body, sheet, values)
         body = self.resolve_aliases(body, path)
         values = {k: self.finish_value(v, path) for k, v in values.items()}
         return Rule(node["name"], resource, sheet, node["id"], values, when, repeat, body, where)
 
-    def value(self, path: Path, name: str, node: Any, sheet: str) -> ValueSpec:
+    def value(self, path: Traversable, name: str, node: Any, sheet: str) -> ValueSpec:
         if not isinstance(node, Node):
             raise SpecError(f"{path}:0: value {name!r} must be a mapping")
         where = f"{path}:{node.line}"
@@ -224,22 +228,22 @@ class _Context:
         return ValueSpec(name, column, resolve, chain, args, node.get("map"), node.get("each"),
                          missing, node.get("default"), where)
 
-    def finish_value(self, value: ValueSpec, path: Path) -> ValueSpec:
+    def finish_value(self, value: ValueSpec, path: Traversable) -> ValueSpec:
         table = None if value.table is None else {
             k: self.resolve_aliases(v, path) for k, v in value.table.items()}
         each = None if value.each is None else self.resolve_aliases(value.each, path)
         return ValueSpec(value.name, value.column, value.resolve, value.transform, dict(value.args),
                          table, each, value.missing, value.default, value.where)
 
-    def when(self, path: Path, rule: Node, item: Any, values: dict) -> When:
-        name = item if isinstance(item, str) else (item or {}).get("value")
+    def when(self, path: Traversable, rule: Node, item: Any, values: dict) -> When:
+        name: Any = item if isinstance(item, str) else (item or {}).get("value")
         among = None if isinstance(item, str) else tuple((item or {}).get("in") or ())
         if name not in values:
             raise SpecError(f"{_at(path, rule, 'when')}: when names no value {name!r}")
         return When(name, among)
 
     # ------------------------------------------------------------------- body
-    def check_strings(self, path: Path, text: Any, sheet: str, values: dict, line: int,
+    def check_strings(self, path: Traversable, text: Any, sheet: str, values: dict, line: int,
                       extra: frozenset[str] = frozenset()) -> None:
         if not isinstance(text, str):
             return
@@ -251,7 +255,7 @@ class _Context:
         if text.startswith("$") and text[1:] not in values:
             raise SpecError(f"{path}:{line}: unknown value {text!r}")
 
-    def check_body(self, path: Path, cls: type, node: Any, sheet: str, values: dict,
+    def check_body(self, path: Traversable, cls: type, node: Any, sheet: str, values: dict,
                    extra: frozenset[str] = frozenset()) -> None:
         """Every key an element of ``cls``; placeholders name known columns and values."""
         if not isinstance(node, dict):
@@ -263,7 +267,7 @@ class _Context:
                 raise SpecError(f"{path}:{line}: unknown element {cls.__name__}.{key}")
             self._check_element(path, line, sub, f"{cls.__name__}.{key}", val, sheet, values, extra)
 
-    def _check_element(self, path: Path, line: int, sub: type | None, name: str, val: Any,
+    def _check_element(self, path: Traversable, line: int, sub: type | None, name: str, val: Any,
                        sheet: str, values: dict, extra: frozenset[str]) -> None:
         if isinstance(val, str) and val.startswith("$") and val[1:] in values:
             spec = values[val[1:]]
@@ -284,7 +288,7 @@ class _Context:
             else:
                 self.check_strings(path, item, sheet, values, line, extra)
 
-    def resolve_aliases(self, node: Any, path: Path) -> Any:
+    def resolve_aliases(self, node: Any, path: Traversable) -> Any:
         """Plain data with system aliases and extension aliases replaced by their URIs."""
         if isinstance(node, list):
             return [self.resolve_aliases(x, path) for x in node]
@@ -305,7 +309,7 @@ class _Context:
                 out[key] = self.resolve_aliases(val, path)
         return out
 
-    def system(self, alias: Any, path: Path, line: int) -> str:
+    def system(self, alias: Any, path: Traversable, line: int) -> str:
         if alias in self.systems:
             return self.systems[alias]
         if alias in self.systems.values():
@@ -313,7 +317,7 @@ class _Context:
         raise SpecError(f"{path}:{line}: unknown code system {alias!r} (not in systems.yaml)")
 
 
-def _only(node: Any, allowed: set | frozenset, path: Path) -> None:
+def _only(node: Any, allowed: set | frozenset, path: Traversable) -> None:
     if not isinstance(node, dict):
         raise SpecError(f"{path}:0: expected a mapping")
     for key in node:
@@ -322,7 +326,7 @@ def _only(node: Any, allowed: set | frozenset, path: Path) -> None:
                             f"(expected {', '.join(sorted(allowed))})")
 
 
-def _at(path: Path, node: Any, key: str) -> str:
+def _at(path: Traversable, node: Any, key: str) -> str:
     line = node.lines.get(key, node.line) if isinstance(node, Node) else 0
     return f"{path}:{line}"
 

@@ -130,7 +130,7 @@ _INCHES = re.compile(r"^(?P<in>\d+(?:\.\d+)?)\s*(?:\"|”|''|in\.?|inch(?:es)?)?
 
 
 def height_inches(cell: Any, args: dict) -> float | Absent:
-    """Height in inches from `5' 7"`, `5'7`, `5 ft 7 in`, `67`, `67 in` (DESIGN.md §3: parse both)."""
+    """Height in inches from `5' 7"`, `5'7`, `5 ft 7 in`, `67`, `67 in` (the sheet holds both)."""
     if isinstance(cell, (int, float)) and not isinstance(cell, bool):
         return decimal(cell, args)
     value = _text(cell)
@@ -142,8 +142,8 @@ def height_inches(cell: Any, args: dict) -> float | Absent:
         if inches >= 12:
             return Absent("invalid", f"more than 11 inches after the feet: {value!r}")
         total = float(match["ft"]) * 12 + inches
-    elif _INCHES.match(value):
-        total = float(_INCHES.match(value)["in"])
+    elif inches_only := _INCHES.match(value):
+        total = float(inches_only["in"])
     else:
         return Absent("invalid", f"not a height in feet/inches or inches: {value!r}")
     return _in_range(total, args, total)

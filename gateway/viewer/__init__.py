@@ -1,4 +1,4 @@
-"""The bundled OHIF viewer, served same-origin at ``/viewer/`` (DESIGN.md §5, §7).
+"""The bundled OHIF viewer, served same-origin at ``/viewer/`` (docs/viewer.md).
 
 ``tcia-gateway viewer install`` puts a rewritten copy of the published ``@ohif/app``
 build in ``DATA_DIR/viewer``; the blueprint serves it with an ``app-config.js``
@@ -12,8 +12,9 @@ from pathlib import Path
 from flask import Flask
 
 from ..config import Settings
+from ..links import VIEWER_MOUNT as MOUNT
 
-MOUNT = "/viewer"           # where the blueprint serves the build (no trailing slash)
+__all__ = ["MOUNT", "NOT_INSTALLED", "PREFIX", "is_installed", "register", "viewer_root"]
 PREFIX = MOUNT + "/"        # the public path every absolute asset URL is rewritten to
 NOT_INSTALLED = "viewer not installed: run `tcia-gateway viewer install`"
 

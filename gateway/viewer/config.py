@@ -4,10 +4,10 @@ Origin choice: the data source roots are built in the browser from
 ``window.location.origin`` + ``/dicomweb`` (and ``/wado``), not from PUBLIC_URL. The
 viewer is then same-origin with the DICOMweb it queries whatever host name the user
 typed (``localhost`` vs ``127.0.0.1``, a proxy's public name), so it needs no CORS.
-BulkDataURIs in metadata stay absolute from PUBLIC_URL (DESIGN §5); when the page's
+BulkDataURIs in metadata stay absolute from PUBLIC_URL (docs/viewer.md); when the page's
 origin differs from PUBLIC_URL those fetches are cross-origin and rely on CORS_ORIGINS.
 
-Two data source profiles: ``gateway`` (DESIGN §5, what this gateway supports) and
+Two data source profiles: ``gateway`` (docs/viewer.md, what this gateway supports) and
 ``conservative`` (the settings other sites use with weaker servers); the e2e test
 proves the viewer works with both.
 
@@ -24,7 +24,7 @@ from . import MOUNT
 SOURCE_NAME = "tcia-gateway"
 PROFILES = ("gateway", "conservative")
 
-# DESIGN §5, "OHIF 3.x data source". Roots are origin-relative; the JS prefixes them.
+# docs/viewer.md, "Data source". Roots are origin-relative; the JS prefixes them.
 _GATEWAY_SOURCE: dict[str, Any] = {
     "friendlyName": "tcia-gateway DICOMweb",
     "name": "tcia-gateway",
@@ -42,7 +42,7 @@ _GATEWAY_SOURCE: dict[str, Any] = {
     "bulkDataURI": {"enabled": True, "relativeResolution": "studies"},
 }
 
-# What sites with less capable servers configure (DESIGN §5): the viewer must work too.
+# What sites with less capable servers configure (docs/viewer.md): the viewer must work too.
 _CONSERVATIVE_OVERRIDES: dict[str, Any] = {
     "qidoSupportsIncludeField": False,
     "thumbnailRendering": "wadors",

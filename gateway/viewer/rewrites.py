@@ -1,7 +1,7 @@
 """Rewrite the published OHIF build (public path ``/``) to live under ``/viewer/``.
 
 The npm build of ``@ohif/app`` hard-codes its public path as ``/`` in several places
-(DESIGN.md §7 lists them). Each place is found by *searching* for the string, never
+(docs/viewer.md, "Rewrites", lists them). Each place is found by *searching* for the string, never
 by a bundle hash, so a new build either rewrites cleanly or fails naming the file
 and the string that was not there. Every pattern matches only the un-rewritten
 form, so applying the rewrites twice changes nothing (idempotent).
@@ -115,7 +115,7 @@ def _apply(root: Path, rw: Rewrite) -> Outcome:
             _write_atomic(path, new)
         if count or re.search(rw.applied, new):
             outcome.files[path.name] = count
-            needs_met = needs_met or bool(re.search(rw.needs, new))
+            needs_met = needs_met or (rw.needs is not None and bool(re.search(rw.needs, new)))
     if rw.required and not candidates:
         raise RewriteError(f"rewrite {rw.name!r}: no file matches {rw.include!r} in {root} "
                            f"(needed for {rw.why})")

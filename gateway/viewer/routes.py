@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from flask import Blueprint, Response, jsonify, redirect, request, send_file
 from werkzeug.exceptions import NotFound
+from werkzeug.wrappers import Response as BaseResponse
 
 from .. import context
 from . import MOUNT, NOT_INSTALLED, viewer_root
@@ -57,7 +58,7 @@ _HASHED = re.compile(r"(?:^|\.)[0-9a-f]{16}\.(?:js|wasm|woff2|css)$")
 
 
 @bp.get(MOUNT, strict_slashes=True)
-def to_slash() -> Response:
+def to_slash() -> BaseResponse:
     """``/viewer`` → ``/viewer/``, keeping the query string; relative so proxies keep their prefix."""
     query = request.query_string.decode("latin-1")
     return redirect(f"{MOUNT[1:]}/" + (f"?{query}" if query else ""), code=308)

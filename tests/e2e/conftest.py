@@ -94,8 +94,9 @@ def e2e_studies(e2e_cohort) -> list[Study]:
 @pytest.fixture(scope="session")
 def e2e_data_dir(tmp_path_factory, e2e_cohort, ohif_tarball: Path) -> Path:
     """Cohort imported (images + clinical sheet) and the real viewer installed."""
-    from gateway.archive import open_local
-    from gateway.archive.importer import import_clinical, run_import
+    from gateway.archive.local import open_local
+    from gateway.ingest.importer import run_import
+    from gateway.ingest.clinical import import_clinical
     from gateway.viewer.install import install
     data = tmp_path_factory.mktemp("e2e-data")
     settings = Settings().replace(data_dir=data)

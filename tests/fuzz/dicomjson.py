@@ -20,7 +20,7 @@ import orjson
 from tests.fuzz._harness import instrumented, main
 
 with instrumented(__name__):
-    from gateway.archive import dicomjson, ingest
+    from gateway.archive.local import dicomjson, ingest
 
 # What ingest._parse treats as "the fast reader declines" (then pydicom has the last word).
 DECLINES = (dicomjson.Unsupported, dicomjson.Truncated, OSError, struct.error, UnicodeDecodeError)

@@ -16,8 +16,8 @@ from pathlib import Path
 from tests.fuzz._harness import instrumented, main
 
 with instrumented(__name__):
-    from gateway.archive import frametable
-    from gateway.archive.frametable import UNDEFINED, BadPixelData
+    from gateway.archive.local import frametable
+    from gateway.archive.local.frametable import UNDEFINED, BadPixelData
 
 SYNTAXES = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.5",
             "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")

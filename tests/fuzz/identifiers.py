@@ -18,7 +18,7 @@ from pynetdicom.dsutils import decode, encode
 from tests.fuzz._harness import instrumented, ints, main
 
 with instrumented(__name__):
-    from gateway.archive import matching
+    from gateway.archive.local import matching
     from gateway.archive.errors import InvalidQuery
     from gateway.dimse.identifiers import answer, query_from_identifier
 

@@ -14,10 +14,10 @@ from urllib.parse import parse_qsl
 from tests.fuzz._harness import instrumented, ints, main
 
 with instrumented(__name__):
-    from gateway.archive import matching
+    from gateway.archive.local import matching
     from gateway.archive.attributes import ATTRIBUTES
     from gateway.archive.errors import InvalidQuery
-    from gateway.archive.index import Index
+    from gateway.archive.local.index import Index
     from gateway.archive.protocol import Level, Query, UidPath
     from gateway.dicomweb import qido
     from gateway.dimse.identifiers import find_identifier

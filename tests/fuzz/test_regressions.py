@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
-from gateway.archive import dicomjson, frametable, ingest
+from gateway.archive.local import dicomjson, frametable, ingest
 from gateway.archive.errors import InvalidQuery
 from gateway.archive.protocol import FailureReason, Level, Query
 from gateway.dicomweb.multipart import MAX_HEADER_BYTES, MAX_PREAMBLE_BYTES, MultipartReader, \
@@ -184,8 +184,8 @@ def test_fast_reader_declines_an_element_running_past_its_item(tmp_path: Path) -
 
 # ------------------------------------------------------------------ QIDO (issue 10 #8; fixed on rel-read)
 def _run_qido(level: Level, args: list[tuple[str, str]]):
-    from gateway.archive import matching
-    from gateway.archive.index import Index
+    from gateway.archive.local import matching
+    from gateway.archive.local.index import Index
     from gateway.dicomweb import qido
     query = qido.parse(level, args)
     with Index("sqlite://").engine.connect() as conn:

@@ -9,9 +9,8 @@ import orjson
 import pydicom
 import pytest
 
-from gateway.archive import (InvalidQuery, Level, LocalArchive, NotFound, Query, StoreOutcome,
-                             UidPath, open_local)
-from gateway.archive.store import read_frame
+from gateway.archive import InvalidQuery, Level, NotFound, Query, StoreOutcome, UidPath
+from gateway.archive.local import LocalArchive, open_local
 from gateway.config import Settings
 from tests.support.dicomfiles import make_file, uid
 
@@ -193,7 +192,7 @@ def test_frames_are_positioned_reads_of_the_stored_file(archive: LocalArchive, t
     inst = archive.instance(UidPath(instance=uid("sop", "mf")))
     pixels = pydicom.dcmread(f).PixelData
     assert inst.number_of_frames == 4
-    assert [read_frame(inst, n) for n in (1, 2, 3, 4)] == [
+    assert [inst.read_frame(n) for n in (1, 2, 3, 4)] == [
         pixels[i * 512:(i + 1) * 512] for i in range(4)]
     assert inst.path.read_bytes() == f.read_bytes()  # stored byte-for-byte
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError
 
-from gateway.archive.index import make_engine
+from gateway.archive.local.index import make_engine
 from gateway.audit.events import (
     Action,
     Actor,

@@ -17,10 +17,11 @@ import pydicom
 import pytest
 from sqlalchemy import select
 
-from gateway.archive import open_local
-from gateway.archive.importer import import_clinical, run_import
+from gateway.archive.local import open_local
+from gateway.ingest.clinical import import_clinical
+from gateway.ingest.importer import run_import
 from gateway.config import Settings
-from gateway.fhir.repository import resources_t
+from gateway.clinical.repository import resources_t
 from tests.support.dicomfiles import make_file
 from tests.support.store import run_check
 

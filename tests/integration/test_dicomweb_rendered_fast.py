@@ -17,7 +17,8 @@ from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.uid import ImplicitVRLittleEndian
 
-from gateway.archive import open_local
+from gateway.archive.local import open_local
+from gateway.cache import BoundedCache
 from gateway.archive.protocol import Archive, Level, Query, StoredInstance, UidPath
 from gateway.config import Settings
 from gateway.dicomweb import native, pixels, render, rendered
@@ -205,11 +206,11 @@ class CountingArchive:
 def test_the_frames_of_one_file_ask_for_its_metadata_once(archive, cases) -> None:
     inst, _ = cases["8-bit-mono1"]
     counting = CountingArchive(archive)
-    native.BY_FILE.clear()  # as a fresh worker
-    frames = [pixels.decode(inst, n, counting)[0] for n in (1, 2, 3, 2)]
+    layouts: BoundedCache = BoundedCache(64)  # as a fresh worker's
+    frames = [pixels.decode(inst, n, counting, layouts)[0] for n in (1, 2, 3, 2)]
     assert counting.asked == 1 and frames[1].tolist() == frames[3].tolist()
     moved = dataclasses.replace(inst, path=inst.path.with_name("other.dcm"))
-    assert native.instance_layout(moved, counting) is not None and counting.asked == 2
+    assert native.instance_layout(moved, counting, layouts) is not None and counting.asked == 2
 
 
 def test_a_missing_file_is_a_server_error_naming_the_instance(archive, cases) -> None:

@@ -19,7 +19,7 @@ from PIL import Image
 from pydicom.pixels import pixel_array
 from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
 
-from gateway.archive import open_local
+from gateway.archive.local import open_local
 from gateway.config import Settings
 from gateway.dicomweb.media import parse_media_type
 from gateway.dicomweb.multipart import MultipartReader

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.archive import open_local
+from gateway.archive.local import open_local
 from gateway.archive.protocol import Level, Query, StoredInstance, UidPath
 from gateway.config import Settings
 from gateway.dicomweb import multipart

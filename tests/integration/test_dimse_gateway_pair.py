@@ -11,11 +11,12 @@ import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 
-from gateway.archive import FailureReason, StoreOutcome, UidPath, open_local
-from gateway.archive.remote import RemoteArchive
+from gateway.archive import FailureReason, StoreOutcome, UidPath
+from gateway.archive.local import open_local
+from gateway.backends.pacs.archive import RemoteArchive
 from gateway.config import Settings
 from gateway.dimse import contexts as cx
-from gateway.dimse import scp
+from gateway.scp import server as scp
 from tests.support.dicomfiles import make_file
 from tests.support.procs import free_port
 from tests.support.remote import remote_settings
@@ -131,3 +132,34 @@ def test_echo_command(pacs: dict) -> None:
     assert f"peer PACS@127.0.0.1:{port} is unreachable (connection refused)" in down.output
     bad = CliRunner().invoke(main, ["echo", "nonsense"])
     assert bad.exit_code == 2 and "expected AET@HOST:PORT" in bad.output
+
+
+def test_a_stopping_worker_releases_its_pacs_associations(tmp_path: Path, artifacts_dir: Path) -> None:
+    """gunicorn's worker_exit closes the app: the pooled association with the PACS ends with
+    an A-RELEASE (PS3.8 7.2), not with the TCP connection simply dropped."""
+    from pynetdicom import evt
+
+    from tests.support.procs import start_gateway
+    port = free_port()
+    ends: list[str] = []
+    settings = scp_settings(tmp_path / "pacs", port)
+    archive = open_local(Settings().replace(data_dir=tmp_path / "pacs"))
+    archive.store(make_file(tmp_path / "a.dcm", sop="a", series="s", study="st"))
+    server = scp.build_ae(settings).start_server(
+        ("127.0.0.1", port), block=False,
+        evt_handlers=[*scp.event_handlers(archive, settings),
+                      (evt.EVT_RELEASED, lambda e: ends.append("released")),
+                      (evt.EVT_ABORTED, lambda e: ends.append("aborted")),
+                      (evt.EVT_CONN_CLOSE, lambda e: ends.append("closed"))])
+    try:
+        gw = start_gateway(tmp_path / "cache", artifacts_dir / "logs", workers=1,
+                           env={"GATEWAY_PACS": f"PACS@127.0.0.1:{port}"})
+        try:
+            studies = __import__("requests").get(gw.url + "/dicomweb/studies", timeout=30)
+            assert studies.status_code == 200 and len(studies.json()) == 1
+            assert ends == []  # the association stays pooled while the worker runs
+        finally:
+            gw.stop()
+        assert ends[:1] == ["released"], ends
+    finally:
+        server.shutdown()

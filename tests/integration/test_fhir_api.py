@@ -4,7 +4,7 @@ from __future__ import annotations
 import requests
 import pytest
 
-from gateway.fhir import resources
+from gateway.clinical import resources
 from gateway.fhir.search import PARAMS
 
 FHIR_JSON = "application/fhir+json"

@@ -9,8 +9,8 @@ import pytest
 import requests
 from pydicom.uid import generate_uid
 
-from gateway.archive import open_local
-from gateway.archive.importer import import_clinical
+from gateway.archive.local import open_local
+from gateway.ingest.clinical import import_clinical
 from gateway.config import Settings
 from tests.support.clinical import COMORBIDITY_FLAGS, read_rows, write_rows
 from tests.support.procs import start_gateway

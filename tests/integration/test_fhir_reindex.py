@@ -7,11 +7,12 @@ from pathlib import Path
 
 from sqlalchemy import delete, func, select, update
 
-from gateway.archive.index import make_engine
-from gateway.fhir import reindex
+from gateway.archive.local.index import make_engine
+from gateway.clinical import reindex
 from gateway.fhir import search as S
-from gateway.fhir.cache import Generation
-from gateway.fhir.repository import Repository, index_t, meta_t, text_t
+from gateway.clinical.generation import Generation
+from gateway.clinical.repository import Repository, index_t, meta_t, text_t
+from gateway.fhir.sqlsearch import compile_search
 
 WHITE = ("race", "urn:oid:2.16.840.1.113883.6.238|2106-3")
 FINDINGS = ("_content", "opacities,consolidation,no acute")
@@ -19,7 +20,7 @@ FINDINGS = ("_content", "opacities,consolidation,no acute")
 
 def found(repository: Repository, kind: str, *args: tuple[str, str]) -> int:
     request = S.parse(kind, list(args) + [("_count", "0")])
-    return repository.run(repository.compile(request))[1]
+    return repository.run(compile_search(request, repository.bind_style))[1]
 
 
 def rows(engine, table) -> int:
@@ -81,8 +82,8 @@ def test_a_resource_moving_to_another_patient_takes_its_search_rows(tmp_path: Pa
     repository.replace_patients(["A"], [{**report, "subject": {"reference": "Patient/A"}}])
     counts = repository.replace_patients(["B"], [{**report, "subject": {"reference": "Patient/B"}}])
     assert counts["created"] == 1
-    rows_b = repository.run(repository.compile(S.parse("DiagnosticReport", [
-        ("_content", "consolidation"), ("patient", "B")])))[0]
+    rows_b = repository.run(compile_search(S.parse("DiagnosticReport", [
+        ("_content", "consolidation"), ("patient", "B")]), repository.bind_style))[0]
     assert [r[1] for r in rows_b] == ["r1"]
     assert found(repository, "DiagnosticReport", ("patient", "A")) == 0
     assert rows(repository.engine, text_t) == 2  # conclusion and code text, once

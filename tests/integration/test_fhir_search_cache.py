@@ -11,11 +11,14 @@ import pytest
 import requests
 
 from gateway import create_app
-from gateway.archive import open_local
-from gateway.archive.importer import import_clinical, run_import
+from gateway.archive.local import open_local
+from gateway.ingest.importer import run_import
+from gateway.ingest.clinical import import_clinical
 from gateway.config import Settings
-from gateway.fhir import bundle, resources
-from gateway.fhir.cache import Generation, ResultCache
+from gateway.fhir import bundle
+from gateway.clinical import resources
+from gateway.clinical.generation import Generation
+from gateway.fhir.results import ResultCache
 from tests.support.clinical import COMORBIDITY_FLAGS, read_rows, write_rows
 from tests.support.procs import start_gateway
 

@@ -14,10 +14,10 @@ import requests
 from PIL import Image
 
 from gateway import create_app
-from gateway.archive import open_local
+from gateway.archive.local import open_local
 from gateway.archive.protocol import Level, Query, StoredInstance, UidPath
 from gateway.config import Settings, SettingsError
-from gateway.fhir import resources
+from gateway.clinical import resources
 from tests.support import dcmtk
 from tests.support.remote import start_scp
 

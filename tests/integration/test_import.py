@@ -12,9 +12,10 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from gateway.archive import Level, LocalArchive, Query, UidPath, open_local
-from gateway.archive.index import Index
-from gateway.archive.importer import run_import
+from gateway.archive import Level, Query, UidPath
+from gateway.archive.local import LocalArchive, open_local
+from gateway.archive.local.index import Index
+from gateway.ingest.importer import run_import
 from gateway.config import Settings
 from tests.support.dicomfiles import make_file, uid
 
@@ -159,3 +160,57 @@ def test_cli_import_reports_counts(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "imported: 2 new, 0 duplicate, 0 replaced, 1 rejected" in proc.stdout
     assert "junk.bin" in proc.stderr and "not a readable DICOM" in proc.stderr
+
+
+def test_a_synth_folder_imports_with_its_clinical_sheet_and_no_rejections(tmp_path: Path) -> None:
+    """What a new user does with the demo folder: the workbook is recognised and imported as the
+    clinical sheet (its csv exports say the same and are skipped), a download's sidecars are
+    skipped and counted, nothing is 'rejected'."""
+    from gateway.synth import write_cohort
+    cohort = write_cohort(tmp_path / "cohort", patients=3, xr_size=128, ct_slices=8, workers=1)
+    (tmp_path / "cohort" / "metadata.csv").write_text("Series UID,Collection\n1.2.3,COVID-19-AR\n")
+    (tmp_path / "cohort" / "LICENSE").write_text("CC BY 4.0\n")
+    (tmp_path / "cohort" / "COVID-19-AR.tcia").write_text("downloadServerUrl=...\n")
+    env = {**os.environ, "GATEWAY_DATA_DIR": str(tmp_path / "data"), "GATEWAY_IMPORT_WORKERS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "gateway", "import", str(tmp_path / "cohort")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (f"imported: {cohort.instances} new, 0 duplicate, 0 replaced, 0 rejected, "
+            "5 skipped (not DICOM)") in proc.stdout
+    assert "rejected" not in proc.stderr
+    assert ("clinical: 3 patient rows, " in proc.stdout
+            and "from COVID_19_AR_ClinicalCorrelates.xlsx" in proc.stdout)
+    assert proc.stdout.count("clinical: ") == 1  # the csv exports were not imported again
+    from gateway.clinical.repository import Repository
+    archive = open_local(Settings().replace(data_dir=tmp_path / "data"))
+    patients = Repository(archive.index.engine).patients([p for p in _patient_ids(archive)])
+    assert len(patients) == 3
+
+
+def test_csv_exports_alone_are_the_clinical_sheet(tmp_path: Path, archive: LocalArchive) -> None:
+    from gateway.synth import write_cohort
+    write_cohort(tmp_path / "cohort", patients=2, xr_size=128, ct_slices=8, workers=1)
+    (tmp_path / "cohort" / "COVID_19_AR_ClinicalCorrelates.xlsx").unlink()
+    report = run_import(archive, [tmp_path / "cohort"])
+    assert report.rejected == []
+    assert sorted(p.name for p in report.sheets) == ["clinical.csv", "clinical_imaging.csv"]
+    assert not any(Path(s).name.startswith("clinical") for s in report.skipped)
+
+
+def _patient_ids(archive: LocalArchive) -> list[str]:
+    found = archive.search(Query(Level.PATIENT))
+    return [m["00100020"]["Value"][0] for m in found.matches]
+
+
+def test_opening_the_archive_sweeps_only_stale_temp_files(tmp_path: Path) -> None:
+    """A crash's `.part` leftovers go at start-up; a part younger than TEMP_MAX_AGE (an upload
+    still running in another process) stays."""
+    settings = Settings().replace(data_dir=tmp_path / "data", temp_max_age=600)
+    tmp = open_local(settings).files.tmp
+    stale, fresh, other = tmp / "crash.part", tmp / "upload.part", tmp / "notes.txt"
+    for path in (stale, fresh, other):
+        path.write_bytes(b"x" * 10)
+    os.utime(stale, (1_000_000, 1_000_000))
+    os.utime(other, (1_000_000, 1_000_000))
+    open_local(settings)
+    assert (stale.exists(), fresh.exists(), other.exists()) == (False, True, True)

@@ -9,9 +9,10 @@ from typing import Iterator
 
 import pytest
 
-from gateway.archive import StoreOutcome, open_local
-from gateway.archive.local import LocalArchive, Prepared
-from gateway.archive.preparepool import PreparePool
+from gateway.archive import StoreOutcome
+from gateway.archive.local import open_local
+from gateway.archive.local.archive import LocalArchive, Prepared
+from gateway.backends.pacs.preparepool import PreparePool
 from gateway.config import Settings
 from tests.support.dicomfiles import make_file
 
@@ -32,7 +33,7 @@ def test_pool_seals_and_parses_like_the_archive(archive: LocalArchive, pool: Pre
                                                 tmp_path: Path) -> None:
     source = make_file(tmp_path / "a.dcm", sop="a", frames=2)
     here = archive.prepare(archive.files.receive(source))
-    spooled = archive.files.spool(source.read_bytes())
+    spooled = archive.files.spool_bytes(source.read_bytes())
     there = pool.result(pool.submit(spooled), spooled)
     assert isinstance(here, Prepared) and isinstance(there, Prepared)
     assert there.record == here.record  # same digest, size, metadata, frame table
@@ -40,12 +41,12 @@ def test_pool_seals_and_parses_like_the_archive(archive: LocalArchive, pool: Pre
     assert there.received.size == source.stat().st_size
     assert archive.commit([there])[0].outcome is StoreOutcome.STORED
     sop = here.record.sop_uid
-    stored = archive.files.abspath(archive.index.existing([sop])[sop].path)
+    stored = archive.files.local_path(archive.index.existing([sop])[sop].path)
     assert stored.read_bytes() == source.read_bytes()
 
 
 def test_pool_removes_what_it_cannot_parse(archive: LocalArchive, pool: PreparePool) -> None:
-    spooled = archive.files.spool(b"not dicom" * 100)
+    spooled = archive.files.spool_bytes(b"not dicom" * 100)
     failed = pool.result(pool.submit(spooled), spooled)
     assert failed.outcome is StoreOutcome.FAILED and failed.reason == 0xC000
     assert not spooled.exists()
@@ -53,7 +54,7 @@ def test_pool_removes_what_it_cannot_parse(archive: LocalArchive, pool: PrepareP
 
 def test_a_helper_that_dies_fails_its_instance_and_the_pool_recovers(
         archive: LocalArchive, pool: PreparePool, tmp_path: Path) -> None:
-    warm = archive.files.spool(make_file(tmp_path / "w.dcm", sop="w").read_bytes())
+    warm = archive.files.spool_bytes(make_file(tmp_path / "w.dcm", sop="w").read_bytes())
     assert isinstance(pool.result(pool.submit(warm), warm), Prepared)
     # A FIFO nobody writes to: the helper blocks reading it, so it is surely mid-task
     # when it is killed (as the OOM killer would).
@@ -70,7 +71,7 @@ def test_a_helper_that_dies_fails_its_instance_and_the_pool_recovers(
     died = pool.result(future, stuck)
     assert died.outcome is StoreOutcome.FAILED and died.message == "a cache helper process died"
     assert not stuck.exists()
-    again = archive.files.spool(make_file(tmp_path / "c.dcm", sop="c").read_bytes())
+    again = archive.files.spool_bytes(make_file(tmp_path / "c.dcm", sop="c").read_bytes())
     assert isinstance(pool.result(pool.submit(again), again), Prepared)
 
 

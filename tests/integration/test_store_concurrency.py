@@ -17,8 +17,9 @@ import pydicom
 import pytest
 import requests
 
-from gateway.archive import FailureReason, LocalArchive, StoreOutcome
-from gateway.archive.index import Index
+from gateway.archive import FailureReason, StoreOutcome
+from gateway.archive.local import LocalArchive
+from gateway.archive.local.index import Index
 from gateway.dicomweb import multipart
 from tests.support.dicomfiles import make_file
 from tests.support.procs import GatewayServer, start_gateway
@@ -173,7 +174,7 @@ def test_a_writer_outside_the_lock_is_decided_again(tmp_path, same_bytes) -> Non
     else:
         assert result.reason is FailureReason.DUPLICATE_SOP_INSTANCE
     row = archive.index.existing([result.sop_uid])[result.sop_uid]
-    assert (other.files.abspath(row.path)).read_bytes() == theirs.read_bytes()
+    assert (other.files.local_path(row.path)).read_bytes() == theirs.read_bytes()
     mine = list((tmp_path / "node-b" / "files").rglob("*.dcm"))
-    assert mine == ([archive.files.abspath(row.path)] if same_bytes else [])
+    assert mine == ([archive.files.local_path(row.path)] if same_bytes else [])
     assert not list((tmp_path / "node-b" / "tmp").iterdir())

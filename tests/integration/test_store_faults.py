@@ -16,7 +16,7 @@ import orjson
 import pydicom
 import requests
 
-from gateway.archive import LocalArchive, open_local
+from gateway.archive.local import LocalArchive, open_local
 from gateway.config import Settings
 from gateway.dicomweb import multipart
 from tests.support.dicomfiles import make_file

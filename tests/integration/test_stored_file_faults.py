@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.archive import open_local
-from gateway.archive.importer import run_import
+from gateway.archive.local import open_local
+from gateway.ingest.importer import run_import
 from gateway.archive.protocol import Level, Query, StoredInstance, UidPath
 from gateway.config import Settings
 from gateway.dicomweb.media import parse_media_type

@@ -159,7 +159,7 @@ def test_fast_reader_equals_pydicom_on_every_series(twin) -> None:
     TWIN_EVERY_FILE=1 compares every file instead (minutes: pydicom reads 33,192 files)."""
     import orjson
 
-    from gateway.archive import dicomjson, ingest
+    from gateway.archive.local import dicomjson, ingest
     from tests.unit.test_dicomjson import pydicom_json
     _, _, mine, _ = twin
     syntaxes = set()

@@ -5,7 +5,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-from gateway.viewer.links import VIEWER_EXTENSION_URL
+from gateway.links import VIEWER_EXTENSION_URL
 
 
 def test_imaging_study_carries_its_viewer_link(gateway_server) -> None:

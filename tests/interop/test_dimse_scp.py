@@ -194,7 +194,7 @@ def test_storescu_folder_into_an_empty_archive(small_cohort, truth: Truth, tmp_p
         dcmtk.storescu(AET, scp.port, [Path(small_cohort.root)])  # again: identical → success
     finally:
         scp.proc.stop()
-    from gateway.archive import open_local
+    from gateway.archive.local import open_local
     counts = open_local(Settings().replace(data_dir=tmp_path / "data")).index.counts()
     assert counts == {"patients": len(truth.patients), "studies": len(truth.studies),
                       "series": sum(len(s) for s in truth.studies.values()),

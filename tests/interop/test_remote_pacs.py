@@ -16,9 +16,10 @@ import requests
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 
-from gateway.archive import Level, Query, UidPath, open_local
+from gateway.archive import Level, Query, UidPath
+from gateway.archive.local import open_local
 from gateway.archive.attributes import DEFAULT_RETURN
-from gateway.archive.remote import RemoteArchive
+from gateway.backends.pacs.archive import RemoteArchive
 from gateway.dimse import contexts as cx
 from gateway.dimse.identifiers import QUERY_ONLY_TAGS
 from tests.support.orthanc import Orthanc, dataset_bytes, start_orthanc

@@ -18,11 +18,11 @@ import pydicom
 import pytest
 import requests
 
-from gateway.archive import Level, Query, UidPath, open_local
-from gateway.archive.importer import run_import
+from gateway.archive import Level, Query, UidPath
+from gateway.archive.local import open_local
+from gateway.ingest.importer import run_import
 from gateway.archive.errors import InvalidQuery, UpstreamError, UpstreamTimeout
-from gateway.archive.remote import RemoteArchive
-from gateway.archive.store import read_frame
+from gateway.backends.pacs.archive import RemoteArchive
 from gateway.config import Settings
 from gateway.synth import write_cohort
 from tests.support.orthanc import Orthanc, prepare_orthanc
@@ -262,7 +262,7 @@ def test_first_instances_are_served_while_the_series_arrives(pacs_factory, big_c
         inst = archive.instance(UidPath(series.study, series.series, target))
         still_arriving = series.series in archive._flights
         arrived_then = archive.cache.index.counts()["instances"]
-        frame = read_frame(inst, 1)
+        frame = inst.read_frame(1)
         assert still_arriving and arrived_then < SLICES
         assert len(frame) == 512 * 512 * 2 and inst.path.stat().st_size == inst.size
         assert frame == pydicom.dcmread(io.BytesIO(pacs.instance_file(target))).PixelData

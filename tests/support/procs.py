@@ -115,7 +115,8 @@ class GatewayServer:
 def start_gateway(data_dir: Path, log_dir: Path, *, workers: int | None = 2,
                   env: Mapping[str, str] | None = None, timeout: float = 60,
                   app: str = "gateway.wsgi:app") -> GatewayServer:
-    """The real thing: gunicorn with deploy/gunicorn.conf.py on a free loopback port.
+    """The real thing: gunicorn with the gateway's config module (what ``serve`` uses) on a
+    free loopback port.
     ``workers=None`` keeps the production default (WORKERS)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -123,7 +124,7 @@ def start_gateway(data_dir: Path, log_dir: Path, *, workers: int | None = 2,
                 "GATEWAY_PUBLIC_URL": url, "GATEWAY_LOG_LEVEL": "WARNING", **(env or {})}
     if workers is not None:
         full_env["GATEWAY_WORKERS"] = str(workers)
-    proc = Proc([sys.executable, "-m", "gunicorn", "-c", str(REPO / "deploy" / "gunicorn.conf.py"),
+    proc = Proc([sys.executable, "-m", "gunicorn", "-c", "python:gateway.serving.gunicorn_conf",
                  app], log_dir / f"gateway-{port}.log", full_env, cwd=REPO).start()
     try:
         wait_until(lambda: http_ok(url + "/healthz"), timeout=timeout, what="gateway", proc=proc)

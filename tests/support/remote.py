@@ -12,7 +12,7 @@ from typing import Any
 import pydicom
 import requests
 
-from gateway.archive.local import LocalArchive
+from gateway.archive.local.archive import LocalArchive
 from gateway.config import Settings
 
 from .procs import REPO, Proc, free_port, port_open, wait_until
@@ -53,10 +53,10 @@ def cache_consistent(cache: LocalArchive) -> bool:
         return False
     indexed = {}
     with cache.index.engine.connect() as conn:
-        from gateway.archive.schema import instances
+        from gateway.archive.local.schema import instances
         for path, size in conn.execute(instances.select().with_only_columns(
                 instances.c.path, instances.c.size)):
-            indexed[str(files.abspath(path))] = size
+            indexed[str(files.local_path(path))] = size
     on_disk = {str(p) for p in files.files.rglob("*.dcm")}
     if on_disk != set(indexed):
         return False

@@ -25,7 +25,7 @@ from gateway.audit.events import (
 )
 from gateway.audit.fhir import to_fhir
 from gateway.audit.syslog import frame
-from gateway.fhir.resources import validate
+from gateway.clinical.resources import validate
 
 SCHEMA = etree.RelaxNG(etree.parse(str(Path(__file__).resolve().parents[1] / "support"
                                        / "audit_message.rng")))

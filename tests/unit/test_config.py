@@ -65,3 +65,40 @@ def test_public_url_follows_http_bind_unless_set() -> None:
                            "GATEWAY_PUBLIC_URL": "https://img.example.org"})
     assert s.public_url == "https://img.example.org"
     assert Settings().replace(http_bind="127.0.0.1:7000").public_url == "http://127.0.0.1:7000"
+
+
+def test_children_get_every_setting_through_the_environment(tmp_path: Path) -> None:
+    """``to_env`` is what serve/demo hand to gunicorn and the SCP: loading it back gives the
+    same settings, field by field, whatever the defaults (every field is changed here)."""
+    changed = {}
+    for f in dataclasses.fields(Settings):
+        value = getattr(Settings(), f.name)
+        if f.metadata["choices"]:
+            value = f.metadata["choices"][-1]
+        elif isinstance(value, bool):
+            value = not value
+        elif isinstance(value, (int, float)):
+            value = value + 3
+        elif isinstance(value, Path):
+            value = tmp_path / "data"
+        elif f.name.endswith("_bind"):
+            value = "127.0.0.1:9" + str(len(changed)).zfill(3)
+        elif f.name in ("pacs", "known_aes"):
+            value = "PEER@127.0.0.1:104"
+        elif f.name == "ae_title":
+            value = "OTHER"
+        else:
+            value = "x" + str(value)
+        changed[f.name] = value
+    settings = Settings().replace(**changed)
+    env = settings.to_env()
+    assert set(env) == {"GATEWAY_" + f.name.upper() for f in dataclasses.fields(Settings)}
+    assert Settings.load(env=env) == settings
+
+
+def test_http_bind_moves_the_public_links_unless_public_url_is_set() -> None:
+    moved = Settings.load(env={}).replace(http_bind="127.0.0.1:9000")
+    assert moved.public_url == "http://127.0.0.1:9000"
+    assert Settings.load(env=moved.to_env()).public_url == "http://127.0.0.1:9000"
+    pinned = Settings.load(env={"GATEWAY_PUBLIC_URL": "https://pacs.example.org"})
+    assert pinned.replace(http_bind="127.0.0.1:9000").public_url == "https://pacs.example.org"

@@ -8,7 +8,7 @@ import orjson
 import pydicom.data
 import pytest
 
-from gateway.archive import dicomjson, ingest
+from gateway.archive.local import dicomjson, ingest
 from tests.support.dicomfiles import make_file
 
 PYDICOM_FILES = sorted((Path(pydicom.data.__file__).parent / "test_files").rglob("*.dcm"))

@@ -8,8 +8,8 @@ from gateway.archive.errors import InvalidQuery
 from gateway.archive.protocol import Level, Query
 from gateway.dimse import contexts as cx
 from gateway.dimse.identifiers import answer, find_identifier, query_from_identifier, result_json
-from gateway.dimse.retrieve import retrieve_paths
-from gateway.dimse.status import Status, category, describe
+from gateway.scp.retrieve import retrieve_paths
+from gateway.archive.status import Status, category, describe
 
 
 def test_query_becomes_identifier_with_matching_and_return_keys() -> None:

@@ -1,4 +1,4 @@
-"""The gunicorn worker's own answers (gateway/httpworker.py): which face a request line
+"""The gunicorn worker's own answers (gateway/serving/httpworker.py): which face a request line
 belongs to, and each face's form, byte for byte parseable by an HTTP client."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from gunicorn.config import Config
 from gunicorn.http import errors
 
-from gateway.httpworker import client_error, error_bytes, target_of
+from gateway.serving.httpworker import client_error, error_bytes, target_of
 
 
 @pytest.mark.parametrize("head, path", [

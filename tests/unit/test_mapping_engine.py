@@ -6,10 +6,9 @@ import datetime as dt
 
 import pytest
 
-from gateway.fhir import resources
+from gateway.clinical import resources
 from gateway.mapping.engine import Engine, MapReport
 from gateway.mapping.link import Links, Study
-from gateway.mapping.spec import load
 
 PID = "COVID-19-AR-16406504"
 STUDY_UID = "1.2.826.0.1.3680043.8.498.1"
@@ -55,14 +54,15 @@ def imaging_row(**changes) -> dict:
     return row
 
 
+ENGINE = Engine()  # the built-in mapping, loaded once for the module
 LINKS = Links({1: Study(STUDY_UID, dt.date(2019, 5, 3), "101500", "XR CHEST AP PORTABLE",
                         frozenset({"DX"}))}, dt.date(2019, 5, 1))
 
 
 def run(patient: dict | None = None, image: dict | None = None) -> tuple[dict, MapReport]:
     report = MapReport()
-    made = Engine().map_patient(PID, [(1, patient or patient_row())], [(1, image or imaging_row())],
-                                LINKS, report)
+    made = ENGINE.map_patient(PID, [(1, patient or patient_row())], [(1, image or imaging_row())],
+                              LINKS, report)
     return {f"{r['resourceType']}/{r['id']}": r for r in made}, report
 
 
@@ -209,21 +209,21 @@ def test_garbage_cells_are_skipped_with_a_counted_warning():
 
 def test_unlinked_imaging_row_keeps_its_data_without_a_reference():
     report = MapReport()
-    made = Engine().map_patient(PID, [], [(1, imaging_row())], Links(), report)
+    made = ENGINE.map_patient(PID, [], [(1, imaging_row())], Links(), report)
     findings = next(r for r in made if r["id"].endswith("-findings"))
     assert "derivedFrom" not in findings and "partOf" not in findings
     assert report.cells[("findings", "imaging_study", "unmatched")] == 1
 
 
 def test_required_bindings_are_checked_by_the_engine():
-    engine = Engine()
+    engine = ENGINE
     assert engine.binding_problem({"resourceType": "Patient", "gender": "F"})
     assert engine.binding_problem({"resourceType": "Observation", "status": "done"})
     assert engine.binding_problem({"resourceType": "Patient", "gender": "female"}) is None
 
 
 def test_the_spec_covers_every_dictionary_column():
-    spec = load()
+    spec = ENGINE.spec
     used = {(r.sheet, v.column) for r in spec.rules for v in r.values.values() if v.column}
     for sheet, columns in spec.columns.items():
         missing = {c for c in columns if c != "patient_id"} - {c for s, c in used if s == sheet}

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.mapping.spec import MAPPINGS_DIR, SpecError, load
+from gateway.mapping.spec import BUILTIN, SpecError, load
 
 
 def broken(tmp_path: Path, name: str, old: str, new: str) -> tuple[Path, int]:
-    """A copy of mappings/ with one edit; returns the directory and the edited line (1-based)."""
+    """A copy of the built-in mapping with one edit; returns the directory and the edited line (1-based)."""
     target = tmp_path / "mappings"
-    shutil.copytree(MAPPINGS_DIR, target)
+    shutil.copytree(str(BUILTIN), target)
     path = target / name
     text = path.read_text()
     assert old in text, old

@@ -13,7 +13,7 @@ import pytest
 
 from gateway.config import Settings
 from gateway.viewer import install as inst
-from gateway.viewer import links
+from gateway import links
 from gateway.viewer.config import app_config_js, data_source
 from gateway.viewer.rewrites import REWRITES, RewriteError, apply_rewrites, leftovers
 from tests.support import ohif_fixture as mini

@@ -1,0 +1,1 @@
+"""How the gateway is served: the gunicorn configuration module ``gunicorn_conf``."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, Mapping, Protocol, Sequence, Union, runtime_checkable
 
 from .files import Received, Spool
+from .scope import Scope
 from .status import Status
 
 
@@ -182,6 +183,11 @@ class Archive(Protocol):
     def spool(self) -> Spool:
         """A temporary object of this archive's file store to stream an upload into; hand
         its ``finish()`` to :meth:`store` (STOW spools each part while reading the body)."""
+
+    def scoped(self, scope: Scope) -> Archive:
+        """This archive as ``scope`` sees it: every read and write is narrowed inside the
+        backend's own queries, and what lies outside answers exactly like what does not
+        exist (NotFound, fewer matches, the narrowed total)."""
 
     def ping(self) -> None:
         """Raise Unavailable unless the backend can answer queries."""

@@ -13,7 +13,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from ...cache import BoundedCache
 from ..errors import NotFound, Unavailable
 from ..files import Received
-from ..protocol import (FailureReason, Level, Query, SearchResult, Source, StoredInstance,
+from ..scope import Scope
+from ..protocol import (Archive, FailureReason, Level, Query, SearchResult, Source, StoredInstance,
                         StoreOutcome, StoreResult, UidPath)
 from . import matching
 from .index import Existing, Index, IndexWriteError, Pending
@@ -45,6 +46,13 @@ class LocalArchive:
         self._commit_lock = threading.Lock()  # with the store's file lock: one writer at a time
 
     # ------------------------------------------------------------------ reads
+    def scoped(self, scope: Scope) -> Archive:
+        """The archive as ``scope`` sees it (gateway/archive/scope.py). Narrowing is being
+        built (patient compartments, collections): until then only the whole archive."""
+        if scope.unrestricted:
+            return self
+        raise NotImplementedError("scoped views of this backend are not built yet")
+
     def ping(self) -> None:
         """Ready: the index answers and takes writes, and the file store takes files."""
         self.index.ping()

@@ -30,9 +30,10 @@ from ...archive.local import matching
 from ...archive.errors import ArchiveError, NotFound, UpstreamError
 from ...archive.local.archive import LocalArchive
 from .preparepool import PreparePool
-from ...archive.protocol import (FailureReason, Level, Query, SearchResult, Source, StoredInstance,
-                                 StoreOutcome, StoreResult, UidPath)
+from ...archive.protocol import (Archive, FailureReason, Level, Query, SearchResult, Source,
+                                 StoredInstance, StoreOutcome, StoreResult, UidPath)
 from ...archive.files import Spool
+from ...archive.scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,13 @@ class RemoteArchive:
             self.receiver = MoveReceiver(self.ae_title, bind, self.peer.aet, self._received)
 
     # ----------------------------------------------------------------- queries
+    def scoped(self, scope: Scope) -> Archive:
+        """The archive as ``scope`` sees it (gateway/archive/scope.py). Narrowing is being
+        built (patient compartments, collections): until then only the whole archive."""
+        if scope.unrestricted:
+            return self
+        raise NotImplementedError("scoped views of this backend are not built yet")
+
     def ping(self) -> None:
         self.scu.echo()
 

@@ -242,9 +242,9 @@ def _parse_headers(raw: str) -> dict[str, str]:
     for line in raw.split("\r\n"):
         if not line.strip():
             continue
-        if line[0] in " \t" and headers:  # obsolete line folding
+        if line[0] in " \t" and headers:  # obs-fold: one SP (RFC 9112 5.2), no OWS around
             last = next(reversed(headers))
-            headers[last] += " " + line.strip()
+            headers[last] = f"{headers[last]} {line.strip()}".strip()
             continue
         name, colon, value = line.partition(":")
         if not colon:

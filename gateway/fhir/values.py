@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Callable
 
 from ..clinical.params import ANY, Clause, Param, date_range, normalise
@@ -106,7 +106,7 @@ def _quantity(text: str, key: str) -> tuple:
         half = (Decimal(5).scaleb(exponent - 1) if finite and isinstance(exponent, int)
                 else Decimal(0))
         found = (float(value), float(half)) if finite else (math.nan, math.nan)
-    except InvalidOperation:
+    except ArithmeticError:  # InvalidOperation; Overflow of the half-step for 1e999999999
         found = (math.nan, math.nan)
     if not all(map(math.isfinite, found)):
         raise invalid(f"{key}={text} is not [prefix]number[|system|code]", key)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from typing import Any
 from urllib.parse import parse_qsl
 
 from tests.fuzz._harness import instrumented, ints, main
 
 with instrumented(__name__):
-    from gateway.fhir import search
+    from gateway.fhir import chains, search
     from gateway.fhir.outcome import FhirError
 
 KINDS = tuple(search.PARAMS)
@@ -35,9 +36,17 @@ def check(data: bytes) -> None:
         assert 400 <= exc.status < 500 and exc.message, (exc.status, exc.message)
         return
     assert 0 <= request.count <= search.MAX_COUNT and request.offset >= 0
-    for clause in request.clauses:
+    for criterion in request.clauses:
+        clause = _innermost(criterion)
         for value in clause.values:
             _valid(clause.param.type, clause.modifier, value)
+
+
+def _innermost(criterion: object) -> Any:
+    """A chain or ``_has`` ends in one plain clause (chains.Criterion)."""
+    while isinstance(criterion, (chains.Chain, chains.Has)):
+        criterion = criterion.inner
+    return criterion
 
 
 def _one_value(name: str, value: str) -> None:

@@ -355,3 +355,23 @@ def test_implicit_vr_fast_reader_declines_what_pydicom_reads_otherwise(
     tag = IMPLICIT_MISMATCHES[name]
     assert fast.doc.get(tag) == slow.doc.get(tag)
     assert fast.doc == slow.doc
+
+
+# ------------------------------------------------------------------ found by the 10-minute runs
+@pytest.mark.parametrize("step", [1, 1 << 20])
+def test_folded_part_header_with_an_empty_first_line_has_no_leading_space(step: int) -> None:
+    """``Content-Type:`` followed by a folded `` folded`` line read as " folded": a value
+    with leading whitespace, which no writer gives back (RFC 9112 5.2: obs-fold is one SP)."""
+    body = b"--b\r\nContent-Type:\r\n folded\r\n\r\npayload\r\n--b--\r\n"
+    assert _parts(body, step) == [({"content-type": "folded"}, b"payload")]
+    body = b"--b\r\nContent-Type: a\r\n  b \r\n\r\npayload\r\n--b--\r\n"
+    assert _parts(body, step) == [({"content-type": "a b"}, b"payload")]
+
+
+@pytest.mark.parametrize("value", ["gt1.4e1388888", "1e1000001", "le2E+1000002"])
+def test_fhir_quantity_whose_precision_overflows_is_400(value: str) -> None:
+    """``value-quantity=gt1.4e1388888`` raised decimal.Overflow computing its half-step
+    (beyond the context's Emax): a 500."""
+    with pytest.raises(FhirError) as caught:
+        search.parse("Observation", [("value-quantity", value)])
+    assert caught.value.status == 400 and caught.value.expression == "value-quantity"

@@ -136,9 +136,21 @@ def do_import(settings: Settings, paths: list[Path], clinical: list[Path], *,
         sheets = list({p.resolve(): p for p in [*clinical, *report.sheets]}.values())
         if sheets:
             _import_sheets(settings, archive, sheets)
+        _sync_collections(settings, archive)
     finally:
         archive.close()
     return report
+
+
+def _sync_collections(settings: Settings, archive: LocalArchive) -> None:
+    """ResearchStudy / ResearchSubject (and DICOM-made Patients) of the collections held."""
+    from .clinical.collections import load_facts
+    from .clinical.repository import Repository
+    from .ingest.collections import sync_collections
+    counts = sync_collections(archive, Repository(archive.index.engine),
+                              load_facts(settings.data_dir / "cache"))
+    if counts["created"] or counts["updated"] or counts["deleted"]:
+        click.echo(f"collections: FHIR ResearchStudy/ResearchSubject {counts}")
 
 
 def _import_sheets(settings: Settings, archive: LocalArchive, sheets: list[Path]) -> None:

@@ -5,6 +5,7 @@ from flask import current_app, g, has_request_context, request
 
 from .archive import Archive
 from .archive.scope import Scope
+from .clinical.collections import CollectionFacts, load_facts
 from .config import Settings
 
 _SCOPE = "tcia_scope"
@@ -50,6 +51,14 @@ def public_base() -> str:
     return current.public_base
 
 
+def collection_facts() -> dict[str, CollectionFacts]:
+    """Facts of the TCIA collections (idc-index-data), read once per app on first use."""
+    state = current_app.extensions["tcia_gateway"]
+    if "collection_facts" not in state:
+        state["collection_facts"] = load_facts(settings().data_dir / "cache")
+    return state["collection_facts"]
+
+
 def known_collections() -> frozenset[str]:
     """Collections the gateway knows facts of (``collections_index``), held or not."""
-    return current_app.extensions["tcia_gateway"].get("collection_names", frozenset())
+    return frozenset(collection_facts())

@@ -20,7 +20,7 @@ if importlib.util.find_spec("playwright") is None:
         raise ImportError("playwright is required in CI (requirements.txt)")
     pytest.skip("Playwright for Python is not installed", allow_module_level=True)
 
-from playwright.sync_api import Page, expect  # noqa: E402
+from playwright.sync_api import BrowserContext, Page, expect  # noqa: E402
 
 from tests.e2e import ohif_page as ui  # noqa: E402
 
@@ -49,7 +49,7 @@ def two_collections(tmp_path_factory: pytest.TempPathFactory, ohif_tarball: Path
 
 
 @pytest.fixture
-def page(browser_context) -> Iterator[Page]:
+def page(browser_context: BrowserContext) -> Iterator[Page]:
     page = browser_context.new_page()
     page.add_init_script(ui.PROBE_JS)
     page.watch = ui.Watch().attach(page)  # type: ignore[attr-defined]
@@ -57,7 +57,8 @@ def page(browser_context) -> Iterator[Page]:
     page.close()
 
 
-def test_viewer_on_one_collection_root(page: Page, two_collections, shots: Path) -> None:
+def test_viewer_on_one_collection_root(page: Page, two_collections: tuple[GatewayServer, dict],
+                                       shots: Path) -> None:
     server, pids = two_collections
     dicomweb: list[str] = []
     page.on("request", lambda r: dicomweb.append(r.url)

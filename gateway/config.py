@@ -153,6 +153,34 @@ class Settings:
         "Largest FHIR `_count`; a larger one is reduced to it (the Bundle's `next` link pages "
         "on) and an OperationOutcome entry in the Bundle says so."))
 
+    # --- DIMSE security (DESIGN.md section 8, docs/security.md "DIMSE"): DICOM TLS
+    # (PS3.15 B.12), peer hosts, per-AE services, User Identity (PS3.7 D.3.3.7).
+    dimse_tls_bind: str = field(default="", metadata=_doc(
+        "HOST:PORT of a DICOM TLS listener beside DIMSE_BIND (PS3.15 B.12: TLS 1.2+; 2762 is "
+        "DICOM's TLS port). Empty: no TLS listener."))
+    dimse_tls_cert: str = field(default="", metadata=_doc(
+        "PEM certificate (chain) of the DICOM TLS listener."))
+    dimse_tls_key: str = field(default="", metadata=_doc(
+        "PEM private key of the DICOM TLS listener."))
+    dimse_tls_ca: str = field(default="", metadata=_doc(
+        "PEM CA bundle: set means client certificates are required and verified; empty "
+        "means none are asked for."))
+    dimse_peer_hosts: str = field(default="", metadata=_doc(
+        "Where peers may connect from, comma-separated: `10.1.0.0/16` or `10.1.2.3` for any "
+        "AE, `AET@10.1.2.3` (or a network) to tie an AE title to its hosts. A peer outside "
+        "gets A-ASSOCIATE-RJ (1, 1, 3). Empty: any host."))
+    dimse_ae_permissions: str = field(default="", metadata=_doc(
+        "`AET=find+get+move+store,...`: the services (`echo find get move store`) each "
+        "calling AE may use; `*` is the entry for AEs not listed (none without it). Others "
+        "get status 0x0124. Empty: every AE may use everything."))
+    dimse_require_identity: bool = field(default=False, metadata=_doc(
+        "Reject associations without a verifiable User Identity (a JWT, or over TLS a "
+        "username + access token) with A-ASSOCIATE-RJ (1, 1, 1)."))
+    auth_allow_anonymous_remote: bool = field(default=False, metadata=_doc(
+        "Allow AUTH_MODE=off on a non-loopback HTTP_BIND, DIMSE_BIND or DIMSE_TLS_BIND "
+        "(anyone who can reach it then reads and writes every patient)."))
+    # --- end of DIMSE security
+
     # ---------------------------------------------------------------- derived
     @property
     def index_url(self) -> str:
@@ -255,6 +283,11 @@ def _validated(s: Settings) -> Settings:
                 f"{ENV_PREFIX}{f.name.upper()}={getattr(s, f.name)!r}: expected one of {', '.join(choices)}")
     for key in ("http_bind", "dimse_bind", "pacs_move_bind"):
         parse_hostport(getattr(s, key), f"{ENV_PREFIX}{key.upper()}")
+    if s.dimse_tls_bind:  # DIMSE security
+        parse_hostport(s.dimse_tls_bind, f"{ENV_PREFIX}DIMSE_TLS_BIND")
+        if not (s.dimse_tls_cert and s.dimse_tls_key):
+            raise SettingsError(f"{ENV_PREFIX}DIMSE_TLS_BIND needs DIMSE_TLS_CERT and "
+                                "DIMSE_TLS_KEY (the listener's certificate and key)")
     if s.pacs:
         parse_ae_address(s.pacs, f"{ENV_PREFIX}PACS")
     for item in filter(None, (x.strip() for x in s.known_aes.split(","))):

@@ -11,7 +11,6 @@ token narrows the archive to its compartment (`Archive.scoped`).
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import weakref
@@ -53,12 +52,8 @@ OPEN = Session(ANONYMOUS, "", None, False)
 
 
 def access_settings(settings: Settings) -> AccessSettings:
-    """The access settings of `Settings` (same field names; one it lacks keeps its default)."""
-    values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(AccessSettings)
-              if hasattr(settings, f.name)}
-    access = AccessSettings(**values)
-    access.validate()
-    return access
+    """The access settings of `Settings` (AUTH_MODE=requried is a ValueError)."""
+    return AccessSettings.of(settings)
 
 
 def dimse_problems(settings: Settings, bind: str | None = None) -> list[str]:

@@ -51,10 +51,12 @@ class Auditor:
                          description=note, method="A-ASSOCIATE")
 
     def refused(self, who: Actor, method: str, attempted: Action, exc: AccessError,
-                query: bytes | None = None) -> None:
+                query: bytes | None = None, patient: str | None = None) -> None:
+        """A refused operation; `patient`: whose instance a refused C-STORE carried."""
         self._record(action=Action.SECURITY_ALERT, outcome=Outcome.MINOR_FAILURE, who=who,
                      alert=Alert.RESTRICTED_FUNCTION, attempted=attempted, method=method,
-                     description=exc.description, query=query)
+                     description=exc.description, query=query,
+                     patients=(patient,) if patient else ())
 
     def find(self, who: Actor, *, sop_class: str, query: bytes, syntax: str,
              matches: Iterable[dict], outcome: Outcome = Outcome.SUCCESS,

@@ -177,7 +177,7 @@ def handle_store(event: Event, archive: Archive, gate: Gate) -> int | object:
         if scope.patients is not None and (patient is None or patient not in scope.patients):
             raise gate.outside(patient)
     except AccessError as exc:
-        gate.auditor.refused(who, "C-STORE", Action.CREATE, exc)
+        gate.auditor.refused(who, "C-STORE", Action.CREATE, exc, patient=patient)
         return refusal(exc)
     try:
         result = view.store(io.BytesIO(event.encoded_dataset()))

@@ -175,6 +175,39 @@ def get(assoc: Association, study: str) -> tuple[int, int]:
     return final, int(completed or 0)
 
 
+def move(assoc: Association, study: str, destination: str) -> tuple[int, int]:
+    """(final status, completed sub-operations) of a STUDY-level C-MOVE."""
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.StudyInstanceUID = study
+    final = completed = None
+    for status, _ in assoc.send_c_move(ds, destination, STUDY_MOVE):
+        if status and status.Status not in (0xFF00, 0xFF01):
+            final = int(status.Status)
+            completed = int(status.get("NumberOfCompletedSuboperations", 0) or 0)
+    assert final is not None
+    return final, int(completed or 0)
+
+
+@pytest.fixture
+def destination() -> Iterator[tuple[str, list[str]]]:
+    """A pynetdicom Storage SCP as C-MOVE destination DEST: (KNOWN_AES entry, received UIDs)."""
+    from pynetdicom import AllStoragePresentationContexts
+    received: list[str] = []
+    ae = AE(ae_title="DEST")
+    ae.supported_contexts = AllStoragePresentationContexts
+    port = free_port()
+
+    def on_store(event) -> int:  # noqa: ANN001
+        received.append(str(event.dataset.SOPInstanceUID))
+        return 0
+
+    server = ae.start_server(("127.0.0.1", port), block=False,
+                             evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    yield f"DEST@127.0.0.1:{port}", received
+    server.shutdown()
+
+
 def store(assoc: Association, path: Path) -> int:
     return int(assoc.send_c_store(dcmread(path)).Status)
 
@@ -361,9 +394,10 @@ def test_audit_one_query_event_per_patient_found(start, forged_issuer) -> None:
 
 
 # ---------------------------------------------------------------- compartments
-@pytest.mark.xfail(strict=True, reason="LocalArchive.scoped comes with the collections branch")
-def test_patient_token_sees_only_its_compartment(start, forged_issuer, tmp_path: Path) -> None:
-    scp_ = start(**issuer_settings(forged_issuer, auth_mode="required"))
+def test_patient_token_sees_only_its_compartment(start, forged_issuer, tmp_path: Path,
+                                                 destination) -> None:
+    dest, received = destination
+    scp_ = start(known_aes=dest, **issuer_settings(forged_issuer, auth_mode="required"))
     token = forged_issuer.forge.token("patient/*.cruds", patient="P1")
     assoc = associate(scp_.port, token=token)
     status, found = find(assoc)
@@ -372,6 +406,9 @@ def test_patient_token_sees_only_its_compartment(start, forged_issuer, tmp_path:
     assert get(assoc, scp_.studies["P1"]) == (0, 2)
     unknown = get(assoc, "1.2.3.4.5.6.7.8.9")
     assert get(assoc, scp_.studies["P2"]) == unknown == (0, 0)     # like an unknown UID
+    assert move(assoc, scp_.studies["P2"], "DEST") == move(assoc, "1.2.3.4.5.6.7.8.9", "DEST")
+    assert move(assoc, scp_.studies["P2"], "DEST") == (0, 0) and received == []
+    assert move(assoc, scp_.studies["P1"], "DEST") == (0, 2) and len(received) == 2
     theirs = make_file(tmp_path / "b.dcm", patient="P2", study="st-P2", series="se-P2", sop="z")
     assert store(assoc, theirs) == 0x0124
     mine = make_file(tmp_path / "a.dcm", patient="P1", study="st-P1", series="se-P1", sop="w")
@@ -379,3 +416,7 @@ def test_patient_token_sees_only_its_compartment(start, forged_issuer, tmp_path:
     assoc.release()
     assert len(list(scp_.archive.instances(UidPath(scp_.studies["P2"])))) == 2  # nothing stored
     assert len(list(scp_.archive.instances(UidPath(scp_.studies["P1"])))) == 3
+    # the trail names P1 only: the query, the reads, the store; P2's refused store is an alert
+    assert [e["type"]["code"] for e in scp_.audit(patient="P2")] == ["110113"]
+    assert len(scp_.audit(patient="P1")) >= 4
+    assert len([e for e in scp_.audit() if e["type"]["code"] == "110113"]) == 1

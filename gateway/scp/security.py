@@ -128,7 +128,8 @@ class Gate:
         offer = (IdentityOffer.from_pynetdicom(rq.user_identity)
                  if rq.user_identity is not None else None)
         try:
-            principal = self._admit(calling, address, offer, tls)
+            principal = self._admit(calling, str(rq.primitive.called_ae_title).strip(),
+                                    address, offer, tls)
         except AccessError as exc:
             self.auditor.refused_association(exc, calling, address, tls)
             log.info("DIMSE association from %s@%s refused: %s", calling, address, exc)
@@ -142,8 +143,10 @@ class Gate:
             response.server_response = b""
             assoc.acceptor.add_negotiation_item(response)
 
-    def _admit(self, calling: str, address: str | None, offer: IdentityOffer | None,
-               tls: bool) -> Principal:
+    def _admit(self, calling: str, called: str, address: str | None,
+               offer: IdentityOffer | None, tls: bool) -> Principal:
+        if called != self.called_ae:
+            raise _CalledAeRefused(f"called AE {called!r} is not {self.called_ae!r}")
         if self.allowed and calling not in self.allowed:
             raise CallingAeRefused(f"calling AE {calling!r} is not in DIMSE_ALLOWED_AES")
         if not self.hosts.admits(calling, address or ""):
@@ -191,6 +194,13 @@ class Gate:
         """The refusal of an instance outside the token's compartment (PS3.4 B.2.3: 0x0124)."""
         del patient  # never echoed: the answer must not depend on whose it is
         return _NotAuthorised("the instance is outside the token's patient compartment")
+
+
+class _CalledAeRefused(CallingAeRefused):
+    """PS3.8 9.3.2: the called AE title must be ours."""
+
+    dimse_reject = (1, 1, 7)  # permanent, service-user, called-AE-title-not-recognized
+    default_description = "called AE title not recognised"
 
 
 class _NotAuthorised(AccessError):

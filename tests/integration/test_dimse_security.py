@@ -114,7 +114,7 @@ def identity(kind: int, primary: bytes, secondary: bytes = b"",
     return item
 
 
-def associate(port: int, *, calling: str = "SCU", token: str | None = None,
+def associate(port: int, *, calling: str = "SCU", called: str = AET, token: str | None = None,
               item: UserIdentityNegotiation | None = None,
               tls: ssl.SSLContext | None = None, store: bool = True) -> Association:
     ae = AE(ae_title=calling)
@@ -132,7 +132,7 @@ def associate(port: int, *, calling: str = "SCU", token: str | None = None,
         item = identity(5, token.encode())
     ext = [*roles, *([item] if item is not None else [])]
     handlers = [(evt.EVT_C_STORE, lambda e: 0x0000)]
-    return ae.associate("127.0.0.1", port, ae_title=AET, ext_neg=ext or None,
+    return ae.associate("127.0.0.1", port, ae_title=called, ext_neg=ext or None,
                         evt_handlers=handlers,
                         tls_args=(tls, "127.0.0.1") if tls is not None else None)
 
@@ -229,12 +229,13 @@ def test_calling_ae_not_allowed_is_rejected_1_1_3_and_audited(start, forged_issu
     scp_ = start(dimse_allowed_aes="FRIEND", **issuer_settings(forged_issuer, auth_mode="public-read"))
     refused = associate(scp_.port, calling="STRANGER")
     assert rejection(refused) == (1, 1, 3)
+    assert rejection(associate(scp_.port, calling="FRIEND", called="NOTUS")) == (1, 1, 7)
     friend = associate(scp_.port, calling="FRIEND")
     assert friend.is_established
     friend.release()
     alerts = [e for e in scp_.audit() if e["type"]["code"] == "110113"]
-    assert len(alerts) == 1 and alerts[0]["outcome"] == "4"
-    assert any(a.get("altId") == "AETITLES=STRANGER" for a in alerts[0]["agent"])
+    assert len(alerts) == 2 and {e["outcome"] for e in alerts} == {"4"}
+    assert any(a.get("altId") == "AETITLES=STRANGER" for e in alerts for a in e["agent"])
 
 
 def test_peer_hosts_tie_an_ae_title_to_its_address(start) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 from pynetdicom.association import Association
 from pynetdicom.pdu_primitives import UserIdentityNegotiation
 
-from ..access import AccessSettings, build_validator
+from ..access import AccessSettings, build_policy, build_validator
 from ..access.dimse import (IdentityOffer, PeerHosts, Service, check_service, decide_identity,
                             parse_ae_permissions, parse_peer_hosts)
 from ..access.errors import (REJECT_NO_REASON, AccessError, CallingAeRefused,
@@ -82,7 +82,6 @@ class Gate:
 
     def __init__(self, settings: Settings, auditor: Auditor, *,
                  policy: Policy | None = None, validator: TokenValidator | None = None) -> None:
-        access = access_settings(settings)
         self.policy = policy or Policy()
         self.validator = validator or self.policy.validator
         self.required = settings.dimse_require_identity
@@ -91,7 +90,6 @@ class Gate:
         self.allowed = [x.strip() for x in settings.dimse_allowed_aes.split(",") if x.strip()]
         self.hosts: PeerHosts = parse_peer_hosts(settings.dimse_peer_hosts)
         self.permissions = parse_ae_permissions(settings.dimse_ae_permissions)
-        self.access = access
         self._sessions: weakref.WeakKeyDictionary[Association, Session] = (
             weakref.WeakKeyDictionary())
         self._lock = threading.Lock()
@@ -100,7 +98,6 @@ class Gate:
     def build(cls, settings: Settings, auditor: Auditor) -> Gate:
         """The policy and validator AUTH_* names; a validator also when only
         DIMSE_REQUIRE_IDENTITY asks for identities."""
-        from ..access import build_policy
         access = access_settings(settings)
         try:
             policy = build_policy(access, settings.public_url)
@@ -110,11 +107,6 @@ class Gate:
         if validator is None and settings.dimse_require_identity:
             validator = build_validator(access, settings.public_url)
         return cls(settings, auditor, policy=policy, validator=validator)
-
-    @property
-    def on(self) -> bool:
-        """Is anything checked beyond AE titles? (Then every operation is audited.)"""
-        return self.policy.mode is not AuthMode.OFF or self.validator is not None
 
     # ---------------------------------------------------------------- association
     def on_requested(self, event: Any, tls: bool) -> None:

@@ -20,7 +20,7 @@ from ..audit.trail import AuditTrail
 from ..config import Settings, SettingsError, parse_ae_address, parse_hostport
 from ..dimse import contexts as cx
 from ..dimse import sockets
-from . import handlers
+from . import handlers, scoping
 from .auditing import Auditor
 from .security import Gate
 
@@ -59,16 +59,20 @@ def build_ae(settings: Settings) -> AE:
 
 def event_handlers(archive: Archive, settings: Settings, gate: Gate | None = None, *,
                    tls: bool = False) -> list[tuple]:
-    """Handlers with the archive, the gate (and the move destinations) bound as arguments."""
+    """Handlers with the archive, the gate (and the move destinations) bound as arguments;
+    the archive each one gets is the calling AE's collections (DIMSE_AE_COLLECTIONS), which
+    the gate narrows further to the token's compartment."""
     gate = gate or Gate(settings, Auditor(None, settings.ae_title))
+    by_ae = scoping.scopes(settings)
     return [
         *sockets.HANDLERS,
         (evt.EVT_REQUESTED, gate.on_requested, [tls]),
         (evt.EVT_C_ECHO, handlers.handle_echo, [gate]),
-        (evt.EVT_C_FIND, handlers.handle_find, [archive, gate]),
-        (evt.EVT_C_GET, handlers.handle_get, [archive, gate]),
-        (evt.EVT_C_MOVE, handlers.handle_move, [archive, gate, known_aes(settings)]),
-        (evt.EVT_C_STORE, handlers.handle_store, [archive, gate]),
+        (evt.EVT_C_FIND, scoping.narrowed(handlers.handle_find, by_ae), [archive, gate]),
+        (evt.EVT_C_GET, scoping.narrowed(handlers.handle_get, by_ae), [archive, gate]),
+        (evt.EVT_C_MOVE, scoping.narrowed(handlers.handle_move, by_ae),
+         [archive, gate, known_aes(settings)]),
+        (evt.EVT_C_STORE, scoping.narrowed(handlers.handle_store, by_ae), [archive, gate]),
     ]
 
 

@@ -308,6 +308,13 @@ def test_required_mode_rejects_anonymous_associations(start, forged_issuer) -> N
     assert rejection(associate(scp_.port)) == (1, 1, 1)
 
 
+def test_issuer_unreachable_is_a_transient_rejection_2_1_1(start, forged_issuer) -> None:
+    scp_ = start(**issuer_settings(forged_issuer, auth_mode="required"))
+    token = forged_issuer.forge.token(SYSTEM)
+    forged_issuer.close()                       # no JWKS to check the signature with
+    assert rejection(associate(scp_.port, token=token)) == (2, 1, 1)
+
+
 # ---------------------------------------------------------------- TLS
 def test_tls_listener_refuses_tls_1_1_and_serves_tls_1_2(start, pki) -> None:
     ca, _, _ = pki
@@ -392,6 +399,17 @@ def test_audit_one_query_event_per_patient_found(start, forged_issuer) -> None:
                       if e["entity"][i].get("role", {}).get("code") == "1")
     assert patients == ["Patient/P1", "Patient/P2", "Patient/P3"]
     assert len(scp_.audit(patient="P2")) == 2                      # the query and the C-GET
+    series = associate(scp_.port, token=forged_issuer.forge.token(SYSTEM, sub="dr-series"))
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "SERIES"
+    ds.SeriesInstanceUID = ""
+    ds.Modality = "CT"
+    assert len([s for s, _ in series.send_c_find(ds, STUDY_FIND) if s.Status == 0xFF00]) == 3
+    series.release()
+    named = sorted(e["entity"][i]["what"]["reference"] for e in scp_.audit(agent="dr-series")
+                   for i in range(len(e["entity"]))
+                   if e["entity"][i].get("role", {}).get("code") == "1")
+    assert named == ["Patient/P1", "Patient/P2", "Patient/P3"]     # at SERIES level too
 
 
 # ---------------------------------------------------------------- compartments

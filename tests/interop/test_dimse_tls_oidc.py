@@ -54,7 +54,8 @@ def gateway(data_copy: Path, artifacts_dir: Path, tmp_path: Path,
     cert = ca.issue(tmp_path / "pki", "scp")
     tls_port = free_port()
     env = {"GATEWAY_AUTH_MODE": "required", "GATEWAY_AUTH_ISSUER": idp.issuer,
-           "GATEWAY_AUTH_AUDIENCE": idp.audience,
+           "GATEWAY_AUTH_AUDIENCE": idp.audience, "GATEWAY_AUTH_CLIENT_ID": "gateway",
+           "GATEWAY_AUTH_CLIENT_SECRET": str(idp.client("gateway").secret),
            "GATEWAY_DIMSE_TLS_BIND": f"127.0.0.1:{tls_port}",
            "GATEWAY_DIMSE_TLS_CERT": str(cert.cert), "GATEWAY_DIMSE_TLS_KEY": str(cert.key)}
     scp = start_scp(data_copy, artifacts_dir / "logs", extra_env=env)
@@ -65,13 +66,17 @@ def gateway(data_copy: Path, artifacts_dir: Path, tmp_path: Path,
         scp.proc.stop()
 
 
-def associate(port: int, token: str, ca: Path) -> Association:
+def associate(port: int, token: str, ca: Path, user: str | None = None) -> Association:
+    """Over TLS with a type 5 identity (the token), or type 2 (`user` + the token)."""
     ae = AE(ae_title="PYSCU")
     ae.add_requested_context(cx.FIND_MODELS["S"])
     ae.add_requested_context(cx.GET_MODELS["S"])
     item = UserIdentityNegotiation()
-    item.user_identity_type = 5
-    item.primary_field = token.encode()
+    item.user_identity_type = 5 if user is None else 2
+    if user is None:
+        item.primary_field = token.encode()
+    else:
+        item.primary_field, item.secondary_field = user.encode(), token.encode()
     ctx = ssl.create_default_context(cafile=str(ca))
     assoc = ae.associate("127.0.0.1", port, ae_title=AET, ext_neg=[item],
                          tls_args=(ctx, "127.0.0.1"))
@@ -133,3 +138,13 @@ def test_patient_token_from_the_idp_narrows_every_dimse_operation(gateway, idp, 
     assert set(found.values()) == set(cohort_patients)           # nothing of B's was added
     assert sum(p == b for p in found.values()) == len(cohort_patients[b])
     assert sum(p == a for p in found.values()) == len(cohort_patients[a]) + 1
+
+
+def test_opaque_token_as_username_and_passcode_over_tls(gateway, idp, cohort_patients) -> None:
+    """Type 2 with an opaque token, checked by RFC 7662 introspection (AUTH_CLIENT_ID)."""
+    _, tls_port, ca = gateway
+    opaque = idp.token("clinician", "user/ImagingStudy.rs", opaque=True)
+    assert opaque.count(".") != 2
+    assoc = associate(tls_port, opaque, ca, user="clinician")
+    assert set(studies_found(assoc).values()) == set(cohort_patients)
+    assoc.release()

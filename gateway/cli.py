@@ -205,6 +205,7 @@ def check(ctx: click.Context, repair: bool, quick: bool) -> None:
 def serve(ctx: click.Context, http_bind: str | None) -> None:
     """Serve HTTP (DICOMweb, WADO-URI, FHIR, viewer) under gunicorn."""
     settings = _with(_settings(ctx), http_bind=http_bind)
+    _refuse_unsafe(settings, [settings.http_bind])
     os.execvpe(sys.executable, _gunicorn_argv(), _child_env(settings))
 
 
@@ -236,8 +237,21 @@ def demo(ctx: click.Context, patients: int | None, data_dir: Path | None, http_b
                                f"from {', '.join(COLLECTIONS)}")
     settings = _with(_settings(ctx), data_dir=data_dir, http_bind=http_bind,
                      dimse_bind=dimse_bind)
+    _refuse_unsafe(settings, [settings.http_bind, settings.dimse_bind])
     _ensure_demo_data(settings, patients, seed, wanted, xr_size=xr_size, ct_size=ct_size)
     _serve_all(settings)
+
+
+def _refuse_unsafe(settings: Settings, binds: list[str]) -> None:
+    """Refuse to serve anonymously on the network, or CORS `*` with tokens (docs/security.md)."""
+    from .access.settings import AccessSettings, startup_problems
+    try:
+        access = AccessSettings.of(settings)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    problems = startup_problems(access, binds=binds, cors_origins=settings.cors_origins)
+    if problems:
+        raise click.UsageError("refusing to start: " + "; ".join(problems))
 
 
 def _ensure_demo_data(settings: Settings, patients: int | None, seed: int,

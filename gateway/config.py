@@ -6,6 +6,7 @@ settings table is checked against this module by a test, so the two never drift.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -153,6 +154,69 @@ class Settings:
         "Largest FHIR `_count`; a larger one is reduced to it (the Bundle's `next` link pages "
         "on) and an OperationOutcome entry in the Bundle says so."))
 
+    # --- Access control and audit, HTTP side (DESIGN.md section 8, docs/security.md): the
+    # gateway as an OAuth 2.0 resource server with SMART scopes; one audit trail.
+    auth_mode: str = field(default="off", metadata=_doc(
+        "`off` (no access control, as before), `public-read` (anonymous reads; a token for "
+        "writes, the audit trail and restricted collections) or `required` (a token for "
+        "every data request).", ("off", "public-read", "required")))
+    auth_issuer: str = field(default="", metadata=_doc(
+        "OIDC issuer URL; its `/.well-known/openid-configuration` gives `jwks_uri` (and the "
+        "introspection endpoint). Tokens' `iss` must equal it exactly."))
+    auth_audience: str = field(default="", metadata=_doc(
+        "Value that must be in a token's `aud`. Empty means PUBLIC_URL."))
+    auth_leeway: int = field(default=30, metadata=_doc(
+        "Seconds of clock skew allowed on `exp`/`nbf`/`iat`."))
+    auth_introspection_url: str = field(default="", metadata=_doc(
+        "RFC 7662 endpoint for opaque tokens. Empty with AUTH_CLIENT_ID set: the issuer's "
+        "`introspection_endpoint`."))
+    auth_client_id: str = field(default="", metadata=_doc(
+        "Client id the gateway introspects opaque tokens with (RFC 7662 2.1)."))
+    auth_client_secret: str = field(default="", metadata=_doc(
+        "Its client secret (HTTP Basic, RFC 6749 2.3.1)."))
+    auth_allow_anonymous_remote: bool = field(default=False, metadata=_doc(
+        "Allow AUTH_MODE=off on a non-loopback HTTP_BIND or DIMSE_BIND (anyone who can reach "
+        "it then reads and writes every patient)."))
+    auth_restricted_collections: str = field(default="", metadata=_doc(
+        "Comma-separated limited-access collections: only tokens whose collections claim "
+        "names one see it; anonymous callers never do."))
+    auth_collections_claim: str = field(default="collections", metadata=_doc(
+        "Token claim (array or space-separated) naming the restricted collections granted."))
+    viewer_oidc_client_id: str = field(default="", metadata=_doc(
+        "Turns on OHIF's `oidc[0]` in /viewer/app-config.js (authority AUTH_ISSUER, "
+        "authorization code + PKCE, silent renew)."))
+    audit_syslog: str = field(default="", metadata=_doc(
+        "`tcp://host:port` or `tls://host:port`: also send PS3.15 A.5 audit messages there "
+        "(RFC 5424 framing; RFC 6587 octet counting, RFC 5425 over TLS)."))
+    audit_syslog_tls_ca: str = field(default="", metadata=_doc(
+        "PEM CA bundle that signs the syslog collector's certificate (default: system CAs)."))
+    # --- end of access control and audit, HTTP side
+
+    # --- DIMSE security (DESIGN.md section 8, docs/security.md "DIMSE"): DICOM TLS
+    # (PS3.15 B.12), peer hosts, per-AE services, User Identity (PS3.7 D.3.3.7).
+    dimse_tls_bind: str = field(default="", metadata=_doc(
+        "HOST:PORT of a DICOM TLS listener beside DIMSE_BIND (PS3.15 B.12: TLS 1.2+; 2762 is "
+        "DICOM's TLS port). Empty: no TLS listener."))
+    dimse_tls_cert: str = field(default="", metadata=_doc(
+        "PEM certificate (chain) of the DICOM TLS listener."))
+    dimse_tls_key: str = field(default="", metadata=_doc(
+        "PEM private key of the DICOM TLS listener."))
+    dimse_tls_ca: str = field(default="", metadata=_doc(
+        "PEM CA bundle: set means client certificates are required and verified; empty "
+        "means none are asked for."))
+    dimse_peer_hosts: str = field(default="", metadata=_doc(
+        "Where peers may connect from, comma-separated: `10.1.0.0/16` or `10.1.2.3` for any "
+        "AE, `AET@10.1.2.3` (or a network) to tie an AE title to its hosts. A peer outside "
+        "gets A-ASSOCIATE-RJ (1, 1, 3). Empty: any host."))
+    dimse_ae_permissions: str = field(default="", metadata=_doc(
+        "`AET=find+get+move+store,...`: the services (`echo find get move store`) each "
+        "calling AE may use; `*` is the entry for AEs not listed (none without it). Others "
+        "get status 0x0124. Empty: every AE may use everything."))
+    dimse_require_identity: bool = field(default=False, metadata=_doc(
+        "Reject associations without a verifiable User Identity (a JWT, or over TLS a "
+        "username + access token) with A-ASSOCIATE-RJ (1, 1, 1)."))
+    # --- end of DIMSE security
+
     # --- collections (issue 13): which collections each DIMSE peer sees
     dimse_ae_collections: str = field(default="", metadata=_doc(
         "`AET=COLL+COLL,...`: the collections a calling AE sees through the DIMSE SCP "
@@ -198,6 +262,7 @@ class Settings:
              env: Mapping[str, str] | None = None) -> "Settings":
         """Defaults, then the TOML file (``--config`` or ``GATEWAY_CONFIG``), then env."""
         env = os.environ if env is None else env
+        _refuse_unknown_variables(env)
         values: dict[str, Any] = {}
         path = config_file or env.get(ENV_PREFIX + "CONFIG")
         if path:
@@ -211,8 +276,32 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+# GATEWAY_* variables that are not settings: the config file, and knobs of the test tools.
+NOT_SETTINGS = frozenset({"CONFIG", "SCHEMATHESIS_EXAMPLES", "FUZZ_SECONDS"})
 READ_LIMITS = ("max_frames_per_request", "max_rendered_pixels", "max_qido_results",
                "max_fhir_count")
+
+
+def closest(value: str, choices: Any) -> str | None:
+    """The most similar of ``choices`` (difflib), ignoring case and separators."""
+    squash = {"".join(c for c in str(x).lower() if c.isalnum()): x for x in choices}
+    wanted = "".join(c for c in value.lower() if c.isalnum())
+    match = difflib.get_close_matches(wanted, list(squash), n=1, cutoff=0.6)
+    return squash[match[0]] if match else None
+
+
+def _refuse_unknown_variables(env: Mapping[str, str]) -> None:
+    """A mistyped ``GATEWAY_*`` variable must stop the start, not be ignored: a typo in
+    ``GATEWAY_AUTH_MODE`` would otherwise run the gateway wide open."""
+    names = {f.upper() for f in _FIELDS} | NOT_SETTINGS
+    unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX):] not in names)
+    if not unknown:
+        return
+    parts = []
+    for variable in unknown:
+        hint = closest(variable[len(ENV_PREFIX):], sorted(names - NOT_SETTINGS))
+        parts.append(variable + (f" (did you mean {ENV_PREFIX}{hint}?)" if hint else ""))
+    raise SettingsError(f"unknown setting variable(s): {', '.join(parts)}")
 
 
 def _derive_public_url(values: dict[str, Any]) -> dict[str, Any]:
@@ -259,10 +348,17 @@ def _validated(s: Settings) -> Settings:
     for f in dataclasses.fields(s):
         choices = f.metadata.get("choices")
         if choices and getattr(s, f.name) not in choices:
+            hint = closest(str(getattr(s, f.name)), choices)
             raise SettingsError(
-                f"{ENV_PREFIX}{f.name.upper()}={getattr(s, f.name)!r}: expected one of {', '.join(choices)}")
+                f"{ENV_PREFIX}{f.name.upper()}={getattr(s, f.name)!r}: expected one of "
+                f"{', '.join(choices)}" + (f" (did you mean {hint!r}?)" if hint else ""))
     for key in ("http_bind", "dimse_bind", "pacs_move_bind"):
         parse_hostport(getattr(s, key), f"{ENV_PREFIX}{key.upper()}")
+    if s.dimse_tls_bind:  # DIMSE security
+        parse_hostport(s.dimse_tls_bind, f"{ENV_PREFIX}DIMSE_TLS_BIND")
+        if not (s.dimse_tls_cert and s.dimse_tls_key):
+            raise SettingsError(f"{ENV_PREFIX}DIMSE_TLS_BIND needs DIMSE_TLS_CERT and "
+                                "DIMSE_TLS_KEY (the listener's certificate and key)")
     if s.pacs:
         parse_ae_address(s.pacs, f"{ENV_PREFIX}PACS")
     for item in filter(None, (x.strip() for x in s.known_aes.split(","))):
@@ -292,6 +388,12 @@ def _validated(s: Settings) -> Settings:
     for key in READ_LIMITS:
         if getattr(s, key) <= 0:
             raise SettingsError(f"{ENV_PREFIX}{key.upper()} must be positive")
+    if s.auth_leeway < 0:
+        raise SettingsError(f"{ENV_PREFIX}AUTH_LEEWAY must not be negative")
+    if s.audit_syslog and not s.audit_syslog.startswith(("tcp://", "tls://")):
+        raise SettingsError(f"{ENV_PREFIX}AUDIT_SYSLOG: expected tcp://HOST:PORT or "
+                            f"tls://HOST:PORT, got {s.audit_syslog!r}")
+
     ae_collections(s.dimse_ae_collections)  # collections: a malformed map stops the start
     return s
 

@@ -18,8 +18,9 @@ A-ASSOCIATE-RJ (1, 1, 1)):
 from __future__ import annotations
 
 import enum
+import ipaddress
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import IdentityRefused, InvalidToken, ServiceNotPermitted
@@ -128,6 +129,58 @@ def _token(field: bytes, validate: Callable[[str], Principal]) -> Principal:
     if not token:
         raise IdentityRefused("empty identity")
     return validate(token)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class PeerHosts:
+    """DIMSE_PEER_HOSTS: networks any AE may connect from, and networks tied to one AE title.
+
+    A calling AE title is only a claim; tying it to the hosts it is known at (as PACS
+    administrators do in their AE tables) keeps a peer elsewhere from borrowing it."""
+
+    anyone: tuple[Network, ...] = ()
+    per_ae: Mapping[str, tuple[Network, ...]] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not self.anyone and not self.per_ae
+
+    def admits(self, calling_ae: str, address: str) -> bool:
+        """An AE with its own entries must come from one of them; others from `anyone`
+        (or from anywhere when only per-AE entries are set)."""
+        if self.empty:
+            return True
+        try:
+            ip = ipaddress.ip_address(address.strip("[]"))
+        except ValueError:
+            return False
+        own = self.per_ae.get(calling_ae.strip())
+        networks = own if own is not None else self.anyone
+        if own is None and not self.anyone:
+            return True
+        return any(ip in net for net in networks)
+
+
+def parse_peer_hosts(text: str) -> PeerHosts:
+    """`10.0.0.0/8, MODALITY@10.1.2.3` -> PeerHosts; ValueError naming the bad item."""
+    anyone: list[Network] = []
+    per_ae: dict[str, list[Network]] = {}
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        ae, sep, host = item.rpartition("@")
+        try:
+            net = ipaddress.ip_network(host.strip().strip("[]"), strict=False)
+        except ValueError:
+            raise ValueError(f"DIMSE_PEER_HOSTS item {item!r}: expected an IP address or "
+                             "network, optionally after AET@") from None
+        if sep and not (1 <= len(ae.strip()) <= 16):
+            raise ValueError(f"DIMSE_PEER_HOSTS item {item!r}: bad AE title")
+        (per_ae.setdefault(ae.strip(), []) if sep else anyone).append(net)
+    return PeerHosts(tuple(anyone), {k: tuple(v) for k, v in per_ae.items()})
 
 
 def service_for_op(op: str) -> Service:

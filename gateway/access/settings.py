@@ -86,6 +86,16 @@ class AccessSettings:
             raise ValueError(f"AUTH_MODE={self.auth_mode!r} is not one of {', '.join(MODES)}"
                              + (f" (did you mean {hint!r}?)" if hint else ""))
 
+    @classmethod
+    def of(cls, settings: object) -> AccessSettings:
+        """The access settings of a `gateway.config.Settings` (same field names; a field
+        it does not have yet keeps its default here)."""
+        values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(cls)
+                  if hasattr(settings, f.name)}
+        access = cls(**values)
+        access.validate()
+        return access
+
     def audience(self, public_url: str) -> str:
         return self.auth_audience or public_url
 

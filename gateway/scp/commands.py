@@ -25,24 +25,36 @@ def dimse(ctx: click.Context, bind: str | None) -> None:
     """Serve the archive as a DICOM Q/R SCP (C-ECHO, C-FIND, C-GET, C-MOVE, C-STORE)."""
     from ..backends import open_archive
     from . import server as scp
+    from .auditing import open_trail
+    from .security import dimse_problems
     settings: Settings = ctx.obj["settings"]
     _quiet_pynetdicom(settings)
-    archive = open_archive(settings)
     try:
-        server = scp.start(settings, archive, bind)
+        problems = dimse_problems(settings, bind)
+    except ValueError as exc:  # AUTH_MODE=requried and the like
+        raise click.UsageError(str(exc)) from exc
+    if problems:
+        raise click.UsageError("refusing to start: " + "; ".join(problems))
+    archive = open_archive(settings)
+    trail = open_trail(settings)
+    try:
+        servers = scp.listen(settings, archive, bind, trail=trail)
     except (SettingsError, OSError) as exc:
         archive.close()
         raise click.ClickException(
             f"cannot serve DIMSE on {bind or settings.dimse_bind}: {exc}") from exc
-    host, port = server.server_address[:2]
-    click.echo(f"DIMSE SCP {settings.ae_title}@{host}:{port} (C-MOVE destinations: "
+    addresses = ", ".join(f"{s.server_address[0]}:{s.server_address[1]}" for s in servers)
+    click.echo(f"DIMSE SCP {settings.ae_title}@{addresses} (C-MOVE destinations: "
                f"{', '.join(scp.known_aes(settings)) or 'none'})", err=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_a: stop.set())
     stop.wait()
-    server.shutdown()
+    for server in servers:
+        server.shutdown()
     archive.close()  # a PACS behind us sees its associations released
+    if trail is not None:
+        trail.close()
 
 
 @click.command()

@@ -8,6 +8,7 @@ from typing import Iterable
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
+from ..access.errors import STATUS_NOT_AUTHORISED, AccessError
 from ..archive.errors import ArchiveError, InvalidQuery, NotFound
 from ..archive.protocol import Archive, StoredInstance, UidPath
 from ..archive.uids import is_uid
@@ -77,6 +78,11 @@ def failure(exc: Exception) -> Dataset:
         return status_dataset(exc.answer.dimse, exc.message)
     log.error("DIMSE request failed", exc_info=exc)
     return status_dataset(Status.UNABLE_TO_PROCESS, f"{exc.__class__.__name__}: {exc}")
+
+
+def refusal(exc: AccessError) -> Dataset:
+    """An access refusal of an operation: 0x0124 Refused: Not Authorised (PS3.7 C.5.21)."""
+    return status_dataset(exc.dimse_status or STATUS_NOT_AUTHORISED, exc.description)
 
 
 def status_dataset(code: int, comment: str = "") -> Dataset:

@@ -2,8 +2,10 @@
 
 Services (PS3.4 Annex B and C): Verification; Patient Root and Study Root
 C-FIND, C-GET and C-MOVE at every level; Storage of every SOP Class in every
-transfer syntax. C-MOVE sends only to the AEs of KNOWN_AES; a calling-AE
-allow-list (DIMSE_ALLOWED_AES) rejects other peers at association time.
+transfer syntax. C-MOVE sends only to the AEs of KNOWN_AES. Access control
+(`security.Gate`, docs/security.md): calling-AE allow-list and peer hosts, User Identity,
+per-AE services, token scopes and compartments; a DICOM TLS listener (PS3.15 B.12) on
+DIMSE_TLS_BIND beside the plain one, both served by one AE with one gate.
 """
 from __future__ import annotations
 
@@ -12,11 +14,15 @@ import logging
 from pynetdicom import AE, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
+from ..access.tls import server_context
 from ..archive.protocol import Archive
-from ..config import Settings, parse_ae_address, parse_hostport
+from ..audit.trail import AuditTrail
+from ..config import Settings, SettingsError, parse_ae_address, parse_hostport
 from ..dimse import contexts as cx
-from . import handlers, scoping
 from ..dimse import sockets
+from . import handlers, scoping
+from .auditing import Auditor
+from .security import Gate
 
 log = logging.getLogger(__name__)
 
@@ -51,26 +57,59 @@ def build_ae(settings: Settings) -> AE:
     return ae
 
 
-def event_handlers(archive: Archive, settings: Settings) -> list[tuple]:
-    """Handlers with the archive (and the move destinations) bound as arguments."""
-    by_ae = scoping.scopes(settings)  # DIMSE_AE_COLLECTIONS
+def event_handlers(archive: Archive, settings: Settings, gate: Gate | None = None, *,
+                   tls: bool = False) -> list[tuple]:
+    """Handlers with the archive, the gate (and the move destinations) bound as arguments;
+    the archive each one gets is the calling AE's collections (DIMSE_AE_COLLECTIONS), which
+    the gate narrows further to the token's compartment."""
+    gate = gate or Gate(settings, Auditor(None, settings.ae_title))
+    by_ae = scoping.scopes(settings)
     return [
         *sockets.HANDLERS,
-        (evt.EVT_C_ECHO, handlers.handle_echo),
-        (evt.EVT_C_FIND, scoping.narrowed(handlers.handle_find, by_ae), [archive]),
-        (evt.EVT_C_GET, scoping.narrowed(handlers.handle_get, by_ae), [archive]),
+        (evt.EVT_REQUESTED, gate.on_requested, [tls]),
+        (evt.EVT_C_ECHO, handlers.handle_echo, [gate]),
+        (evt.EVT_C_FIND, scoping.narrowed(handlers.handle_find, by_ae), [archive, gate]),
+        (evt.EVT_C_GET, scoping.narrowed(handlers.handle_get, by_ae), [archive, gate]),
         (evt.EVT_C_MOVE, scoping.narrowed(handlers.handle_move, by_ae),
-         [archive, known_aes(settings)]),
-        (evt.EVT_C_STORE, scoping.narrowed(handlers.handle_store, by_ae), [archive]),
+         [archive, gate, known_aes(settings)]),
+        (evt.EVT_C_STORE, scoping.narrowed(handlers.handle_store, by_ae), [archive, gate]),
     ]
 
 
-def start(settings: Settings, archive: Archive, bind: str | None = None) -> ThreadedAssociationServer:
-    """Listen on ``bind`` (default DIMSE_BIND) in background threads; returns the server."""
+def start(settings: Settings, archive: Archive, bind: str | None = None, *,
+          trail: AuditTrail | None = None) -> ThreadedAssociationServer:
+    """The plain listener of `listen` (tests and callers that want one server)."""
+    return listen(settings, archive, bind, trail=trail)[0]
+
+
+def listen(settings: Settings, archive: Archive, bind: str | None = None, *,
+           trail: AuditTrail | None = None) -> list[ThreadedAssociationServer]:
+    """Listen on ``bind`` (default DIMSE_BIND) and, when set, DIMSE_TLS_BIND, in background
+    threads; `trail` receives the audit records (None: not audited)."""
     host, port = parse_hostport(bind or settings.dimse_bind, "GATEWAY_DIMSE_BIND")
     ae = build_ae(settings)
-    server = ae.start_server((host, port), block=False,
-                             evt_handlers=event_handlers(archive, settings))
-    assert server is not None  # block=False returns the running server
-    log.info("DIMSE SCP %s listening on %s:%d", settings.ae_title, host, port)
-    return server
+    gate = Gate.build(settings, Auditor(trail, settings.ae_title, host))
+    context = None
+    if settings.dimse_tls_bind:
+        try:
+            context = server_context(settings.dimse_tls_cert, settings.dimse_tls_key,
+                                     settings.dimse_tls_ca)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise SettingsError(f"DIMSE TLS certificate or key: {exc}") from exc
+    plain = ae.start_server((host, port), block=False,
+                            evt_handlers=event_handlers(archive, settings, gate))
+    assert plain is not None  # block=False returns the running server
+    servers = [plain]
+    if context is not None:
+        tls_host, tls_port = parse_hostport(settings.dimse_tls_bind, "GATEWAY_DIMSE_TLS_BIND")
+        try:
+            secure = ae.start_server((tls_host, tls_port), block=False, ssl_context=context,
+                                     evt_handlers=event_handlers(archive, settings, gate, tls=True))
+        except BaseException:
+            plain.shutdown()
+            raise
+        assert secure is not None
+        servers.append(secure)
+    log.info("DIMSE SCP %s listening on %s:%d%s", settings.ae_title, host, port,
+             f" and TLS {settings.dimse_tls_bind}" if context else "")
+    return servers

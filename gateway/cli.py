@@ -100,19 +100,22 @@ def synth(out: Path, collection: str, full: bool, patients: int | None, seed: in
               multiple=True, help="Clinical sheet (xlsx, or csv); may be given twice.")
 @click.option("--workers", type=click.IntRange(1), default=None,
               help="Parallel parse processes (default: IMPORT_WORKERS).")
+@click.option("--collection", default=None, metavar="NAME",
+              help="Collection of every file (default: each file's CTP ProjectName).")
 @click.pass_context
 def import_(ctx: click.Context, paths: tuple[Path, ...], clinical: tuple[Path, ...],
-            workers: int | None) -> None:
+            workers: int | None, collection: str | None) -> None:
     """Import DICOM files, folders (recursive) and .zip archives, and the clinical sheet
     (given with --clinical, or found among them: COVID_19_AR_ClinicalCorrelates*.xlsx,
     clinical.csv, clinical_imaging.csv)."""
-    report = do_import(_settings(ctx), list(paths), list(clinical), workers=workers)
+    report = do_import(_settings(ctx), list(paths), list(clinical), workers=workers,
+                       collection=collection)
     if report.rejected and not (report.new or report.duplicate or report.replaced):
         ctx.exit(1)
 
 
 def do_import(settings: Settings, paths: list[Path], clinical: list[Path], *,
-              workers: int | None = None) -> ImportReport:
+              workers: int | None = None, collection: str | None = None) -> ImportReport:
     """Images first, then every clinical sheet (given, or found among ``paths``)."""
     from .archive import ArchiveError
     from .archive.local import open_local
@@ -123,7 +126,8 @@ def do_import(settings: Settings, paths: list[Path], clinical: list[Path], *,
         try:
             report = run_import(archive, paths, workers=workers or settings.import_workers,
                                 on_reject=lambda name, why: click.echo(f"rejected {name}: {why}",
-                                                                       err=True))
+                                                                       err=True),
+                                collection=collection)
         except ArchiveError as exc:  # the index refused a write: what was indexed before stays
             raise click.ClickException(exc.message) from exc
         dt = time.monotonic() - t0

@@ -25,8 +25,9 @@ from .studies import StudyIndex, refuse_joins
 
 MAX_PLANS = 2048  # distinct recent searches kept per worker (a few hundred bytes each)
 MAX_KEPT_QUERY = 1024  # characters of parameters: a longer search is planned every time
-Restriction = tuple[str | None, frozenset[str] | None]  # (compartment, categories)
-UNRESTRICTED: Restriction = (None, None)
+# (compartment, categories, hidden collections)
+Restriction = tuple[str | None, frozenset[str] | None, frozenset[str]]
+UNRESTRICTED: Restriction = (None, None, frozenset())
 PlanKey = tuple[str, bytes | tuple[tuple[str, str], ...] | None, str, bool, Restriction]
 
 
@@ -99,7 +100,7 @@ class Planner:
                keep: bool, restriction: Restriction = UNRESTRICTED) -> SearchPlan:
         self.check_type(kind)
         request = S.parse(kind, args, lenient=lenient, max_count=self.max_count)
-        request.compartment, request.categories = restriction
+        request.compartment, request.categories, request.hidden = restriction
         if request.summary == "count":
             request.count = 0
         query = (compile_search(request, self.repository.bind_style)

@@ -90,7 +90,8 @@ def _caller() -> Caller:
             return policy.authorize(permit.principal, kind, "r").categories is None
         except AccessError:
             return False
-    return Caller(permit.patient, permit.categories, may_read)
+    return Caller(permit.patient, permit.categories, may_read,
+                  policy.hidden_collections(permit.principal))
 
 
 def _audit_store() -> object | None:

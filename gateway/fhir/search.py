@@ -45,6 +45,7 @@ class SearchRequest:
     # token and the categories of granular scopes (SMART 2.x), applied inside the SQL.
     compartment: str | None = None
     categories: frozenset[str] | None = None
+    hidden: frozenset[str] = frozenset()  # restricted collections the caller may not see
 
 
 def parse(kind: str, args: Iterable[tuple[str, str]], *, lenient: bool = False,

@@ -53,10 +53,11 @@ class Caller:
     patient: str | None = None
     categories: frozenset[str] | None = None
     may_read: Callable[[str], bool] | None = None
+    hidden: frozenset[str] = frozenset()
 
     @property
-    def restriction(self) -> tuple[str | None, frozenset[str] | None]:
-        return self.patient, self.categories
+    def restriction(self) -> tuple[str | None, frozenset[str] | None, frozenset[str]]:
+        return self.patient, self.categories, self.hidden
 
     def sees(self, match: Match) -> bool:
         """Whether an included or $everything resource is this caller's to see."""

@@ -11,8 +11,10 @@ Two data source profiles: ``gateway`` (docs/viewer.md, what this gateway support
 ``conservative`` (the settings other sites use with weaker servers); the e2e test
 proves the viewer works with both.
 
-No setting changes the generated config today: the origin comes from the browser and
-the mount is fixed at ``/viewer`` (the build is rewritten for it at install time).
+The origin comes from the browser and the mount is fixed at ``/viewer`` (the build is
+rewritten for it at install time). VIEWER_OIDC_CLIENT_ID adds OHIF's ``oidc[0]``: the
+authorization code flow with PKCE (oidc-client-ts) against AUTH_ISSUER, silent renew,
+the callback under the mount; OHIF then sends the access token on every DICOMweb request.
 """
 from __future__ import annotations
 
@@ -61,9 +63,23 @@ def data_source(profile: str = "gateway") -> dict[str, Any]:
     return config
 
 
-def app_config(profile: str = "gateway") -> dict[str, Any]:
+OIDC_SCOPE = "openid user/ImagingStudy.rs user/Patient.rs"
+_OIDC_URIS = ("redirect_uri", "post_logout_redirect_uri", "silent_redirect_uri")
+
+
+def oidc_block(authority: str, client_id: str, scope: str = OIDC_SCOPE) -> dict[str, Any]:
+    """OHIF's ``oidc[0]`` (authorization code + PKCE; URIs origin-relative, made absolute
+    in the browser like the data source roots)."""
+    return {"authority": authority.rstrip("/"), "client_id": client_id,
+            "redirect_uri": f"{MOUNT}/callback", "silent_redirect_uri": f"{MOUNT}/callback",
+            "post_logout_redirect_uri": f"{MOUNT}/", "response_type": "code", "scope": scope,
+            "automaticSilentRenew": True, "revokeAccessTokenOnSignout": True}
+
+
+def app_config(profile: str = "gateway", oidc: dict[str, Any] | None = None) -> dict[str, Any]:
     """``window.config`` as data (everything but the origin, added in the browser)."""
     source = data_source(profile)
+    extra = {"oidc": [oidc]} if oidc else {}
     return {
         "name": "tcia-gateway",
         "routerBasename": MOUNT,
@@ -81,6 +97,7 @@ def app_config(profile: str = "gateway") -> dict[str, Any]:
             "sourceName": SOURCE_NAME,
             "configuration": source,
         }],
+        **extra,
     }
 
 
@@ -99,12 +116,18 @@ _TEMPLATE = """\
       }
     });
   });
+  (config.oidc || []).forEach(function (oidc) {
+    %(uris)s.forEach(function (key) {
+      if (oidc[key] && oidc[key].charAt(0) === "/") { oidc[key] = origin + oidc[key]; }
+    });
+  });
   window.config = config;
 })();
 """
 
 
-def app_config_js(profile: str = "gateway") -> str:
+def app_config_js(profile: str = "gateway", oidc: dict[str, Any] | None = None) -> str:
     """The JavaScript OHIF loads from ``/viewer/app-config.js``."""
-    config = json.dumps(app_config(profile), indent=2).replace("\n", "\n  ")
-    return _TEMPLATE % {"config": config, "roots": json.dumps(list(_ROOT_KEYS))}
+    config = json.dumps(app_config(profile, oidc), indent=2).replace("\n", "\n  ")
+    return _TEMPLATE % {"config": config, "roots": json.dumps(list(_ROOT_KEYS)),
+                        "uris": json.dumps(list(_OIDC_URIS))}

@@ -4,12 +4,14 @@ Who comes from the request's principal (never its token: `jti` and a hash), what
 endpoint's rule, its path, raw query and the patients and studies the face noted
 (`context.touched`), the outcome from the status or the refusal. Frames, bulk data,
 rendered images and thumbnails come many per study: a successful one is recorded once per
-caller, study and minute (docs/security.md, "aggregating them"); refusals always are.
+caller, study and minute (docs/security.md, "aggregating them"); any other successful read
+or search is recorded once per caller, URL and minute (a poll, a viewer's repeated fetch
+discloses nothing new, and an AuditEvent costs more than a cached answer). Writes,
+refusals and failures are always recorded.
 """
 from __future__ import annotations
 
 import time
-import uuid
 
 from flask import current_app, g, request
 
@@ -17,7 +19,7 @@ from ..access import AccessError, InsufficientScope
 from ..access.principal import Principal
 from ..access.settings import AccessSettings
 from ..archive.protocol import Level, Query
-from ..audit.events import Action, Actor, Alert, AuditRecord, Outcome, Server, Study
+from ..audit.events import Action, Actor, Alert, AuditRecord, Outcome, Server, Study, new_id
 from ..audit.store import AuditStore
 from ..audit.syslog import SyslogSender
 from ..audit.trail import AuditTrail
@@ -27,6 +29,7 @@ from ..context import Touched
 from .table import Rule
 
 STATE = "tcia_gateway"
+REPEAT_WINDOW = 60  # seconds: identical successful reads by one caller make one record
 AGGREGATED = frozenset({"dicomweb.retrieve_frames", "dicomweb.retrieve_bulk",
                         "dicomweb.rendered_one", "dicomweb.rendered_many",
                         "dicomweb.thumbnail_one", "dicomweb.thumbnail_many"})
@@ -66,11 +69,13 @@ def record(rule: Rule, principal: Principal, status: int) -> None:
     denied: AccessError | None = g.get("tcia_denied")
     notes: Touched = g.get("tcia_touched") or Touched()
     studies = _studies(audit, notes, status)
-    if denied is None and status < 400 and request.endpoint in AGGREGATED:
-        key = (principal.token_hash, request.endpoint, tuple(s.uid for s in studies),
-               int(time.time() // 60))
+    if denied is None and status < 400 and rule.action in (Action.QUERY, Action.READ):
+        what = (tuple(s.uid for s in studies) if request.endpoint in AGGREGATED
+                else request.full_path)
+        key = (principal.token_hash or request.remote_addr, request.endpoint, what,
+               int(time.time() // REPEAT_WINDOW))
         if audit.recent.get(key):
-            return
+            return  # the same caller asked the same again within the window
         audit.recent.put(key, True)
     permit = g.get("tcia_permit")
     patients = [*notes.patients, *([permit.patient] if permit and permit.patient else [])]
@@ -84,7 +89,7 @@ def record(rule: Rule, principal: Principal, status: int) -> None:
     audit.trail.record(AuditRecord(
         action=action, face=rule.face, outcome=_outcome(status, denied),
         who=Actor.of(principal, address=request.remote_addr), server=audit.server,
-        request_id=request.headers.get("X-Request-Id") or uuid.uuid4().hex,
+        request_id=request.headers.get("X-Request-Id") or new_id(),
         method=request.method, path=request.path, query=request.query_string or None,
         resources=_resources(), studies=tuple(studies), patients=tuple(patients),
         description=denied.description if denied is not None else None,

@@ -85,11 +85,15 @@ def _caller() -> Caller:
     if permit is None or policy is None:
         return EVERYONE
 
+    decided: dict[str, bool] = {}
+
     def may_read(kind: str) -> bool:  # included and $everything resources: scope, no category
-        try:
-            return policy.authorize(permit.principal, kind, "r").categories is None
-        except AccessError:
-            return False
+        if kind not in decided:
+            try:
+                decided[kind] = policy.authorize(permit.principal, kind, "r").categories is None
+            except AccessError:
+                decided[kind] = False
+        return decided[kind]
     return Caller(permit.patient, permit.categories, may_read,
                   policy.hidden_collections(permit.principal))
 

@@ -14,18 +14,17 @@ from __future__ import annotations
 import logging
 
 import orjson
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, g, request
 
 from ..access import AccessError, Policy, build_policy
 from ..access.answers import dicomweb_answer, fhir_answer
 from ..access.policy import AuthMode, Permit
-from ..access.principal import ANONYMOUS
 from ..access.settings import AccessSettings
 from ..access.bearer import bearer_token
 from ..archive.scope import Scope
 from ..audit.events import Face
 from ..config import Settings
-from ..context import Touched
+from ..context import Guarded
 from . import auditing
 from .table import Rule, rule_for
 
@@ -57,39 +56,47 @@ def _install_audit_only(app: Flask) -> None:
     def _note() -> None:
         rule = rule_for(request.endpoint)
         if rule is not None and not rule.public:
-            g.tcia_rule, g.tcia_touched = rule, Touched()
+            g.tcia = Guarded(rule)
     app.before_request(_note)
     app.after_request(_after)
 
 
 def _guard(policy: Policy) -> Response | None:
-    rule = rule_for(request.endpoint)
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    if req.method == "OPTIONS":
+        return None  # a CORS preflight carries no credentials (Fetch standard) and no data
+    endpoint = req.endpoint
+    rule = rule_for(endpoint)
     if rule is None:
-        if request.endpoint is None:
+        if endpoint is None:
             return None  # no route: the 404/405 of the family
         rule = Rule("*", "cruds")  # fail closed: an endpoint nobody decided about
     if rule.public:
         return None
-    g.tcia_rule, g.tcia_touched = rule, Touched()
+    state = g.tcia = Guarded(rule)
     try:
-        principal = policy.authenticate(_token())
-        g.tcia_principal = principal
-        permit = policy.authorize(principal, rule.resource_of(request.view_args), rule.permissions)
+        state.principal = policy.authenticate(_token(req))
+        state.permit = policy.authorize(state.principal, rule.resource_of(req.view_args),
+                                        rule.permissions)
     except AccessError as exc:
-        g.tcia_denied = exc
+        state.denied = exc
         return answer(rule, exc)
-    g.tcia_permit = permit
-    scope = _scope(policy, permit)
-    if scope is not None:
-        g.tcia_scope = scope
+    state.scope = _scope(policy, state.permit)
     return None
 
 
-def _token() -> str | None:
+def _token(req: Request) -> str | None:
     form: list[str] = []
-    if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
-        form = list(request.form.keys())
-    return bearer_token(request.headers.getlist("Authorization"), request.args.keys(), form)
+    if req.method == "POST" and req.mimetype == "application/x-www-form-urlencoded":
+        form = list(req.form.keys())
+    raw = req.query_string
+    # Parse the query only when it can name access_token (as is or percent-encoded): a
+    # search planned by its raw query string never parses it otherwise (fhir/plan.py).
+    query = req.args.keys() if b"token" in raw or b"%" in raw else ()
+    # WSGI servers join repeated Authorization headers into one value, which then fails
+    # the b64token syntax (400), as two headers must.
+    header = req.environ.get("HTTP_AUTHORIZATION")
+    return bearer_token(header, query, form)
 
 
 def _scope(policy: Policy, permit: Permit) -> Scope | None:
@@ -113,20 +120,22 @@ def answer(rule: Rule, error: AccessError) -> Response:
 
 
 def _after(response: Response) -> Response:
-    rule: Rule | None = g.get("tcia_rule")
-    if rule is None:
+    state: Guarded | None = g.get("tcia")
+    if state is None:
         return response
-    principal = g.get("tcia_principal", ANONYMOUS)
-    if "no-store" not in response.headers.get("Cache-Control", ""):
+    principal = state.principal
+    control = response.headers.get("Cache-Control", "")
+    if "no-store" not in control:
         if not principal.anonymous:
-            _private(response)
-        response.vary.add("Authorization")
-    auditing.record(rule, principal, response.status_code)
+            _private(response, control)
+        vary = response.headers.get("Vary")
+        response.headers["Vary"] = f"{vary}, Authorization" if vary else "Authorization"
+    auditing.record(state, response.status_code)
     return response
 
 
-def _private(response: Response) -> None:
+def _private(response: Response, control: str) -> None:
     """A response made for one caller must not be kept by shared caches (RFC 9111 5.2.2.7)."""
-    current = [d.strip() for d in response.headers.get("Cache-Control", "").split(",")
+    current = [d.strip() for d in control.split(",")
                if d.strip() and d.strip().lower() not in ("public", "private")]
     response.headers["Cache-Control"] = ", ".join(["private", *current])

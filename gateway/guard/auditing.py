@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import time
 
-from flask import current_app, g, request
+from flask import current_app, request
 
 from ..access import AccessError, InsufficientScope
-from ..access.principal import Principal
 from ..access.settings import AccessSettings
 from ..archive.protocol import Level, Query
 from ..audit.events import Action, Actor, Alert, AuditRecord, Outcome, Server, Study, new_id
@@ -25,7 +24,7 @@ from ..audit.syslog import SyslogSender
 from ..audit.trail import AuditTrail
 from ..cache import BoundedCache
 from ..config import Settings
-from ..context import Touched
+from ..context import Guarded, Touched
 from .table import Rule
 
 STATE = "tcia_gateway"
@@ -62,22 +61,24 @@ def open_trail(settings: Settings, access: AccessSettings) -> Audit | None:
     return Audit(AuditTrail(store, sender), store, server)
 
 
-def record(rule: Rule, principal: Principal, status: int) -> None:
+def record(state: Guarded, status: int) -> None:
     audit: Audit | None = current_app.extensions[STATE].get("audit")
     if audit is None:
         return
-    denied: AccessError | None = g.get("tcia_denied")
-    notes: Touched = g.get("tcia_touched") or Touched()
-    studies = _studies(audit, notes, status)
+    rule: Rule = state.rule  # type: ignore[assignment]
+    principal = state.principal
+    denied = state.denied if isinstance(state.denied, AccessError) else None
     if denied is None and status < 400 and rule.action in (Action.QUERY, Action.READ):
-        what = (tuple(s.uid for s in studies) if request.endpoint in AGGREGATED
-                else request.full_path)
-        key = (principal.token_hash or request.remote_addr, request.endpoint, what,
-               int(time.time() // REPEAT_WINDOW))
+        what = ((request.view_args or {}).get("study") if request.endpoint in AGGREGATED
+                else request.query_string)
+        key = (principal.token_hash or request.remote_addr, request.endpoint, request.path,
+               what, int(time.time() // REPEAT_WINDOW))
         if audit.recent.get(key):
             return  # the same caller asked the same again within the window
         audit.recent.put(key, True)
-    permit = g.get("tcia_permit")
+    notes = state.touched
+    studies = _studies(audit, notes, status)
+    permit = state.permit
     patients = [*notes.patients, *([permit.patient] if permit and permit.patient else [])]
     action, attempted, alert = rule.action, None, None
     if denied is not None:

@@ -440,3 +440,13 @@ def test_tokens_never_reach_the_logs(world: World, caplog: pytest.LogCaptureFixt
     world.get("/fhir/Patient", world.issuer.forge.expired(READ_ALL))
     signature = token.split(".")[2]
     assert not re.search(re.escape(signature[:20]), caplog.text)
+
+
+def test_cors_preflight_needs_no_token(world: World) -> None:
+    response = world.client.options(  # type: ignore[attr-defined]
+        "/dicomweb/studies", headers={"Origin": "https://viewer.test",
+                                      "Access-Control-Request-Method": "GET",
+                                      "Access-Control-Request-Headers": "authorization"})
+    assert response.status_code == 200
+    assert response.headers["Access-Control-Allow-Origin"] == "https://viewer.test"
+    assert b"[" not in response.data  # no data with the preflight

@@ -19,6 +19,7 @@ from flask import Flask, Request, Response, g, request
 from ..access import AccessError, Policy, build_policy
 from ..access.answers import dicomweb_answer, fhir_answer
 from ..access.policy import AuthMode, Permit
+from ..access.scopes import DicomOp
 from ..access.settings import AccessSettings
 from ..access.bearer import bearer_token
 from ..archive.scope import Scope
@@ -48,7 +49,10 @@ def install(app: Flask, settings: Settings) -> None:
         return
     policy = build_policy(access, settings.public_base)
     state["policy"] = policy
-    app.before_request(lambda: _guard(policy))
+    # STOW may replace a stored instance only under DUPLICATE_POLICY=overwrite: there it
+    # asks for `u` as well as `c` (docs/security.md), whether or not this one replaces.
+    replaces = settings.duplicate_policy == "overwrite"
+    app.before_request(lambda: _guard(policy, replaces))
     app.after_request(_after)
 
 
@@ -61,7 +65,7 @@ def _install_audit_only(app: Flask) -> None:
     app.after_request(_after)
 
 
-def _guard(policy: Policy) -> Response | None:
+def _guard(policy: Policy, replaces: bool = False) -> Response | None:
     req: Request = request._get_current_object()  # type: ignore[attr-defined]
     if req.method == "OPTIONS":
         return None  # a CORS preflight carries no credentials (Fetch standard) and no data
@@ -76,8 +80,9 @@ def _guard(policy: Policy) -> Response | None:
     state = g.tcia = Guarded(rule)
     try:
         state.principal = policy.authenticate(_token(req))
+        letters = "cu" if replaces and rule.op is DicomOp.STOW else rule.permissions
         state.permit = policy.authorize(state.principal, rule.resource_of(req.view_args),
-                                        rule.permissions)
+                                        letters)
     except AccessError as exc:
         state.denied = exc
         return answer(rule, exc)

@@ -70,9 +70,13 @@ _OIDC_URIS = ("redirect_uri", "post_logout_redirect_uri", "silent_redirect_uri")
 def oidc_block(authority: str, client_id: str, scope: str = OIDC_SCOPE) -> dict[str, Any]:
     """OHIF's ``oidc[0]`` (authorization code + PKCE; URIs origin-relative, made absolute
     in the browser like the data source roots)."""
+    # OHIF registers a route for each URI's path (minus the mount for the callback): the
+    # post-logout one must not be `/viewer/`, which would shadow the `/viewer` mode route.
     return {"authority": authority.rstrip("/"), "client_id": client_id,
-            "redirect_uri": f"{MOUNT}/callback", "silent_redirect_uri": f"{MOUNT}/callback",
-            "post_logout_redirect_uri": f"{MOUNT}/", "response_type": "code", "scope": scope,
+            "redirect_uri": f"{MOUNT}/callback",
+            "silent_redirect_uri": f"{MOUNT}/silent-refresh.html",
+            "post_logout_redirect_uri": f"{MOUNT}/signed-out", "response_type": "code",
+            "scope": scope,
             "automaticSilentRenew": True, "revokeAccessTokenOnSignout": True}
 
 

@@ -450,3 +450,23 @@ def test_cors_preflight_needs_no_token(world: World) -> None:
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == "https://viewer.test"
     assert b"[" not in response.data  # no data with the preflight
+
+
+def test_stow_under_the_overwrite_policy_also_needs_u(tmp_path: Path, loaded_data_dir: Path,
+                                                      forged_issuer: ForgedIssuer) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(loaded_data_dir, data)
+    app = create_app(Settings().replace(
+        data_dir=data, auth_mode="required", auth_issuer=forged_issuer.url,
+        auth_audience=DEFAULT_AUDIENCE, cors_origins="https://viewer.test",
+        duplicate_policy="overwrite"))
+    try:
+        w = World(app.test_client(), app, forged_issuer, {"id": "P-U"}, {}, data)
+        refused = _stow(w, tmp_path, "P-U", forged_issuer.forge.token("system/ImagingStudy.c"), "u1")
+        _refusal(refused, 403, "insufficient_scope", "forbidden")
+        assert 'scope="system/ImagingStudy.cu"' in refused.headers["WWW-Authenticate"]
+        assert not _stored(w, tmp_path / "u1.dcm")
+        ok = _stow(w, tmp_path, "P-U", forged_issuer.forge.token("system/ImagingStudy.cu"), "u2")
+        assert ok.status_code == 200 and _stored(w, tmp_path / "u2.dcm")
+    finally:
+        close_app(app)

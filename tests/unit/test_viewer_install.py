@@ -257,7 +257,7 @@ def test_app_config_js_has_the_oidc_block_with_absolute_uris() -> None:
     assert (oidc["client_id"], oidc["response_type"], oidc["automaticSilentRenew"]) == (
         "ohif", "code", True)
     assert oidc["redirect_uri"] == "https://pacs.example:8443/viewer/callback"
-    assert oidc["post_logout_redirect_uri"] == "https://pacs.example:8443/viewer/"
+    assert oidc["post_logout_redirect_uri"] == "https://pacs.example:8443/viewer/signed-out"
     assert "oidc" not in json.loads(subprocess.run(
         [node, "-e", 'var window = {location: {origin: "http://h"}};\n' + app_config_js()
          + "\nprocess.stdout.write(JSON.stringify(window.config));"],

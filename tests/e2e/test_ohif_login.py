@@ -70,22 +70,31 @@ def test_viewer_logs_in_lists_and_draws_behind_required(page: Page, secured, e2e
                                                         shots) -> None:
     server, _idp = secured
     _login(page, server.url)
+    # What the provider's own development pages asked for (web fonts on the closed network)
+    # is not the viewer's: count from the moment the viewer has the token.
+    ours = [f for f in page.watch.failed if f.split(" ", 2)[1].startswith(server.url)]
+    assert not ours, f"the gateway failed requests during the login: {ours}"
+    page.watch.failed.clear()
+    page.watch.console_errors.clear()
     for pid in sorted({s.patient_id for s in e2e_studies}):
         expect(ui.study_rows(page, pid).first).to_be_visible(timeout=60_000)
     notice = page.get_by_role("button", name="Confirm and hide")
     if notice.is_visible():
         notice.click()
     page.screenshot(path=shots / "login-study-list.png")
-    for want in ({"modality": "CT"}, {"modality": "CR"}):
+    for want in ({"modality": "CR"}, {"modality": "CT"}):  # CT last: no navigation cuts its frames
         study = next(s for s in e2e_studies
                      if all(getattr(s, k) == v for k, v in want.items()))
+        ui.skip_tour(page)
         ui.launch_basic_viewer(page, study.accession)
         ui.skip_tour(page)
         ui.wait_first_image(page, 90_000)
         ui.assert_real_images(ui.canvas_stats(page), f"{want} behind login")
         page.screenshot(path=shots / f"login-{want['modality']}.png")
-        page.go_back()
-        expect(ui.study_rows(page, study.accession).first).to_be_visible(timeout=60_000)
+        if want["modality"] != "CT":
+            page.goto(server.url + "/viewer/")  # the signed-in user is kept by the tab
+            expect(ui.study_rows(page, study.accession).first).to_be_visible(timeout=60_000)
+            ui.skip_tour(page)
     page.watch.assert_clean()  # no failed request, no HTTP error (401/403 included)
     log = server.proc.log.read_text()
     assert "Bearer ey" not in log and "access_token=ey" not in log

@@ -28,10 +28,11 @@ def create_app(settings: Settings | None = None, *, archive: Archive | None = No
     app.extensions[EXTENSION] = {"settings": settings,
                                  "archive": archive or open_archive(settings),
                                  "closers": []}  # what close_app releases besides the archive
-    from . import cors, errors, health, limits
+    from . import cors, errors, guard, health, limits
     limits.install(app, settings)
     errors.register(app)
     cors.install(app)
+    guard.install(app, settings)
     app.register_blueprint(health.bp)
     for register in _feature_blueprints():
         register(app)

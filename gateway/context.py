@@ -1,25 +1,56 @@
 """Access to the app's injected collaborators from inside a request."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
 from flask import current_app, g, has_request_context, request
 
+from .access.policy import Permit, Policy
+from .access.principal import ANONYMOUS, Principal
 from .archive import Archive
 from .archive.scope import Scope
 from .clinical.collections import CollectionFacts, load_facts
 from .config import Settings
 
-_SCOPE = "tcia_scope"
+_SCOPE = "tcia_scope"  # what parts of the request narrowed (a collection root)
 
 
 def settings() -> Settings:
     return current_app.extensions["tcia_gateway"]["settings"]
 
 
+@dataclass
+class Touched:
+    """What a request touched, noted by the faces for its audit record."""
+
+    patients: list[str] = field(default_factory=list)
+    studies: list[tuple[str, str | None]] = field(default_factory=list)  # (study UID, patient)
+
+
+@dataclass
+class Guarded:
+    """What the access guard (gateway/guard) decided for one request, in ``g.tcia``."""
+
+    rule: object
+    principal: Principal = ANONYMOUS
+    permit: Permit | None = None
+    scope: Scope | None = None
+    denied: Exception | None = None
+    touched: Touched = field(default_factory=Touched)
+
+
+def guarded() -> Guarded | None:
+    return g.get("tcia")
+
+
 def archive() -> Archive:
-    """The app's archive as this request may see it (every ``narrow`` of the request)."""
+    """The archive as this request's caller sees it: narrowed to the patient compartment
+    and without hidden collections when the access guard set a scope (gateway/guard), and
+    to one collection on a collection root (``narrow``): the scopes meet."""
     base: Archive = current_app.extensions["tcia_gateway"]["archive"]
-    scope: Scope | None = g.get(_SCOPE) if has_request_context() else None
-    return base if scope is None else base.scoped(scope)
+    wanted = scope()
+    return base if wanted is None else base.scoped(wanted)
 
 
 def whole_archive() -> Archive:
@@ -27,15 +58,44 @@ def whole_archive() -> Archive:
     return current_app.extensions["tcia_gateway"]["archive"]
 
 
-def narrow(scope: Scope) -> None:
-    """Narrow what this request sees (a collection root, a patient token): scopes meet."""
+def narrow(more: Scope) -> None:
+    """Narrow what this request sees (a collection root): scopes meet."""
     current: Scope | None = g.get(_SCOPE)
-    setattr(g, _SCOPE, scope if current is None else current.narrow(scope))
+    setattr(g, _SCOPE, more if current is None else current.narrow(more))
 
 
 def scope() -> Scope | None:
-    """This request's scope, if any part of it narrowed the archive."""
-    return g.get(_SCOPE) if has_request_context() else None
+    """This request's scope (the guard's and every ``narrow``), if anything narrowed it."""
+    if not has_request_context():
+        return None
+    state: Guarded | None = g.get("tcia")
+    guard = state.scope if state is not None else None
+    extra: Scope | None = g.get(_SCOPE)
+    if guard is None or extra is None:
+        return guard if extra is None else extra
+    return guard.narrow(extra)
+
+
+def policy() -> Policy | None:
+    """The app's access policy; None when AUTH_MODE=off (nothing is checked)."""
+    return current_app.extensions["tcia_gateway"].get("policy")
+
+
+def permit() -> Permit | None:
+    """What this request's caller may see (None: everything, AUTH_MODE=off or public)."""
+    state: Guarded | None = g.get("tcia")
+    return state.permit if state is not None else None
+
+
+def touched(patients: Iterable[str | None] = (),
+            studies: Iterable[tuple[str, str | None]] = ()) -> None:
+    """Note the patients and studies a request touched (a no-op when it is not audited)."""
+    state: Guarded | None = g.get("tcia") if has_request_context() else None
+    if state is None:
+        return
+    notes = state.touched
+    notes.patients.extend(p for p in patients if p)
+    notes.studies.extend(s for s in studies if s[0])
 
 
 def public_base() -> str:

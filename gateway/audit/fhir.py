@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import uuid
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from . import events
 from .events import Action, Actor, AuditRecord, Outcome, is_ip
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
@@ -67,7 +67,7 @@ DICOM_TYPES = {
 ALERT_NAMES = {"110132": "Use of Restricted Function", "110126": "Node Authentication"}
 
 
-def to_fhir(record: AuditRecord, new_id: Callable[[], str] = lambda: str(uuid.uuid4())
+def to_fhir(record: AuditRecord, new_id: Callable[[], str] = events.new_id
             ) -> list[dict]:
     """One AuditEvent per patient touched (or one without a patient)."""
     return [_event(r, new_id()) for r in record.per_patient()]

@@ -142,3 +142,14 @@ def with_retrieve_urls(matches: list[dict], level: Level, root: str) -> list[dic
                 "vr": "UR", "Value": [root + "/" + "/".join(parts)]}}.items()))
         out.append(match)
     return out
+
+
+def touched(matches: list[dict]) -> list[tuple[str, str | None]]:
+    """(StudyInstanceUID, PatientID) of each match, for the audit record (one per patient)."""
+    out = []
+    for match in matches:
+        study = (match.get("0020000D", {}).get("Value") or [None])[0]
+        patient = (match.get("00100020", {}).get("Value") or [None])[0]
+        if study:
+            out.append((str(study), str(patient) if patient else None))
+    return out

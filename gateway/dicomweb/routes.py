@@ -43,6 +43,7 @@ def _search(level: Level, where: UidPath = qido.ANYWHERE) -> Response:
     query = qido.parse(level, request.args.items(multi=True), where,
                        max_results=context.settings().max_qido_results)
     result = context.archive().search(query)
+    context.touched(studies=qido.touched(result.matches))
     body = orjson.dumps(qido.with_retrieve_urls(result.matches, level, dicomweb_root()))
     headers = {"Warning": qido.TRUNCATED_WARNING} if result.truncated else None
     return json_response(body, mimetype, headers=headers)

@@ -16,11 +16,28 @@ _TYPES = {"token": "token", "string": "string", "date": "date", "reference": "re
 STARTED = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def capability_json(base: str, version: str, joins: bool = True) -> bytes:
-    """The statement as sent: it changes only with the base, the software version and whether
-    ImagingStudy can join clinical data (the embedded archive, not a remote PACS); the FHIR
-    service keeps one per public base."""
-    return orjson.dumps(capability_statement(base, version, joins))
+def capability_json(base: str, version: str, joins: bool = True,
+                    security: dict | None = None, audit: bool = False) -> bytes:
+    """The statement as sent: it changes only with the base, the software version, whether
+    ImagingStudy can join clinical data (the embedded archive, not a remote PACS) and the
+    access control (``security``: rest.security; ``audit``: /AuditEvent is searchable);
+    the FHIR service keeps one per public base."""
+    statement = capability_statement(base, version, joins)
+    rest = statement["rest"][0]
+    if security is not None:
+        rest["security"] = security
+    if audit:
+        rest["resource"].append(AUDIT_EVENT)
+    return orjson.dumps(statement)
+
+
+AUDIT_EVENT = {
+    "type": "AuditEvent", "interaction": [{"code": "search-type"}],
+    "documentation": "The gateway's audit trail (IHE BALP); needs user/AuditEvent.rs or "
+                     "system/AuditEvent.rs",
+    "searchParam": [{"name": "patient", "type": "reference"}, {"name": "agent", "type": "reference"},
+                    {"name": "date", "type": "date"}, {"name": "outcome", "type": "token"}],
+}
 
 
 def search_params(kind: str, joins: bool = True) -> list[dict]:

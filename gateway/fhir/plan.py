@@ -25,7 +25,10 @@ from .studies import StudyIndex, refuse_joins
 
 MAX_PLANS = 2048  # distinct recent searches kept per worker (a few hundred bytes each)
 MAX_KEPT_QUERY = 1024  # characters of parameters: a longer search is planned every time
-PlanKey = tuple[str, bytes | tuple[tuple[str, str], ...] | None, str, bool]
+# (compartment, categories, hidden collections)
+Restriction = tuple[str | None, frozenset[str] | None, frozenset[str]]
+UNRESTRICTED: Restriction = (None, None, frozenset())
+PlanKey = tuple[str, bytes | tuple[tuple[str, str], ...] | None, str, bool, Restriction]
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # eq=False: hashed by identity (a cache key)
@@ -75,25 +78,29 @@ class Planner:
         self._plans: BoundedCache[PlanKey, SearchPlan] = BoundedCache(size)
 
     def plan(self, kind: str, args: Callable[[], list[tuple[str, str]]], base: str,
-             lenient: bool, raw_query: bytes | None = None) -> SearchPlan:
+             lenient: bool, raw_query: bytes | None = None,
+             restriction: Restriction = UNRESTRICTED) -> SearchPlan:
         """The plan of a search, by ``raw_query`` when given (a GET's query string: the same
-        bytes always decode to the same parameters), else by the parameters themselves."""
+        bytes always decode to the same parameters), else by the parameters themselves;
+        ``restriction`` is part of the key, so callers with other limits never share a plan
+        (nor, through it, a cached result)."""
         params = None if raw_query is not None else args()
-        key = (kind, raw_query if params is None else tuple(params), base, lenient)
+        key = (kind, raw_query if params is None else tuple(params), base, lenient, restriction)
         found = self._plans.get(key)
         if found is None:
             params = args() if params is None else params
             keep = sum(len(k) + len(v) for k, v in params) <= MAX_KEPT_QUERY
-            found = self._build(kind, params, base, lenient, keep)
+            found = self._build(kind, params, base, lenient, keep, restriction)
             if not keep:  # bounds what a stream of odd, long queries can pin in memory
                 return found
             self._plans.put(key, found)
         return found
 
     def _build(self, kind: str, args: list[tuple[str, str]], base: str, lenient: bool,
-               keep: bool) -> SearchPlan:
+               keep: bool, restriction: Restriction = UNRESTRICTED) -> SearchPlan:
         self.check_type(kind)
         request = S.parse(kind, args, lenient=lenient, max_count=self.max_count)
+        request.compartment, request.categories, request.hidden = restriction
         if request.summary == "count":
             request.count = 0
         query = (compile_search(request, self.repository.bind_style)

@@ -10,6 +10,7 @@ database): nothing is kept.
 from __future__ import annotations
 
 from collections.abc import Hashable
+from typing import Any
 
 from ..cache import BoundedCache
 from ..clinical.generation import Generation
@@ -23,20 +24,26 @@ class ResultCache:
     def __init__(self, generation: Generation | None, *, max_bytes: int = 16 << 20,
                  max_entries: int = 2048, max_entry_bytes: int = MAX_ENTRY_BYTES) -> None:
         self.generation = generation
-        self._entries: BoundedCache[Hashable, tuple[bytes, bytes]] = BoundedCache(
-            max_entries, max_bytes, size=lambda entry: len(entry[1]),
+        self._entries: BoundedCache[Hashable, tuple[bytes, Any]] = BoundedCache(
+            max_entries, max_bytes, size=lambda entry: _size(entry[1]),
             max_item_bytes=max_entry_bytes)
 
     def token(self) -> bytes | None:
         """Read before computing a result that will be stored; None: do not cache."""
         return self.generation.token() if self.generation is not None else None
 
-    def get(self, key: Hashable, token: bytes) -> bytes | None:
+    def get(self, key: Hashable, token: bytes) -> Any:
+        """The value (a tuple whose first item is the result's bytes) or None."""
         hit = self._entries.get(key)
         return hit[1] if hit is not None and hit[0] == token else None
 
-    def put(self, key: Hashable, token: bytes, value: bytes) -> None:
+    def put(self, key: Hashable, token: bytes, value: Any) -> None:
         self._entries.put(key, (token, value))
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def _size(value: Any) -> int:
+    """Bytes of a result: the value itself, or the first item of a (bytes, ...) tuple."""
+    return len(value) if isinstance(value, (bytes, bytearray)) else len(value[0])

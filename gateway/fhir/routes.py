@@ -15,9 +15,11 @@ from werkzeug.exceptions import HTTPException
 from .. import context
 from ..version import __version__
 from ..archive.errors import ArchiveError
+from ..access import AccessError
 from .outcome import FhirError, error_body, not_found, not_supported
 from ..clinical.resources import is_resource_type
-from .service import FhirService
+from . import auditevents, smart
+from .service import EVERYONE, Caller, FhirService
 
 log = logging.getLogger(__name__)
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
@@ -77,17 +79,61 @@ def _negotiate() -> None:
             raise FhirError(406, "not-supported", f"Accept: {accept} is not supported: JSON only")
 
 
+def _caller() -> Caller:
+    """The limits the access guard found for this request (docs/security.md)."""
+    permit, policy = context.permit(), context.policy()
+    if permit is None or policy is None:
+        return EVERYONE
+
+    decided: dict[str, bool] = {}
+
+    def may_read(kind: str) -> bool:  # included and $everything resources: scope, no category
+        if kind not in decided:
+            try:
+                decided[kind] = policy.authorize(permit.principal, kind, "r").categories is None
+            except AccessError:
+                decided[kind] = False
+        return decided[kind]
+    return Caller(permit.patient, permit.categories, may_read,
+                  policy.hidden_collections(permit.principal))
+
+
+def _audit_store() -> object | None:
+    return current_app.extensions["tcia_gateway"].get("audit_store")
+
+
 @bp.get("/metadata")
 def metadata() -> Response:
-    return _respond(_service().capability(_base(), __version__))
+    security = smart.security(context.policy())
+    return _respond(_service().capability(_base(), __version__, security,
+                                          audit=_audit_store() is not None))
+
+
+@bp.get("/.well-known/smart-configuration")
+def smart_configuration() -> Response:
+    """SMART App Launch 2.x discovery; only where tokens are checked (AUTH_MODE not off)."""
+    policy = context.policy()
+    if policy is None:
+        raise not_found("this server does not check tokens (AUTH_MODE=off)")
+    return Response(orjson.dumps(smart.configuration(policy)), content_type="application/json")
+
+
+@bp.get("/AuditEvent")
+def audit_search() -> Response:
+    store = _audit_store()
+    if store is None:
+        raise not_found("the audit trail is off (AUTH_MODE=off and no AUDIT_SYSLOG)")
+    return _respond(auditevents.search(store, _args(), _base()))  # type: ignore[arg-type]
 
 
 @bp.get("/<kind>")
 def search_type(kind: str) -> Response:
     # GET: the raw query string names the plan; a POST form body is part of the search.
     raw = request.query_string if request.method != "POST" else None
-    return _respond(_service().search(context.archive(), kind, _args, base=_base(),
-                                      lenient=_lenient(), raw_query=raw))
+    found = _service().search(context.archive(), kind, _args, base=_base(), lenient=_lenient(),
+                              raw_query=raw, caller=_caller())
+    context.touched(patients=found.patients)
+    return _respond(found.body)
 
 
 @bp.post("/<kind>/_search")
@@ -97,7 +143,8 @@ def search_post(kind: str) -> Response:
 
 @bp.get("/<kind>/<rid>")
 def read(kind: str, rid: str) -> Response:
-    found = _service().read(context.archive(), kind, rid)
+    found = _service().read(context.archive(), kind, rid, _caller())
+    context.touched(patients=[found.patient_id])
     etag = f'W/"{found.version}"'
     headers = {"ETag": etag}
     if found.last_updated:
@@ -118,8 +165,10 @@ def _none_match(header: str | None, version: str) -> bool:
 
 @bp.get("/Patient/<rid>/$everything")
 def everything(rid: str) -> Response:
-    return _respond(_service().everything(context.archive(), rid, _args(), base=_base(),
-                                          lenient=_lenient()))
+    body = _service().everything(context.archive(), rid, _args(), base=_base(),
+                                 lenient=_lenient(), caller=_caller())
+    context.touched(patients=[rid])
+    return _respond(body)
 
 
 @bp.route("/", defaults={"rest": ""}, methods=ALL_METHODS)

@@ -41,6 +41,11 @@ class SearchRequest:
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (parameter, what was done)
     sort: tuple = ()  # chains.SortKey, most significant first
     link_params: list[tuple[str, str]] = field(default_factory=list)  # for self/next links
+    # Set by the access policy, never by parameters: the patient compartment of a patient/
+    # token and the categories of granular scopes (SMART 2.x), applied inside the SQL.
+    compartment: str | None = None
+    categories: frozenset[str] | None = None
+    hidden: frozenset[str] = frozenset()  # restricted collections the caller may not see
 
 
 def parse(kind: str, args: Iterable[tuple[str, str]], *, lenient: bool = False,

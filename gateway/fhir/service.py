@@ -41,6 +41,47 @@ class ReadResult:
     body: bytes
     version: str
     last_updated: str | None
+    patient_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """What the access policy lets this caller see (docs/security.md): a patient
+    compartment, the categories of granular scopes, and which types it may read (for
+    _include, _revinclude and $everything). The default sees everything."""
+
+    patient: str | None = None
+    categories: frozenset[str] | None = None
+    may_read: Callable[[str], bool] | None = None
+    hidden: frozenset[str] = frozenset()
+
+    @property
+    def restriction(self) -> tuple[str | None, frozenset[str] | None, frozenset[str]]:
+        return self.patient, self.categories, self.hidden
+
+    def sees(self, match: Match) -> bool:
+        """Whether an included or $everything resource is this caller's to see."""
+        if self.patient is not None and match.type != "Endpoint" \
+                and match.patient_id != self.patient:
+            return False
+        return self.may_read is None or self.may_read(match.type)
+
+    def sees_read(self, kind: str, patient_id: str | None, body: bytes) -> bool:
+        if self.patient is not None and kind != "Endpoint" and patient_id != self.patient:
+            return False
+        return self.categories is None or _in_categories(body, self.categories)
+
+
+EVERYONE = Caller()
+
+
+def _in_categories(body: bytes, categories: frozenset[str]) -> bool:
+    """Whether a resource has one of ``categories`` (FHIR token: system|code or code)."""
+    resource = orjson.loads(body)
+    found = [f"{c.get('system', '')}|{c.get('code', '')}"
+             for concept in resource.get("category") or [] for c in concept.get("coding") or []]
+    return any(t == token or ("|" not in token and t.rsplit("|", 1)[1] == token)
+               for t in found for token in categories)
 
 
 def _from_stored(row: Stored) -> Match:
@@ -51,6 +92,13 @@ def _from_dict(resource: dict) -> Match:
     ref = (resource.get("subject") or {}).get("reference", "")
     pid = ref.split("/", 1)[1] if ref.startswith("Patient/") else None
     return Match(resource["resourceType"], resource["id"], orjson.dumps(resource), pid)
+
+
+class Searched(NamedTuple):
+    """A search's answer and the patients it touched (for the audit record)."""
+
+    body: bytes
+    patients: tuple[str, ...] = ()
 
 
 class FhirService:
@@ -67,12 +115,14 @@ class FhirService:
                                max_count=max_count)
         self.results = ResultCache(repository.generation, max_entries=cache_items,
                                    max_bytes=cache_bytes)
-        self.capabilities: BoundedCache[str, bytes] = BoundedCache(16)  # by public base
+        self.capabilities: BoundedCache[tuple, bytes] = BoundedCache(16)  # by public base
 
-    def capability(self, base: str, version: str) -> bytes:
+    def capability(self, base: str, version: str, security: dict | None = None,
+                   audit: bool = False) -> bytes:
         """The CapabilityStatement for ``base`` (a few behind TRUST_PROXY), built once each."""
+        key = (base, orjson.dumps(security) if security is not None else b"", audit)
         return self.capabilities.get_or_put(
-            base, lambda: capability_json(base, version, self.studies is not None))
+            key, lambda: capability_json(base, version, self.studies is not None, security, audit))
 
     @staticmethod
     def check_type(kind: str) -> None:
@@ -81,45 +131,56 @@ class FhirService:
             raise not_found(f"Resource type {kind!r} {what}")
 
     # ------------------------------------------------------------------- read
-    def read(self, archive: Archive, kind: str, rid: str) -> ReadResult:
+    def read(self, archive: Archive, kind: str, rid: str, caller: Caller = EVERYONE) -> ReadResult:
+        """Another patient's resource answers exactly like an unknown id (no existence leak)."""
         self.check_type(kind)
         if kind in ARCHIVE_TYPES:
             found = (self.imaging.read(archive, rid) if kind == "ImagingStudy"
                      else self.imaging.endpoint() if rid == self.imaging.endpoint_id else None)
             if found is not None:
-                return ReadResult(orjson.dumps(found), found["meta"]["versionId"], None)
+                match = _from_dict(found)
+                if caller.sees_read(kind, match.patient_id, match.body):
+                    return ReadResult(match.body, found["meta"]["versionId"], None,
+                                      match.patient_id)
         else:
             row = self.repository.read(kind, rid)
-            if row is not None:
-                return ReadResult(row.body, str(row.version), row.last_updated)
+            if row is not None and caller.sees_read(kind, row.patient_id, row.body):
+                return ReadResult(row.body, str(row.version), row.last_updated, row.patient_id)
         raise not_found(f"{kind}/{rid} is not known")
 
     # ----------------------------------------------------------------- search
     def search(self, archive: Archive, kind: str, args: Callable[[], list[tuple[str, str]]], *,
-               base: str, lenient: bool, raw_query: bytes | None = None) -> bytes:
+               base: str, lenient: bool, raw_query: bytes | None = None,
+               caller: Caller = EVERYONE) -> Searched:
         """``args`` gives the parameters, asked for only to plan a search not seen before (by
-        ``raw_query``, the undecoded query string of a GET, or else by the parameters)."""
-        plan = self.planner.plan(kind, args, base, lenient, raw_query)
+        ``raw_query``, the undecoded query string of a GET, or else by the parameters).
+        ``caller``'s limits are inside the SQL and part of the plan's (and result's) key."""
+        plan = self.planner.plan(kind, args, base, lenient, raw_query, caller.restriction)
         token = self.results.token() if plan.cacheable else None  # before the query runs
         if token is None:
-            return bundle.with_id(self._search(archive, plan, base))
-        tail = self.results.get(plan, token)
-        if tail is None:
-            tail = self._search(archive, plan, base)
-            self.results.put(plan, token, tail)
-        return bundle.with_id(tail)
+            found = self._search(archive, plan, base, caller)
+            return Searched(bundle.with_id(found.body), found.patients)
+        hit = self.results.get(plan, token)
+        if hit is None:
+            hit = self._search(archive, plan, base, caller)
+            self.results.put(plan, token, hit)
+        return Searched(bundle.with_id(hit.body), hit.patients)
 
-    def _search(self, archive: Archive, plan: SearchPlan, base: str) -> bytes:
+    def _search(self, archive: Archive, plan: SearchPlan, base: str, caller: Caller) -> Searched:
         """The Bundle after its id (``bundle.with_id`` adds one per response)."""
         request = plan.request
         matches, total = self._matches(archive, plan)
         entries = plan.entries(matches)
+        patients = [m[3] for m in matches]
         if request.includes or request.revincludes:
+            included = [m for m in self._included(archive, request, matches) if caller.sees(m)]
+            patients += [m.patient_id for m in included]
             entries += [bundle.entry(base, m.type, m.id, bundle.shape(m.body, request), "include")
-                        for m in self._included(archive, request, matches)]
+                        for m in included]
         if plan.ignored_entry is not None:
             entries.append(plan.ignored_entry)
-        return bundle.searchset_tail(entries, total if request.total else None, plan.links(total))
+        body = bundle.searchset_tail(entries, total if request.total else None, plan.links(total))
+        return Searched(body, tuple(dict.fromkeys(p for p in patients if p)))
 
     def _matches(self, archive: Archive, plan: SearchPlan) -> tuple[list[tuple], int]:
         """(type, id, body, patient_id) rows of one page, and the total."""
@@ -164,7 +225,7 @@ class FhirService:
 
     # ------------------------------------------------------------- everything
     def everything(self, archive: Archive, pid: str, args: Iterable[tuple[str, str]], *,
-                   base: str, lenient: bool) -> bytes:
+                   base: str, lenient: bool, caller: Caller = EVERYONE) -> bytes:
         """Patient/$everything: the patient, its stored resources, its studies and the Endpoint."""
         count, offset, types, link_params = self.max_count, 0, None, []
         for key, raw in args:
@@ -180,6 +241,8 @@ class FhirService:
                 types = {t.strip() for t in raw.split(",") if t.strip()}
             if key not in ("_offset", "_format"):
                 link_params.append((key, raw))
+        if caller.patient is not None and pid != caller.patient:
+            raise not_found(f"Patient/{pid} is not known")  # as for an unknown id
         patient = self.repository.read("Patient", pid)
         studies = self.imaging.for_patients(archive, [pid])
         if patient is None and not studies:
@@ -191,6 +254,8 @@ class FhirService:
             items.append(_from_dict(self.imaging.endpoint()))
         if types is not None:
             items = [m for m in items if m.type in types]
+        if caller.may_read is not None:
+            items = [m for m in items if caller.sees(m)]
         page = items[offset: offset + count]
         path = f"Patient/{pid}/$everything"
         links = [("self", bundle.link_url(base, path, link_params, offset))]

@@ -118,7 +118,7 @@ def compile_search(request: SearchRequest, bind_style: str) -> CompiledSearch:
     """The SQL of a search, built once per search plan: one page with the total as a
     window count, and a COUNT for ``_count=0`` or a page past the end."""
     bind = Binds(bind_style)
-    where = where_sql(request.type, request.clauses, bind)
+    where = where_sql(request.type, request.clauses, bind) + restriction_sql(request, bind)
     count_sql = f"SELECT COUNT(*) FROM fhir_resources r WHERE {where}"
     page_sql = None if request.count == 0 else (
         f"SELECT {_SELECT}, COUNT(*) OVER () FROM fhir_resources r WHERE {where} "
@@ -156,6 +156,23 @@ def where_sql(kind: str, clauses: list[Any], bind: Binds) -> str:
     """The WHERE clause of a search over ``fhir_resources r`` (clauses ANDed, values ORed)."""
     parts = [f"r.type = {bind(kind)}"] + [_clause_sql(c, bind) for c in clauses]
     return " AND ".join(parts)
+
+
+def restriction_sql(request: SearchRequest, bind: Binds, r: str = "r") -> str:
+    """The caller's limits (a patient compartment, granular-scope categories) ANDed to the
+    search, so the page, the total and the links are those of the narrowed set."""
+    parts = []
+    if request.compartment is not None:
+        parts.append(f"{r}.patient_id = {bind(request.compartment)}")
+    if request.categories is not None:
+        tokens = []
+        for token in sorted(request.categories):
+            system, bar, code = token.rpartition("|")
+            tokens.append(f"(i.value = {bind(code)}" + (f" AND i.system = {bind(system)})"
+                                                         if bar else ")"))
+        parts.append(f"EXISTS (SELECT 1 FROM fhir_index i WHERE i.res_pk = {r}.pk AND "
+                     f"i.param = {bind('category')} AND ({' OR '.join(tokens) or '1 = 0'}))")
+    return "".join(" AND " + p for p in parts)
 
 
 def _clause_sql(clause: Any, bind: Binds, r: str = "r") -> str:

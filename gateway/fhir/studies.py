@@ -47,6 +47,11 @@ class StudyIndex:
     def compile(self, request: S.SearchRequest) -> R.CompiledSearch:
         bind = X.Binds(self.repository.bind_style)
         where = " AND ".join(self._sql(c, bind) for c in request.clauses) or "1 = 1"
+        if request.compartment is not None:  # a patient/ token: its compartment only
+            where += f" AND p.patient_id = {bind(request.compartment)}"
+        if request.hidden:  # restricted collections this caller is not granted
+            names = ", ".join(bind(c) for c in sorted(request.hidden))
+            where += f" AND (s.collection IS NULL OR s.collection NOT IN ({names}))"
         count_sql = f"SELECT COUNT(*) {_FROM} WHERE {where}"
         page_sql = None if request.count == 0 else _PAGE.format(
             order=self._order(request.sort, bind), where=where, count=int(request.count),

@@ -37,6 +37,7 @@ limit_request_line = _settings.request_line_bytes
 preload_app = False
 accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+logger_class = "gateway.serving.accesslog.RedactingLogger"  # no access_token in any line
 errorlog = "-"
 loglevel = _settings.log_level.lower()
 # gunicorn 27's control socket defaults to one fixed path per user: several gateways

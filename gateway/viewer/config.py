@@ -11,8 +11,10 @@ Two data source profiles: ``gateway`` (docs/viewer.md, what this gateway support
 ``conservative`` (the settings other sites use with weaker servers); the e2e test
 proves the viewer works with both.
 
-No setting changes the generated config today: the origin comes from the browser and
-the mount is fixed at ``/viewer`` (the build is rewritten for it at install time).
+The origin comes from the browser and the mount is fixed at ``/viewer`` (the build is
+rewritten for it at install time). VIEWER_OIDC_CLIENT_ID adds OHIF's ``oidc[0]``: the
+authorization code flow with PKCE (oidc-client-ts) against AUTH_ISSUER, silent renew,
+the callback under the mount; OHIF then sends the access token on every DICOMweb request.
 """
 from __future__ import annotations
 
@@ -73,10 +75,29 @@ def collection_source(name: str, profile: str = "gateway") -> dict[str, Any]:
             "sourceName": name, "configuration": config}
 
 
-def app_config(profile: str = "gateway", collections: Sequence[str] = ()) -> dict[str, Any]:
+OIDC_SCOPE = "openid user/ImagingStudy.rs user/Patient.rs"
+_OIDC_URIS = ("redirect_uri", "post_logout_redirect_uri", "silent_redirect_uri")
+
+
+def oidc_block(authority: str, client_id: str, scope: str = OIDC_SCOPE) -> dict[str, Any]:
+    """OHIF's ``oidc[0]`` (authorization code + PKCE; URIs origin-relative, made absolute
+    in the browser like the data source roots)."""
+    # OHIF registers a route for each URI's path (minus the mount for the callback): the
+    # post-logout one must not be `/viewer/`, which would shadow the `/viewer` mode route.
+    return {"authority": authority.rstrip("/"), "client_id": client_id,
+            "redirect_uri": f"{MOUNT}/callback",
+            "silent_redirect_uri": f"{MOUNT}/silent-refresh.html",
+            "post_logout_redirect_uri": f"{MOUNT}/signed-out", "response_type": "code",
+            "scope": scope,
+            "automaticSilentRenew": True, "revokeAccessTokenOnSignout": True}
+
+
+def app_config(profile: str = "gateway", oidc: dict[str, Any] | None = None,
+               collections: Sequence[str] = ()) -> dict[str, Any]:
     """``window.config`` as data (everything but the origin, added in the browser): the whole
     archive as the default source, then one source per collection held."""
     source = data_source(profile)
+    extra = {"oidc": [oidc]} if oidc else {}
     return {
         "name": "tcia-gateway",
         "routerBasename": MOUNT,
@@ -94,6 +115,7 @@ def app_config(profile: str = "gateway", collections: Sequence[str] = ()) -> dic
             "sourceName": SOURCE_NAME,
             "configuration": source,
         }, *(collection_source(n, profile) for n in collections if n != SOURCE_NAME)],
+        **extra,
     }
 
 
@@ -112,12 +134,19 @@ _TEMPLATE = """\
       }
     });
   });
+  (config.oidc || []).forEach(function (oidc) {
+    %(uris)s.forEach(function (key) {
+      if (oidc[key] && oidc[key].charAt(0) === "/") { oidc[key] = origin + oidc[key]; }
+    });
+  });
   window.config = config;
 })();
 """
 
 
-def app_config_js(profile: str = "gateway", collections: Sequence[str] = ()) -> str:
+def app_config_js(profile: str = "gateway", oidc: dict[str, Any] | None = None,
+                  collections: Sequence[str] = ()) -> str:
     """The JavaScript OHIF loads from ``/viewer/app-config.js``."""
-    config = json.dumps(app_config(profile, collections), indent=2).replace("\n", "\n  ")
-    return _TEMPLATE % {"config": config, "roots": json.dumps(list(_ROOT_KEYS))}
+    config = json.dumps(app_config(profile, oidc, collections), indent=2).replace("\n", "\n  ")
+    return _TEMPLATE % {"config": config, "roots": json.dumps(list(_ROOT_KEYS)),
+                        "uris": json.dumps(list(_OIDC_URIS))}

@@ -25,7 +25,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from .. import context
 from . import MOUNT, NOT_INSTALLED, viewer_root
-from .config import PROFILES, app_config_js
+from .config import PROFILES, app_config_js, oidc_block
 
 bp = Blueprint("viewer", __name__)
 
@@ -114,8 +114,11 @@ def _app_config() -> Response:
     profile = request.args.get("profile", "gateway")
     if profile not in PROFILES:
         raise NotFound(f"unknown viewer profile {profile!r}; expected one of {', '.join(PROFILES)}")
+    settings = context.settings()
+    oidc = (oidc_block(settings.auth_issuer, settings.viewer_oidc_client_id)
+            if settings.viewer_oidc_client_id and settings.auth_issuer else None)
     held = sorted(context.archive().collections())  # one data source per collection root
-    response = Response(app_config_js(profile, held), mimetype=CONTENT_TYPES[".js"])
+    response = Response(app_config_js(profile, oidc, held), mimetype=CONTENT_TYPES[".js"])
     response.headers["Cache-Control"] = REVALIDATE
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response

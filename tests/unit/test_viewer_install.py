@@ -241,3 +241,24 @@ def test_viewer_study_url_and_fhir_extension() -> None:
     study = ImagingStudy.model_validate({"resourceType": "ImagingStudy", "status": "available",
                                          "subject": {"reference": "Patient/p"}, "extension": [ext]})
     assert study.extension[0].valueUrl == url
+
+
+def test_app_config_js_has_the_oidc_block_with_absolute_uris() -> None:
+    from gateway.viewer.config import oidc_block
+    node = shutil.which("node")
+    if not node:
+        pytest.skip("node not installed")
+    block = oidc_block("https://login.example/realms/x/", "ohif")
+    script = ('var window = {location: {origin: "https://pacs.example:8443"}};\n'
+              + app_config_js(oidc=block) + "\nprocess.stdout.write(JSON.stringify(window.config));")
+    out = subprocess.run([node, "-e", script], capture_output=True, text=True, check=True).stdout
+    oidc = json.loads(out)["oidc"][0]
+    assert oidc["authority"] == "https://login.example/realms/x"
+    assert (oidc["client_id"], oidc["response_type"], oidc["automaticSilentRenew"]) == (
+        "ohif", "code", True)
+    assert oidc["redirect_uri"] == "https://pacs.example:8443/viewer/callback"
+    assert oidc["post_logout_redirect_uri"] == "https://pacs.example:8443/viewer/signed-out"
+    assert "oidc" not in json.loads(subprocess.run(
+        [node, "-e", 'var window = {location: {origin: "http://h"}};\n' + app_config_js()
+         + "\nprocess.stdout.write(JSON.stringify(window.config));"],
+        capture_output=True, text=True, check=True).stdout)

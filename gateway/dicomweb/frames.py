@@ -146,7 +146,7 @@ def _element_bytes(inst: StoredInstance, tag: str) -> bytes:
     """A large non-pixel value (overlay, ICC profile, waveform...), read on demand."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds = pydicom.dcmread(str(inst.path), defer_size=1024, stop_before_pixels=True)
+        ds = pydicom.dcmread(str(inst.local()), defer_size=1024, stop_before_pixels=True)
         elem = ds.get(int(tag, 16))
         value = None if elem is None else elem.value
     if not isinstance(value, (bytes, bytearray)):

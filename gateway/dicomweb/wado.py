@@ -41,13 +41,15 @@ def plan_syntaxes(instances: list[StoredInstance],
 
 
 def file_chunks(inst: StoredInstance, chunk: int = CHUNK) -> Iterator[bytes]:
+    if inst.remote is not None:  # an object store: streamed from it
+        return inst.chunks(chunk)
     return zerocopy.file_chunks(FilePart(inst.path, inst.size), chunk)
 
 
 def _body(inst: StoredInstance, target: str) -> Iterable[bytes]:
     if target == inst.transfer_syntax:
         return file_chunks(inst)
-    return transcode.lazy(inst.path, target)
+    return transcode.lazy(inst.local(), target)
 
 
 def retrieve_response(instances: list[StoredInstance], choices: list[SyntaxChoice]) -> Response:
@@ -60,7 +62,7 @@ def retrieve_response(instances: list[StoredInstance], choices: list[SyntaxChoic
     zerocopy.check_stored(instances)
     boundary = multipart.new_boundary()
     parts = [(part_type(DICOM, target), inst, target) for inst, target in plan]
-    if parts and all(t == i.transfer_syntax for _ct, i, t in parts):
+    if parts and all(t == i.transfer_syntax and i.remote is None for _ct, i, t in parts):
         response: Response = FilesResponse(multipart.segments(
             ((ct, FilePart(i.path, i.size)) for ct, i, _t in parts), boundary))
     else:

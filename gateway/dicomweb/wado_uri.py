@@ -71,10 +71,13 @@ def _dicom(inst: StoredInstance, syntax: str | None) -> Response:
                             f"{target}; available: "
                             f"{', '.join(transcode.targets_for(inst.transfer_syntax))}")
     check_stored([inst])
-    if target == inst.transfer_syntax:  # sendfile under gunicorn (zerocopy.py)
-        response: Response = FilesResponse([FilePart(inst.path, inst.size)])
+    if target == inst.transfer_syntax and inst.remote is not None:  # an object store
+        response: Response = Response(inst.chunks(), direct_passthrough=True)
+        response.content_length = inst.size
+    elif target == inst.transfer_syntax:  # sendfile under gunicorn (zerocopy.py)
+        response = FilesResponse([FilePart(inst.path, inst.size)])
     else:
-        response = Response(transcode.transcode(inst.path, target))
+        response = Response(transcode.transcode(inst.local(), target))
     response.headers["Content-Type"] = DICOM
     return response
 

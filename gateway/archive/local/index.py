@@ -24,6 +24,7 @@ from ..scope import EVERYTHING, Scope
 from . import migrate
 from .schema import instances, metadata, patients, series, sqlite_pragmas, studies
 from .scoping import ALL_SHAPES, Shape, params as scope_params, study_conditions
+from .shared import schema_lock, shared
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,11 @@ class Index:
 
     def _ensure_schema(self) -> None:
         if not self._schema_ready:
-            metadata.create_all(self.engine)
-            migrate.upgrade(self.engine)
+            with self.engine.begin() as conn:  # one node at a time (PostgreSQL advisory lock)
+                schema_lock(conn)
+                metadata.create_all(conn)
+                shared.create_all(conn)
+            migrate.upgrade(self.engine)  # idempotent, safe beside another process
             self._schema_ready = True
 
     # ------------------------------------------------------------------ reads

@@ -39,7 +39,8 @@ jobs_t = Table(
     Column("manifest", Text),
     Column("error", Text),
 )
-STALE_SECONDS = 120.0
+STALE_SECONDS = 120.0  # no heartbeat for this long: the job's worker is gone
+BEAT_SECONDS = 10.0
 ACTIVE = ("accepted", "in-progress")
 
 
@@ -121,6 +122,24 @@ class Jobs:
 
     # ---------------------------------------------------------------- runner
     def _run(self, job_id: str, spec: Spec, write: Writer) -> None:
+        done = threading.Event()
+        threading.Thread(target=self._beat, args=(job_id, done), daemon=True).start()
+        try:
+            self._export(job_id, spec, write)
+        finally:
+            done.set()
+
+    def _beat(self, job_id: str, done: threading.Event) -> None:
+        """The heartbeat while a (long) file is written: a poll sees the runner is alive."""
+        while not done.wait(BEAT_SECONDS):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(update(jobs_t).where(jobs_t.c.id == job_id).values(
+                        heartbeat=time.time()))
+            except Exception:  # the next beat tries again; a stale job fails on its poll
+                log.warning("export %s: heartbeat not written", job_id, exc_info=True)
+
+    def _export(self, job_id: str, spec: Spec, write: Writer) -> None:
         folder = self.folder(job_id)
         outputs = []
         try:

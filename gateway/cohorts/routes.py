@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, request
 from .. import context
 from ..archive.errors import ArchiveError
 from ..fhir.outcome import FhirError
-from ..links import VIEWER_MOUNT, OHIF_MODE
+from ..links import viewer_studies_url
 from . import manifest, zipstream
 from .book import Cohort, CohortBook
 from .resolve import CohortError
@@ -102,9 +102,9 @@ def download(cohort_id: str) -> Response:
 def viewer(cohort_id: str) -> Response:
     """The bundled viewer opened on the cohort's studies (OHIF takes a comma list)."""
     cohort = _cohort(cohort_id)
-    studies = ",".join(dict.fromkeys(m.study_uid for m in book().series(cohort.id)))
-    target = f"{context.public_base()}{VIEWER_MOUNT}/{OHIF_MODE}?StudyInstanceUIDs={studies}"
-    return Response(status=302, headers={"Location": target})
+    studies = list(dict.fromkeys(m.study_uid for m in book().series(cohort.id)))
+    return Response(status=302, headers={
+        "Location": viewer_studies_url(context.public_base(), studies)})
 
 
 @bp.errorhandler(Problem)

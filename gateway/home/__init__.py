@@ -6,5 +6,6 @@ from flask import Flask
 
 
 def register(app: Flask) -> None:
-    from . import routes
+    from . import iid, routes
     app.register_blueprint(routes.bp)
+    app.register_blueprint(iid.bp)

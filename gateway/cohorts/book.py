@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -78,6 +78,7 @@ class CohortBook:
         self.fhir = fhir
         self.archive = archive
         self._licences: BoundedCache[str, tuple[LicenseFacts | None]] = BoundedCache(64)
+        self._displays: BoundedCache[str, str] = BoundedCache(1024)
         ensure(engine)
 
     def create(self, spec: Any, *, kind: str | None = None) -> Cohort:
@@ -95,10 +96,10 @@ class CohortBook:
                 extra = [r[0] for r in cursor.fetchall()]
         members = [Member(r[0], r[1], r[2], collection_of(r[5]), r[3], int(r[4] or 0))
                    for r in rows]
-        if "fhir" not in spec and "qido" not in spec:
+        if not any(k in spec for k in ("fhir", "qido", "facets")):
             _check_listed(spec, members, extra)
         patients = sorted({m.patient_id for m in members} | set(extra))
-        kind = kind or ("fhir" if "fhir" in spec else "qido" if "qido" in spec else "explicit")
+        kind = kind or next((k for k in ("fhir", "qido", "facets") if k in spec), "explicit")
         return self._store(spec, kind, members, patients, sum(int(r[6] or 0) for r in rows))
 
     def _store(self, spec: dict, kind: str, members: list[Member], patients: list[str],
@@ -153,6 +154,24 @@ class CohortBook:
     def licence(self, collection: str) -> LicenseFacts | None:
         """A collection's licence and citation (nbia.licence_facts), looked up once."""
         return self._licences.get_or_put(collection, lambda: (nbia.licence_facts(collection),))[0]
+
+    def condition_display(self, code: str) -> str:
+        """The display of a SNOMED CT Condition code as the mapping wrote it (looked up once)."""
+        return self._displays.get_or_put(code, lambda: self._display(code))
+
+    def _display(self, code: str) -> str:
+        with self.engine.connect() as conn:
+            body = conn.execute(text(
+                "SELECT r.body FROM fhir_resources r JOIN fhir_index i ON i.res_pk = r.pk "
+                "WHERE r.type = 'Condition' AND i.param = 'code' AND i.value = :code "
+                "ORDER BY r.pk LIMIT 1"), {"code": code}).scalar()
+        if body is None:
+            return code
+        resource = orjson.loads(bytes(body))
+        for coding in (resource.get("code") or {}).get("coding", []):
+            if coding.get("code") == code and coding.get("display"):
+                return str(coding["display"])
+        return str((resource.get("code") or {}).get("text") or code)
 
     def crcs(self, digests: list[str]) -> dict[str, int]:
         """Known CRC-32s of stored bytes by their SHA-256."""

@@ -116,7 +116,8 @@ def licence_facts(collection: str) -> LicenseFacts | None:
                         licence["license_url"], source["source_doi"], source["citation"])
 
 
-def _plain(citation: str) -> str:
+def plain(citation: str) -> str:
+    """A citation as text (its HTML tags and entities gone)."""
     return html.unescape(re.sub(r"<[^>]+>", "", citation)).replace("\n", " ")
 
 
@@ -127,7 +128,7 @@ def licence_text(collection: str, facts: LicenseFacts | None) -> bytes:
     return (f"{facts.long_name} ({facts.short_name})\n{facts.url}\n\n"
             f"Data usage: these images are published under the {facts.long_name}. Users must "
             "abide by the TCIA Data Usage Policy and the licence terms, and must cite the data "
-            f"set in any publication that uses it:\n\n{_plain(facts.citation)}\n\n"
+            f"set in any publication that uses it:\n\n{plain(facts.citation)}\n\n"
             f"https://doi.org/{facts.doi}\n").encode()
 
 
@@ -140,6 +141,6 @@ def citation_text(cohort_id: str, created: str, source: str,
         if found is None:
             lines += [f"{collection}: citation not known", ""]
         else:
-            lines += [f"{collection} ({found.short_name}): {_plain(found.citation)}",
+            lines += [f"{collection} ({found.short_name}): {plain(found.citation)}",
                       f"DOI: https://doi.org/{found.doi}", ""]
     return "\n".join(lines).encode()

@@ -70,11 +70,11 @@ def conditions(spec: Any, fhir: FhirService, archive: Archive) -> Conditions:
     """The conditions of a cohort request (a JSON object); CohortError when it is not one."""
     if not isinstance(spec, dict):
         raise CohortError("the body must be a JSON object with 'fhir', 'qido' or member lists")
-    kinds = [k for k in ("fhir", "qido") if k in spec]
+    kinds = [k for k in ("fhir", "qido", "facets") if k in spec]
     lists = [k for k in ("patients", "studies", "series") if k in spec]
     if len(kinds) + (1 if lists else 0) != 1:
-        raise CohortError("give exactly one of 'fhir', 'qido' or explicit 'patients'/'studies'/"
-                          "'series' lists")
+        raise CohortError("give exactly one of 'fhir', 'qido', 'facets' or explicit "
+                          "'patients'/'studies'/'series' lists")
     found = Conditions(fhir.repository.bind_style)
     if "fhir" in spec:
         queries = spec["fhir"] if isinstance(spec["fhir"], list) else [spec["fhir"]]
@@ -85,6 +85,8 @@ def conditions(spec: Any, fhir: FhirService, archive: Archive) -> Conditions:
             fhir_condition(found, fhir, query, f"q{n}_")
     elif "qido" in spec:
         qido_condition(found, archive, spec["qido"])
+    elif "facets" in spec:
+        facets_condition(found, spec["facets"])
     else:
         explicit_condition(found, {k: spec[k] for k in lists})
     return found
@@ -150,6 +152,23 @@ def qido_condition(found: Conditions, archive: Archive, text: Any) -> None:
         raise CohortError(f"qido: more than {MAX_MEMBERS} matches; narrow the query", "qido")
     uids = [m[tag]["Value"][0] for m in matches if m.get(tag, {}).get("Value")]
     found.where.append(found.in_list(column, uids))
+    found.imaging_only = True
+
+
+def facets_condition(found: Conditions, chosen: Any) -> None:
+    """The home page's selection (facets.py): the studies it counts."""
+    from . import facets
+    if not isinstance(chosen, dict) or not all(
+            k in facets.FACETS and isinstance(v, list) for k, v in chosen.items()):
+        raise CohortError(f"'facets' maps facet names ({', '.join(facets.FACETS)}) to lists "
+                          "of values", "facets")
+    selection = facets.Selection(chosen, found.style)
+    sql = facets.study_pks_sql(selection)
+    renames = found.merge(selection.params, "s_")
+    for old in sorted(renames, key=len, reverse=True):
+        sql = (sql.replace(f":{old}", f":{renames[old]}") if found.style == "colon"
+               else sql.replace(f"%({old})s", f"%({renames[old]})s"))
+    found.where.append(f"s.pk IN ({sql})")
     found.imaging_only = True
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from flask import Blueprint, Response, current_app, request
@@ -16,7 +17,7 @@ from .. import context
 from ..archive.errors import ArchiveError
 from ..fhir.outcome import FhirError
 from ..links import viewer_studies_url
-from . import manifest, zipstream
+from . import facets, manifest, zipstream
 from .book import Cohort, CohortBook
 from .resolve import CohortError
 
@@ -64,6 +65,26 @@ def create() -> Response:
     base = context.public_base()
     body = {**cohort.summary(), "links": links(cohort, base)}
     return _json(body, 201, {"Location": f"{base}/cohorts/{cohort.id}"})
+
+
+@bp.get("/facets")
+def facet_counts() -> Response:
+    """Live counts for the home page's builder: one SQL statement (facets.py)."""
+    return _json(facets.counts(book(), request.args.to_dict(flat=False)))
+
+
+@bp.get("/holdings")
+def holdings() -> Response:
+    """What the archive holds and where its services are (the home page's first part)."""
+    settings = context.settings()
+    base = context.public_base()
+    services = {"DICOMweb": f"{base}/dicomweb", "WADO-URI": f"{base}/wado",
+                "FHIR R4": f"{base}/fhir", "CapabilityStatement": f"{base}/fhir/metadata",
+                "OpenAPI": f"{base}/openapi.json", "Viewer": f"{base}/viewer/",
+                "IHE IID": f"{base}/IHEInvokeImageDisplay",
+                "DIMSE": f"{settings.ae_title}@{urlsplit(base).hostname}:"
+                         f"{settings.dimse_bind.rpartition(':')[2]}"}
+    return _json({**facets.holdings(book()), "services": services})
 
 
 @bp.get("/<cohort_id>")

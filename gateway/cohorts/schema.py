@@ -49,6 +49,12 @@ patients_t = Table(  # its patients: those of its series, and Patients matched w
 )
 Index("ix_cohort_patients", patients_t.c.cohort_id, patients_t.c.position, unique=True)
 
+collections_t = Table(  # a study's collection, read once from its first instance (facets.py)
+    "cohort_study_collections", metadata,
+    Column("study_uid", String(64), primary_key=True),
+    Column("collection", String(64), nullable=False),
+)
+
 crc_t = Table(
     "instance_crc", metadata,
     Column("sha256", String(64), primary_key=True),

@@ -10,8 +10,8 @@ SNOMED CT 305351004: yes/no), ``mortality`` (Patient.deceased: true/false), ``mo
 series of it) and ``description`` (StudyDescription). Values within one facet are ORed.
 
 The collection of a study is read once from its first instance (TCIA's stamp, book.py
-``collection_of``) into ``cohort_study_collections``, topped up before a count when studies
-were added.
+``collection_of``) into ``cohort_study_collections``; the count statement also says how many
+studies are not there yet, and only then are they added and the statement run again.
 """
 from __future__ import annotations
 
@@ -23,112 +23,19 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from .book import CohortBook, collection_of
+from .facetsql import FACETS, Selection, statement
 from .nbia import plain
 from .schema import collections_t
-
-AGE = "http://loinc.org|30525-0"
-ICU = "305351004"
-SCT = "http://snomed.info/sct"
-SCALAR = ("collection", "sex", "age", "race", "icu", "mortality", "description")
-FACETS = (*SCALAR, "condition", "modality")
-AGE_BANDS = (("0-17", 18), ("18-39", 40), ("40-64", 65), ("65-79", 80), ("80+", None))
-
-def _patient_value(param: str) -> str:
-    return ("(SELECT MIN(i.value) FROM fhir_resources r JOIN fhir_index i ON i.res_pk = r.pk "
-            f"WHERE r.type = 'Patient' AND r.id = p.patient_id AND i.param = '{param}')")
-
-
-_AGE_VALUE = (
-    "(SELECT MAX(v.num) FROM fhir_resources r JOIN fhir_index v ON v.res_pk = r.pk "
-    "JOIN fhir_index c ON c.res_pk = r.pk WHERE r.type = 'Observation' "
-    "AND r.patient_id = p.patient_id AND v.param = 'value-quantity' AND c.param = 'code' "
-    "AND c.system = 'http://loinc.org' AND c.value = '30525-0')")
-_BAND = "CASE WHEN a.age IS NULL THEN 'unknown' " + " ".join(
-    f"WHEN a.age < {hi} THEN '{name}'" for name, hi in AGE_BANDS if hi) + " ELSE '80+' END"
-_BASE = (
-    "WITH a AS (SELECT s.pk AS pk, p.patient_id AS pid, "
-    "COALESCE(sc.collection, 'Unknown') AS collection, "
-    f"COALESCE({_patient_value('gender')}, 'unknown') AS sex, "
-    f"COALESCE({_patient_value('race')}, 'unknown') AS race, "
-    f"COALESCE({_patient_value('deceased')}, 'unknown') AS mortality, {_AGE_VALUE} AS age, "
-    "CASE WHEN EXISTS (SELECT 1 FROM fhir_resources r JOIN fhir_index i ON i.res_pk = r.pk "
-    "WHERE r.type = 'Encounter' AND r.patient_id = p.patient_id AND i.param = 'type' "
-    f"AND i.value = '{ICU}') THEN 'yes' ELSE 'no' END AS icu, "
-    "COALESCE(NULLIF(s.study_description, ''), '(none)') AS description "
-    "FROM studies s JOIN patients p ON p.pk = s.patient_pk "
-    "LEFT JOIN cohort_study_collections sc ON sc.study_uid = s.study_uid), "
-    f"t AS (SELECT a.*, {_BAND} AS age_band FROM a), "
-    "m AS (SELECT DISTINCT se.study_pk AS pk, COALESCE(se.modality, 'OT') AS modality "
-    "FROM series se), "
-    "c AS (SELECT DISTINCT r.patient_id AS pid, i.value AS code FROM fhir_resources r "
-    "JOIN fhir_index i ON i.res_pk = r.pk WHERE r.type = 'Condition' AND i.param = 'code' "
-    f"AND i.system = '{SCT}') ")
-_COLUMN = {"age": "t.age_band"}
-
-
-class Selection:
-    """The facet values chosen, and their SQL predicates over ``t`` (with binds)."""
-
-    def __init__(self, args: Mapping[str, list[str]], style: str = "colon") -> None:
-        """``style``: the driver's bind style ("colon" for text(), else psycopg's)."""
-        self.values = {k: [v for v in args.get(k, []) if isinstance(v, str) and v]
-                       for k in FACETS}
-        self.params: dict[str, Any] = {}
-        self.style = style
-
-    def _bind(self, value: Any) -> str:
-        name = f"f{len(self.params)}"
-        self.params[name] = value
-        return f":{name}" if self.style == "colon" else f"%({name})s"
-
-    def predicates(self, leave_out: str | None = None) -> str:
-        parts = ["1 = 1"]
-        for facet in FACETS:
-            chosen = self.values[facet]
-            if not chosen or facet == leave_out:
-                continue
-            binds = ", ".join(self._bind(v) for v in chosen)
-            if facet == "modality":
-                parts.append(f"EXISTS (SELECT 1 FROM m WHERE m.pk = t.pk AND m.modality IN "
-                             f"({binds}))")
-            elif facet == "condition":
-                parts += [f"EXISTS (SELECT 1 FROM c WHERE c.pid = t.pid AND c.code = "
-                          f"{self._bind(v)})" for v in chosen]
-            else:
-                parts.append(f"{_COLUMN.get(facet, 't.' + facet)} IN ({binds})")
-        return " AND ".join(parts)
-
-
-def statement(selection: Selection) -> str:
-    """The one statement: totals, series and every facet's counts, as (facet, value, studies,
-    patients) rows."""
-    parts = [f"SELECT '_total', '', COUNT(*), COUNT(DISTINCT t.pid) FROM t "
-             f"WHERE {selection.predicates()}",
-             "SELECT '_series', '', COUNT(*), 0 FROM series se JOIN t ON t.pk = se.study_pk "
-             f"WHERE {selection.predicates()}"]
-    for facet in SCALAR:
-        column = _COLUMN.get(facet, "t." + facet)
-        parts.append(f"SELECT '{facet}', {column}, COUNT(*), COUNT(DISTINCT t.pid) FROM t "
-                     f"WHERE {selection.predicates(facet)} GROUP BY {column}")
-    parts.append("SELECT 'modality', m.modality, COUNT(DISTINCT t.pk), COUNT(DISTINCT t.pid) "
-                 f"FROM t JOIN m ON m.pk = t.pk WHERE {selection.predicates('modality')} "
-                 "GROUP BY m.modality")
-    parts.append("SELECT 'condition', c.code, COUNT(DISTINCT t.pk), COUNT(DISTINCT t.pid) "
-                 f"FROM t JOIN c ON c.pid = t.pid WHERE {selection.predicates()} "
-                 "GROUP BY c.code")
-    return _BASE + " UNION ALL ".join(parts)
-
-
-def study_pks_sql(selection: Selection) -> str:
-    """The selected studies' pks (a cohort made from facets: resolve.py)."""
-    return _BASE + f"SELECT t.pk FROM t WHERE {selection.predicates()}"
 
 
 def counts(book: CohortBook, args: Mapping[str, list[str]]) -> dict[str, Any]:
     selection = Selection(args)
+    sql = text(statement(selection))
     with book.engine.begin() as conn:
-        top_up_collections(conn)
-        rows = conn.execute(text(statement(selection)), selection.params).all()
+        rows = conn.execute(sql, selection.params).all()
+        if any(r[0] == "_unlabelled" and r[2] for r in rows):  # new studies: once, then again
+            top_up_collections(conn)
+            rows = conn.execute(sql, selection.params).all()
     out: dict[str, Any] = {"selection": {k: v for k, v in selection.values.items() if v},
                            "studies": 0, "patients": 0, "series": 0,
                            "facets": {k: [] for k in FACETS}}
@@ -137,6 +44,8 @@ def counts(book: CohortBook, args: Mapping[str, list[str]]) -> dict[str, Any]:
             out["studies"], out["patients"] = int(studies), int(patients)
         elif facet == "_series":
             out["series"] = int(studies)
+        elif facet == "_unlabelled":
+            continue
         else:
             out["facets"][facet].append({"value": value, "studies": int(studies),
                                          "patients": int(patients)})

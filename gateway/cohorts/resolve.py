@@ -21,6 +21,7 @@ from ..dicomweb import qido
 from ..fhir import search as S
 from ..fhir.service import FhirService
 from ..fhir.sqlsearch import compile_search
+from . import facetsql
 
 MAX_MEMBERS = 100_000  # explicit UIDs or QIDO matches per cohort
 
@@ -157,13 +158,12 @@ def qido_condition(found: Conditions, archive: Archive, text: Any) -> None:
 
 def facets_condition(found: Conditions, chosen: Any) -> None:
     """The home page's selection (facets.py): the studies it counts."""
-    from . import facets
     if not isinstance(chosen, dict) or not all(
-            k in facets.FACETS and isinstance(v, list) for k, v in chosen.items()):
-        raise CohortError(f"'facets' maps facet names ({', '.join(facets.FACETS)}) to lists "
+            k in facetsql.FACETS and isinstance(v, list) for k, v in chosen.items()):
+        raise CohortError(f"'facets' maps facet names ({', '.join(facetsql.FACETS)}) to lists "
                           "of values", "facets")
-    selection = facets.Selection(chosen, found.style)
-    sql = facets.study_pks_sql(selection)
+    selection = facetsql.Selection(chosen, found.style)
+    sql = facetsql.study_pks_sql(selection)
     renames = found.merge(selection.params, "s_")
     for old in sorted(renames, key=len, reverse=True):
         sql = (sql.replace(f":{old}", f":{renames[old]}") if found.style == "colon"

@@ -66,6 +66,7 @@ def server(request, cohort, tmp_path_factory, artifacts_dir: Path) -> Iterator[G
                           env={**os.environ, "GATEWAY_DATA_DIR": str(data), **env})
     assert done.returncode == 0, done.stderr
     gateway = start_gateway(data, artifacts_dir / "logs", workers=2, env=env)
+    gateway.env = env  # type: ignore[attr-defined]  # for the in-process statement count
     yield gateway
     gateway.stop()
 
@@ -200,6 +201,66 @@ def test_post_group_refusals_are_operation_outcomes(server, body, status, names)
     outcome = response.json()
     resources.validate(outcome)
     assert names in str(outcome)
+
+
+def facet(answer: dict, name: str) -> dict[str, int]:
+    return {v["value"]: v["studies"] for v in answer["facets"][name]}
+
+
+def test_facet_counts_match_the_sheet_and_the_files(server, truth, files):
+    answer = requests.get(f"{server.url}/cohorts/facets", timeout=60).json()
+    studies = truth.all_studies()
+    assert answer["studies"] == len(studies) == len(files)
+    assert answer["series"] == sum(len(s) for s in files.values())
+    assert answer["patients"] == len({s.patient for s in studies})
+
+    def per(predicate) -> int:
+        return sum(1 for s in studies if predicate(s))
+    sex = {"F": "female", "M": "male"}
+    assert facet(answer, "sex") == {v: per(lambda s, k=k: truth.patients[s.patient]["sex"] == k)
+                                    for k, v in sex.items() if per(
+                                        lambda s, k=k: truth.patients[s.patient]["sex"] == k)}
+    assert facet(answer, "condition")["44054006"] == per(
+        lambda s: truth.flag(s.patient, "diabetes_type_ii"))
+    assert facet(answer, "icu").get("yes", 0) == per(lambda s: truth.icu(s.patient))
+    assert facet(answer, "mortality").get("true", 0) == per(
+        lambda s: truth.flag(s.patient, "mortality"))
+    assert facet(answer, "modality")["CT"] == per(lambda s: "CT" in s.modalities)
+    assert facet(answer, "collection") == {"COVID-19-AR": len(studies)}
+    old = per(lambda s: 65 <= float(truth.patients[s.patient]["age"]) < 80)
+    assert facet(answer, "age").get("65-79", 0) == old
+
+
+def test_a_facet_selection_answers_question_1_and_keeps_its_siblings(server, truth):
+    query = "condition=44054006&icu=yes&modality=CT"
+    answer = requests.get(f"{server.url}/cohorts/facets?{query}", timeout=60).json()
+    assert answer["studies"] == len(truth.q1_ct_of_diabetic_icu()) > 0
+    assert answer["selection"] == {"condition": ["44054006"], "icu": ["yes"], "modality": ["CT"]}
+    diabetic_icu = [s for s in truth.all_studies() if truth.flag(s.patient, "diabetes_type_ii")
+                    and truth.icu(s.patient)]
+    assert facet(answer, "modality")["DX"] == sum(1 for s in diabetic_icu if "DX" in s.modalities)
+    made = make(server, {"facets": {"condition": ["44054006"], "icu": ["yes"],
+                                    "modality": ["CT"]}})
+    assert set(made["studies"]) == truth.q1_ct_of_diabetic_icu() and made["kind"] == "facets"
+    bad = requests.post(f"{server.url}/cohorts", json={"facets": {"shoe": ["9"]}}, timeout=30)
+    assert bad.status_code == 400 and bad.json()["field"] == "facets"
+
+
+def test_facet_counts_are_one_sql_statement(server):
+    from gateway import create_app
+    from gateway.config import Settings
+    from tests.support.sqlcount import StatementCounter
+    settings = Settings().replace(data_dir=server.data_dir, log_level="WARNING",
+                                  database_url=server.env.get("GATEWAY_DATABASE_URL", ""))
+    app = create_app(settings)
+    counter = StatementCounter(app.extensions["tcia_fhir"].repository.engine)
+    client = app.test_client()
+    client.get("/cohorts/facets")  # warm: the studies' collections are recorded once
+    counter.take()
+    response = client.get("/cohorts/facets?sex=female&modality=CT&condition=44054006")
+    statements = counter.take()
+    assert response.status_code == 200 and response.get_json()["facets"]["sex"]
+    assert len(statements) == 1, statements
 
 
 def test_a_cohort_is_frozen_when_made(server, truth):

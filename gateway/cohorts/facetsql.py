@@ -12,30 +12,32 @@ SCALAR = ("collection", "sex", "age", "race", "icu", "mortality", "description")
 FACETS = (*SCALAR, "condition", "modality")
 AGE_BANDS = (("0-17", 18), ("18-39", 40), ("40-64", 65), ("65-79", 80), ("80+", None))
 
-def _patient_value(param: str) -> str:
-    return ("(SELECT MIN(i.value) FROM fhir_resources r JOIN fhir_index i ON i.res_pk = r.pk "
-            f"WHERE r.type = 'Patient' AND r.id = p.patient_id AND i.param = '{param}')")
-
-
-_AGE_VALUE = (
-    "(SELECT MAX(v.num) FROM fhir_resources r JOIN fhir_index v ON v.res_pk = r.pk "
-    "JOIN fhir_index c ON c.res_pk = r.pk WHERE r.type = 'Observation' "
-    "AND r.patient_id = p.patient_id AND v.param = 'value-quantity' AND c.param = 'code' "
-    "AND c.system = 'http://loinc.org' AND c.value = '30525-0')")
 _BAND = "CASE WHEN a.age IS NULL THEN 'unknown' " + " ".join(
     f"WHEN a.age < {hi} THEN '{name}'" for name, hi in AGE_BANDS if hi) + " ELSE '80+' END"
+# Per patient once (grouped, then joined), never a correlated lookup per study: a planner may
+# answer those with a scan of every index row of the parameter.
 _BASE = (
-    "WITH a AS (SELECT s.pk AS pk, p.patient_id AS pid, "
-    "COALESCE(sc.collection, 'Unknown') AS collection, "
-    f"COALESCE({_patient_value('gender')}, 'unknown') AS sex, "
-    f"COALESCE({_patient_value('race')}, 'unknown') AS race, "
-    f"COALESCE({_patient_value('deceased')}, 'unknown') AS mortality, {_AGE_VALUE} AS age, "
-    "CASE WHEN EXISTS (SELECT 1 FROM fhir_resources r JOIN fhir_index i ON i.res_pk = r.pk "
-    "WHERE r.type = 'Encounter' AND r.patient_id = p.patient_id AND i.param = 'type' "
-    f"AND i.value = '{ICU}') THEN 'yes' ELSE 'no' END AS icu, "
+    "WITH pv AS (SELECT r.id AS pid, "
+    "MIN(CASE WHEN i.param = 'gender' THEN i.value END) AS sex, "
+    "MIN(CASE WHEN i.param = 'race' THEN i.value END) AS race, "
+    "MIN(CASE WHEN i.param = 'deceased' THEN i.value END) AS mortality "
+    "FROM fhir_resources r JOIN fhir_index i ON i.res_pk = r.pk WHERE r.type = 'Patient' "
+    "AND i.param IN ('gender', 'race', 'deceased') GROUP BY r.id), "
+    "ag AS (SELECT r.patient_id AS pid, MAX(v.num) AS age FROM fhir_resources r "
+    "JOIN fhir_index c ON c.res_pk = r.pk JOIN fhir_index v ON v.res_pk = r.pk "
+    "WHERE r.type = 'Observation' AND c.param = 'code' AND c.system = 'http://loinc.org' "
+    "AND c.value = '30525-0' AND v.param = 'value-quantity' GROUP BY r.patient_id), "
+    "iu AS (SELECT DISTINCT r.patient_id AS pid FROM fhir_resources r JOIN fhir_index i "
+    f"ON i.res_pk = r.pk WHERE r.type = 'Encounter' AND i.param = 'type' AND i.value = '{ICU}'), "
+    "a AS (SELECT s.pk AS pk, p.patient_id AS pid, "
+    "COALESCE(sc.collection, 'Unknown') AS collection, COALESCE(pv.sex, 'unknown') AS sex, "
+    "COALESCE(pv.race, 'unknown') AS race, COALESCE(pv.mortality, 'unknown') AS mortality, "
+    "ag.age AS age, CASE WHEN iu.pid IS NULL THEN 'no' ELSE 'yes' END AS icu, "
     "COALESCE(NULLIF(s.study_description, ''), '(none)') AS description "
     "FROM studies s JOIN patients p ON p.pk = s.patient_pk "
-    "LEFT JOIN cohort_study_collections sc ON sc.study_uid = s.study_uid), "
+    "LEFT JOIN cohort_study_collections sc ON sc.study_uid = s.study_uid "
+    "LEFT JOIN pv ON pv.pid = p.patient_id LEFT JOIN ag ON ag.pid = p.patient_id "
+    "LEFT JOIN iu ON iu.pid = p.patient_id), "
     f"t AS (SELECT a.*, {_BAND} AS age_band FROM a), "
     "m AS (SELECT DISTINCT se.study_pk AS pk, COALESCE(se.modality, 'OT') AS modality "
     "FROM series se), "

@@ -7,11 +7,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterator
 
+import orjson
 import pydicom
 import pytest
 import requests
@@ -201,6 +203,38 @@ def test_post_group_refusals_are_operation_outcomes(server, body, status, names)
     outcome = response.json()
     resources.validate(outcome)
     assert names in str(outcome)
+
+
+def test_group_export_of_a_cohort_on_this_database(server, truth):
+    """Bulk Data on both databases: the kick-off's SQL (patients, _typeFilter) is the
+    driver's own; tests/integration/test_cohorts_export.py covers the protocol in full."""
+    made = make(server, {"fhir": Q1})
+    kick = requests.get(f"{server.url}/fhir/Group/{made['id']}/$export", timeout=30,
+                        params={"_type": "Patient,Condition,ImagingStudy",
+                                "_typeFilter": f"Condition?code={DIABETES_2}"},
+                        headers={"Prefer": "respond-async"})
+    assert kick.status_code == 202, kick.text
+    for _ in range(240):
+        poll = requests.get(kick.headers["Content-Location"], timeout=30)
+        if poll.status_code != 202:
+            break
+        time.sleep(0.25)
+    assert poll.status_code == 200, poll.text
+    found = {}
+    for item in poll.json()["output"]:
+        lines = requests.get(item["url"], timeout=30).content.splitlines()
+        assert len(lines) == item["count"]
+        found[item["type"]] = [orjson.loads(line) for line in lines]
+        for resource in found[item["type"]]:
+            resources.validate(resource)
+    assert {r["id"] for r in found["Patient"]} == set(made["patients"])
+    assert {r["id"] for r in found["ImagingStudy"]} == {
+        s.uid for pid in made["patients"] for s in truth.studies[pid]}
+    assert {r["subject"]["reference"][8:] for r in found["Condition"]} == set(made["patients"])
+    assert all(any(c["code"] == "44054006" for c in r["code"]["coding"])
+               for r in found["Condition"])
+    series = poll.json()["extension"]["urn:tcia-gateway:bulk:dicom"]["series"]
+    assert [s["SeriesInstanceUID"] for s in series] == [s["uid"] for s in made["series"]]
 
 
 def facet(answer: dict, name: str) -> dict[str, int]:

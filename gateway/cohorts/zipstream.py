@@ -99,6 +99,16 @@ def plan(book: CohortBook, archive: Archive, cohort: Cohort) -> Layout:
         cohort.id, cohort.created, _source(cohort), facts))]
     generated += [(f"{top}{c}/{nbia.LICENSE_NAME}", nbia.licence_text(c, facts[c]))
                   for c in collections]
+    layout = arrange(cohort, generated, [(top + n, p, size, sha) for n, p, size, sha in files],
+                     created)
+    layout.series, layout.metadata_csv = series, csv
+    return layout
+
+
+def arrange(cohort: Cohort, generated: list[tuple[str, bytes]],
+            files: list[tuple[str, str, int, str]], created: datetime) -> Layout:
+    """Offsets and length of a ZIP of ``generated`` (name, bytes) then ``files`` (name, path,
+    size, sha256), in that order; the ETag names exactly these bytes."""
     entries: list[Entry] = []
     offset = 0
     for name, data in generated:
@@ -108,7 +118,7 @@ def plan(book: CohortBook, archive: Archive, cohort: Cohort) -> Layout:
         entries.append(entry)
         offset = entry.end
     for name, path, size, sha in files:
-        encoded = (top + name).encode()
+        encoded = name.encode()
         entry = Entry(encoded, size, offset, Z.local_header_size(encoded, size), path=path,
                       sha256=sha)
         entries.append(entry)
@@ -119,7 +129,7 @@ def plan(book: CohortBook, archive: Archive, cohort: Cohort) -> Layout:
     for e in entries:
         digest.update(e.name + b"\0" + str(e.size).encode() + (e.sha256 or "").encode())
     return Layout(cohort, entries, offset, cd_size, length, f'"{digest.hexdigest()[:32]}"',
-                  Z.dos_time(created), series, csv)
+                  Z.dos_time(created))
 
 
 def _series(series_rows: Sequence[Any], per_series: dict[int, list[Any]],

@@ -8,6 +8,7 @@ have no images). Later changes to the archive never change which series a cohort
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..archive.protocol import Archive
 from ..cache import BoundedCache
@@ -27,6 +29,7 @@ from ..synth.layout import LicenseFacts
 from . import nbia, resolve
 from .schema import cohorts_t, crc_t, ensure, patients_t, series_t
 
+log = logging.getLogger(__name__)
 UNKNOWN_COLLECTION = "Unknown"
 _SERIES_SQL = (
     "SELECT se.series_uid, s.study_uid, p.patient_id, se.modality, se.num_instances, "
@@ -79,10 +82,21 @@ class CohortBook:
         self.archive = archive
         self._licences: BoundedCache[str, tuple[LicenseFacts | None]] = BoundedCache(64)
         self._displays: BoundedCache[str, str] = BoundedCache(1024)
-        ensure(engine)
+        self._ready = False
+        try:
+            self.ready()
+        except SQLAlchemyError as exc:  # database not up yet: /readyz says so; retried on use
+            log.warning("cohort tables not created at start: %s", exc.__class__.__name__)
+
+    def ready(self) -> None:
+        """The tables exist (created once per process, on first use if not at start)."""
+        if not self._ready:
+            ensure(self.engine)
+            self._ready = True
 
     def create(self, spec: Any, *, kind: str | None = None) -> Cohort:
         """Freeze the answer to ``spec`` (resolve.py); CohortError/FhirError when it is bad."""
+        self.ready()
         found = resolve.conditions(spec, self.fhir, self.archive)
         where = " AND ".join(found.where) or "1 = 1"
         with self._cursor() as cursor:
@@ -130,6 +144,7 @@ class CohortBook:
         return cohort
 
     def get(self, cohort_id: str) -> Cohort | None:
+        self.ready()
         with self.engine.connect() as conn:
             row = conn.execute(select(cohorts_t).where(cohorts_t.c.id == cohort_id)).first()
         if row is None:
@@ -139,6 +154,7 @@ class CohortBook:
                       row.size)
 
     def series(self, cohort_id: str) -> list[Member]:
+        self.ready()
         with self.engine.connect() as conn:
             rows = conn.execute(select(
                 series_t.c.series_uid, series_t.c.study_uid, series_t.c.patient_id,
@@ -147,6 +163,7 @@ class CohortBook:
             return [Member(*r) for r in rows]
 
     def patients(self, cohort_id: str) -> list[str]:
+        self.ready()
         with self.engine.connect() as conn:
             return list(conn.execute(select(patients_t.c.patient_id).where(
                 patients_t.c.cohort_id == cohort_id).order_by(patients_t.c.position)).scalars())
@@ -175,6 +192,7 @@ class CohortBook:
 
     def crcs(self, digests: list[str]) -> dict[str, int]:
         """Known CRC-32s of stored bytes by their SHA-256."""
+        self.ready()
         found: dict[str, int] = {}
         with self.engine.connect() as conn:
             for at in range(0, len(digests), 500):
@@ -185,6 +203,7 @@ class CohortBook:
 
     def keep_crcs(self, crcs: dict[str, int]) -> None:
         """Remember CRCs computed while sending (a row already there is left as it is)."""
+        self.ready()
         if not crcs:
             return
         dialect = sqlite_insert if self.engine.dialect.name == "sqlite" else pg_insert

@@ -31,6 +31,7 @@ from .schema import collections_t
 def counts(book: CohortBook, args: Mapping[str, list[str]]) -> dict[str, Any]:
     selection = Selection(args)
     sql = text(statement(selection))
+    book.ready()
     with book.engine.begin() as conn:
         rows = conn.execute(sql, selection.params).all()
         if any(r[0] == "_unlabelled" and r[2] for r in rows):  # new studies: once, then again
@@ -71,6 +72,7 @@ def top_up_collections(conn: Connection) -> None:
 
 def holdings(book: CohortBook) -> dict[str, Any]:
     """What the archive holds: per collection (with its licence and citation) and per type."""
+    book.ready()
     with book.engine.begin() as conn:
         top_up_collections(conn)
         rows = conn.execute(text(

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import orjson
 from flask import Blueprint, Response, current_app, request
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.http import HTTP_STATUS_CODES
 
 from .. import context
 from ..archive.errors import ArchiveError
@@ -130,9 +132,8 @@ def viewer(cohort_id: str) -> Response:
 
 @bp.errorhandler(Problem)
 def _problem(error: Problem) -> Response:
-    return _json({"status": error.status, "error": "Not Found" if error.status == 404
-                  else "Bad Request", "reason": error.reason, "field": error.field},
-                 error.status)
+    return _json({"status": error.status, "error": HTTP_STATUS_CODES.get(error.status, "Error"),
+                  "reason": error.reason, "field": error.field}, error.status)
 
 
 @bp.errorhandler(CohortError)
@@ -152,3 +153,10 @@ def _archive_error(error: ArchiveError) -> Response:
     if error.answer.http >= 500:
         log.warning("archive error %s: %s", error.answer.http, error.message)
     return _problem(Problem(error.answer.http, error.message))
+
+
+@bp.errorhandler(SQLAlchemyError)
+def _database_error(error: SQLAlchemyError) -> Response:
+    """The index database did not answer (as /readyz would say): 503, retry later."""
+    log.warning("cohorts: index database error %s", error.__class__.__name__)
+    return _problem(Problem(503, f"the index database did not answer ({error.__class__.__name__})"))

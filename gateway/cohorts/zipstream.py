@@ -82,6 +82,7 @@ def plan(book: CohortBook, archive: Archive, cohort: Cohort) -> Layout:
     files_root = getattr(getattr(archive, "files", None), "files", None)
     if files_root is None:
         raise Unavailable("cohort downloads need the embedded archive's file store")
+    book.ready()
     with book.engine.connect() as conn:
         series_rows = conn.execute(_SERIES, {"cohort": cohort.id}).all()
         instance_rows = conn.execute(_INSTANCES, {"cohort": cohort.id}).all()

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import orjson
 from sqlalchemy import Column, MetaData, String, Table, Text, Float, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 log = logging.getLogger(__name__)
 metadata = MetaData()
@@ -78,12 +78,23 @@ class Jobs:
     def __init__(self, engine: Engine, root: Path) -> None:
         self.engine = engine
         self.root = root
+        self._ready = False
         try:
-            metadata.create_all(engine)
+            self.ready()
+        except SQLAlchemyError as exc:  # database not up yet: /readyz says so; retried on use
+            log.warning("export job table not created at start: %s", exc.__class__.__name__)
+
+    def ready(self) -> None:
+        if self._ready:
+            return
+        try:
+            metadata.create_all(self.engine)
         except (OperationalError, ProgrammingError, IntegrityError):  # another worker did
-            metadata.create_all(engine)
+            metadata.create_all(self.engine)
+        self._ready = True
 
     def start(self, request_url: str, spec: Spec, write: Writer) -> str:
+        self.ready()
         job_id = str(uuid.uuid4())
         with self.engine.begin() as conn:
             conn.execute(jobs_t.insert().values(
@@ -95,6 +106,7 @@ class Jobs:
         return job_id
 
     def get(self, job_id: str) -> Job | None:
+        self.ready()
         with self.engine.connect() as conn:
             row = conn.execute(select(jobs_t).where(jobs_t.c.id == job_id)).first()
         if row is None:
@@ -110,6 +122,7 @@ class Jobs:
 
     def cancel(self, job_id: str) -> bool:
         """Mark cancelled (the runner stops and cleans up) and remove what is written."""
+        self.ready()
         with self.engine.begin() as conn:
             done = conn.execute(update(jobs_t).where(
                 jobs_t.c.id == job_id, jobs_t.c.status != "cancelled").values(

@@ -56,7 +56,7 @@ def close_app(app: Flask) -> None:
 def _feature_blueprints() -> Iterator[Callable[[Flask], None]]:
     """Protocol packages that are present register themselves (one blueprint each)."""
     import importlib
-    for name in ("dicomweb", "fhir", "viewer"):
+    for name in ("dicomweb", "fhir", "viewer", "cohorts", "home"):  # cohorts after fhir
         try:
             module = importlib.import_module(f".{name}", __name__)
         except ModuleNotFoundError as exc:

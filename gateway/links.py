@@ -29,3 +29,23 @@ def viewer_study_url(public_base: str, study_uid: str) -> str:
 def viewer_extension(public_base: str, study_uid: str) -> dict[str, str]:
     """The ImagingStudy ``extension`` entry carrying the viewer link (R4 JSON)."""
     return {"url": VIEWER_EXTENSION_URL, "valueUrl": viewer_study_url(public_base, study_uid)}
+
+
+# IHE Invoke Image Display (IHE RAD TF-2 4.106, IID): an EHR's "show images" button. The
+# gateway answers it by redirecting to the viewer (gateway/home/iid.py); ImagingStudy carries an
+# Endpoint of connection type ``ihe-iid`` whose address opens that study.
+IID_PATH = "/IHEInvokeImageDisplay"
+IID_CONNECTION = {"system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type",
+                  "code": "ihe-iid", "display": "IHE IID"}
+
+
+def iid_study_url(public_base: str, study_uid: str) -> str:
+    base = public_base.rstrip("/")
+    return f"{base}{IID_PATH}?{urlencode({'requestType': 'STUDY', 'studyUID': study_uid})}"
+
+
+def viewer_studies_url(public_base: str, study_uids: list[str]) -> str:
+    """The viewer opened on several studies (OHIF takes a comma-separated list)."""
+    base = public_base.rstrip("/")
+    return (f"{base}{VIEWER_MOUNT}/{OHIF_MODE}?"
+            f"{urlencode({'StudyInstanceUIDs': ','.join(study_uids)}, safe=',')}")

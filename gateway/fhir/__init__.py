@@ -35,6 +35,9 @@ def register(app: Flask) -> None:
         repository, builder, studies, max_count=settings.max_fhir_count,
         cache_items=settings.fhir_cache_items, cache_bytes=settings.fhir_cache_bytes)
     state["closers"].append(repository.engine.dispose)
+    from . import export, group  # noqa: F401 - their views join the blueprint (Group, $export)
+    from .exportjob import Jobs
+    app.extensions[export.EXTENSION] = Jobs(repository.engine, settings.data_dir / "exports")
     app.register_blueprint(routes.bp)
 
 

@@ -13,6 +13,7 @@ from .search import INCLUDES, PARAMS, STORED, Param
 
 _TYPES = {"token": "token", "string": "string", "date": "date", "reference": "reference",
           "quantity": "quantity", "text": "string", "composite": "composite"}
+BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/"
 STARTED = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
@@ -86,7 +87,8 @@ def capability_statement(base: str, version: str, joins: bool = True) -> dict:
             entry["searchRevInclude"] = revincludes
         if kind == "Patient":
             entry["operation"] = [{"name": "everything",
-                                   "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]
+                                   "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+                                  {"name": "export", "definition": BULK + "patient-export"}]
         resources.append(entry)
     return {
         "resourceType": "CapabilityStatement",
@@ -105,5 +107,8 @@ def capability_statement(base: str, version: str, joins: bool = True) -> dict:
                              "_revinclude, _summary, _elements, _total; Prefer: handling=lenient.",
             "resource": resources,
             "searchParam": [{"name": "_count", "type": "number"}, {"name": "_offset", "type": "number"}],
+            # Bulk Data Access 2.0 (export.py); Group/{id}/$export and Group read/create are the
+            # cohorts' (fhir/group.py, docs/cohorts.md)
+            "operation": [{"name": "export", "definition": BULK + "export"}],
         }],
     }

@@ -16,7 +16,7 @@ import orjson
 
 from ..archive.protocol import Archive, Level, Query
 from ..archive.uids import is_uid
-from ..links import viewer_extension
+from ..links import IID_CONNECTION, iid_study_url, viewer_extension
 from . import search as S
 from .outcome import invalid, not_supported
 
@@ -170,7 +170,9 @@ class ImagingBuilder:
         started = _iso_date(_first(study, "00080020"))
         if started:
             resource["started"] = started  # date precision: DICOM dates carry no time zone
-        resource["endpoint"] = [{"reference": ENDPOINT_REF.format(id=self.endpoint_id)}]
+        resource["contained"] = [self._iid_endpoint(uid)]
+        resource["endpoint"] = [{"reference": ENDPOINT_REF.format(id=self.endpoint_id)},
+                                {"reference": "#iid"}]
         resource["numberOfSeries"] = int(_first(study, "00201206") or len(series))
         resource["numberOfInstances"] = int(_first(study, "00201208") or 0)
         if _first(study, "00081030"):
@@ -178,6 +180,13 @@ class ImagingBuilder:
         resource["series"] = [self._series(s) for s in sorted(
             series, key=lambda s: (_first(s, "00200011") or 0, _first(s, "0020000E")))]
         return _versioned(resource)
+
+    def _iid_endpoint(self, uid: str) -> dict:
+        """This study in the viewer through IHE IID (links.py), as a contained Endpoint."""
+        return {"resourceType": "Endpoint", "id": "iid", "status": "active",
+                "connectionType": IID_CONNECTION, "name": "View in the bundled viewer (IHE IID)",
+                "payloadType": [{"text": "DICOM study display"}],
+                "address": iid_study_url(self.public_base, uid)}
 
     def _series(self, item: dict) -> dict:
         out: dict[str, Any] = {"uid": _first(item, "0020000E")}

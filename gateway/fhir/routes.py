@@ -26,6 +26,7 @@ bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 JSON_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir",
                         "json", "text/json", "*/*", "application/*", "fhir+json"})
+NDJSON_VIEWS = frozenset({"fhir.export_file"})
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
@@ -68,6 +69,8 @@ def _respond(body: bytes, status: int = 200, headers: dict | None = None) -> Res
 @bp.before_request
 def _negotiate() -> None:
     """JSON only: `_format` or Accept asking for anything else is 406 (R4 http 3.1.0.1.10)."""
+    if request.endpoint in NDJSON_VIEWS:  # Bulk Data files: application/fhir+ndjson
+        return
     wanted = request.args.get("_format") if _may_have(b"_format") else None
     if wanted is not None and wanted.split(";")[0].strip() not in JSON_TYPES:
         raise FhirError(406, "not-supported", f"_format={wanted} is not supported: JSON only",

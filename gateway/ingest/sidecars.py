@@ -22,9 +22,10 @@ from ..mapping.sheet import SheetError, read_clinical
 WORKBOOK = re.compile(r"^covid_19_ar_clinicalcorrelates.*\.xlsx$", re.IGNORECASE)
 EXPORTS = frozenset({"clinical.csv", "clinical_imaging.csv"})
 # What an NBIA download puts next to the images: its manifest (*.tcia), the series table
-# (metadata.csv) and the collection's licence.
+# (metadata.csv) and the collection's licence; a cohort's ZIP adds its CITATION (docs/cohorts.md).
 SIDECAR_SUFFIXES = frozenset({".tcia"})
-SIDECAR_NAMES = frozenset({"metadata.csv", "license", "license.txt", "licence", "licence.txt"})
+SIDECAR_NAMES = frozenset({"metadata.csv", "license", "license.txt", "licence", "licence.txt",
+                           "citation", "citation.txt"})
 
 
 @dataclass

@@ -19,7 +19,8 @@ from flask import Flask, Request, Response, g, request
 from ..access import AccessError, Policy, build_policy
 from ..access.answers import dicomweb_answer, fhir_answer
 from ..access.policy import AuthMode, Permit
-from ..access.scopes import DicomOp
+from ..access.errors import InsufficientScope
+from ..access.scopes import DicomOp, scope_string
 from ..access.settings import AccessSettings
 from ..access.bearer import bearer_token
 from ..archive.scope import Scope
@@ -87,6 +88,12 @@ def _guard(policy: Policy, replaces: bool = False) -> Response | None:
         state.denied = exc
         return answer(rule, exc)
     state.scope = _scope(policy, state.permit)
+    if rule.whole and (state.scope is not None or not state.permit.unrestricted):
+        state.denied = InsufficientScope(
+            f"{endpoint} reads the whole archive: it needs an unrestricted user/ or system/ "
+            "scope", scope=scope_string("system", rule.resource_of(req.view_args),
+                                        rule.permissions))
+        return answer(rule, state.denied)
     return None
 
 

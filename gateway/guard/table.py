@@ -26,6 +26,7 @@ class Rule:
     face: Face = Face.DICOMWEB
     action: Action = Action.READ
     op: DicomOp | None = None
+    whole: bool = False  # reads the archive outside any request scope: unrestricted callers only
 
     @property
     def public(self) -> bool:
@@ -45,8 +46,15 @@ def _dicom(op: DicomOp, face: Face = Face.DICOMWEB) -> Rule:
     return Rule(IMAGING, dicom_permissions(op), face, action, op)
 
 
-def _fhir(resource: str, permissions: str) -> Rule:
-    return Rule(resource, permissions, Face.FHIR, Action.QUERY if permissions == "s" else Action.READ)
+def _fhir(resource: str, permissions: str, *, whole: bool = False) -> Rule:
+    action = {"s": Action.QUERY, "c": Action.CREATE}.get(permissions, Action.READ)
+    return Rule(resource, permissions, Face.FHIR, action, whole=whole)
+
+
+def _json(resource: str, permissions: str, *, whole: bool = False) -> Rule:
+    """A JSON API (cohorts): errors in the DICOMweb JSON form."""
+    action = {"s": Action.QUERY, "c": Action.CREATE}.get(permissions, Action.READ)
+    return Rule(resource, permissions, Face.DICOMWEB, action, whole=whole)
 
 
 _QIDO = _dicom(DicomOp.QIDO)
@@ -80,7 +88,31 @@ RULES: dict[str, Rule] = {
     "fhir.search_post": _fhir(FROM_KIND, "s"),
     "fhir.everything": _fhir("Patient", "r"),
     "fhir.audit_search": _fhir("AuditEvent", "s"),
+    # Cohorts: frozen series lists made from searches (docs/cohorts.md). Jobs and frozen lists
+    # are read outside the request that made them, so no request scope could narrow them:
+    # a patient compartment or hidden collections refuse them (403 insufficient_scope).
+    "fhir.group_read": _fhir("Group", "r", whole=True),
+    "fhir.group_create": _fhir("Group", "c", whole=True),
+    "fhir.export_system": _fhir("Patient", "r", whole=True),
+    "fhir.export_patients": _fhir("Patient", "r", whole=True),
+    "fhir.export_group": _fhir("Group", "r", whole=True),
+    "fhir.export_poll": _fhir("Patient", "r", whole=True),
+    "fhir.export_file": _fhir("Patient", "r", whole=True),
+    "fhir.export_cancel": _fhir("Patient", "r", whole=True),
+    "cohorts.create": _json("Group", "c", whole=True),
+    "cohorts.read": _json("Group", "r", whole=True),
+    "cohorts.manifest_view": _json("Group", "r", whole=True),
+    "cohorts.download": _json("Group", "r", whole=True),
+    "cohorts.viewer": _json("Group", "r", whole=True),
+    "cohorts.facet_counts": _json("Patient", "s", whole=True),
+    "cohorts.holdings": _json(IMAGING, "s", whole=True),
+    "iid.invoke": _WADO,  # a redirect to the viewer, whose requests are checked themselves
+    "home.index": PUBLIC,  # a static page over the JSON API above
+    # Collections: the list, and each collection root (the DICOMweb rules, narrowed)
+    "collections.list_collections": _QIDO,
 }
+RULES.update({"collection_" + endpoint: rule for endpoint, rule in RULES.items()
+              if endpoint.startswith("dicomweb.")})
 
 
 def rule_for(endpoint: str | None) -> Rule | None:

@@ -24,7 +24,7 @@ def test_data_endpoints_need_a_permission_and_public_ones_serve_no_patient_data(
     public = {name for name, rule in RULES.items() if rule.public}
     assert public == {"health.healthz", "health.readyz", "openapi.document", "static",
                       "viewer.serve", "viewer.to_slash", "fhir.metadata",
-                      "fhir.smart_configuration", "fhir.unsupported"}
+                      "fhir.smart_configuration", "fhir.unsupported", "home.index"}
     for name, rule in RULES.items():
         if name.startswith(("dicomweb.", "wado_uri.")):
             assert rule.resource == "ImagingStudy" and rule.permissions in ("s", "r", "c"), name

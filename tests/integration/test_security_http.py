@@ -363,7 +363,8 @@ def _subject(kind: str) -> str:
 def _owner(resource: dict) -> str:
     if resource["resourceType"] == "Patient":
         return resource["id"]
-    return resource.get("subject", {}).get("reference", "").removeprefix("Patient/")
+    owner = resource.get("subject") or resource.get("individual") or {}  # ResearchSubject
+    return owner.get("reference", "").removeprefix("Patient/")
 
 
 def test_revinclude_and_everything_stay_in_the_compartment(world: World) -> None:
@@ -470,3 +471,27 @@ def test_stow_under_the_overwrite_policy_also_needs_u(tmp_path: Path, loaded_dat
         assert ok.status_code == 200 and _stored(w, tmp_path / "u2.dcm")
     finally:
         close_app(app)
+
+
+# ----------------------------------------------------------------- whole-archive operations
+WHOLE = [("post", "/cohorts", {"qido": "studies?ModalitiesInStudy=CT"}),
+         ("get", "/fhir/$export", None), ("get", "/fhir/Patient/$export", None),
+         ("get", "/cohorts/facets", None)]
+
+
+@pytest.mark.parametrize("method, path, body", WHOLE, ids=[w[1] for w in WHOLE])
+def test_whole_archive_operations_refuse_a_patient_compartment(world: World, method: str,
+                                                               path: str, body) -> None:
+    """Cohorts, facet counts and Bulk Data exports read the archive outside the request's
+    scope (jobs, frozen lists): a patient/ token would get other patients' data, so it is
+    refused with insufficient_scope; an unrestricted token is served."""
+    headers = {"Authorization": f"Bearer {world.token('patient/*.cruds')}",
+               "Prefer": "respond-async"}
+    send = getattr(world.client, method)
+    refused = send(path, json=body, headers=headers)
+    assert refused.status_code == 403, refused.get_data(as_text=True)[:300]
+    assert 'error="insufficient_scope"' in refused.headers["WWW-Authenticate"]
+    assert "system/" in refused.headers["WWW-Authenticate"]
+    headers["Authorization"] = f"Bearer {world.token(SYSTEM, patient=None)}"
+    served = send(path, json=body, headers=headers)
+    assert served.status_code in (200, 201, 202), served.get_data(as_text=True)[:300]

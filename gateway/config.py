@@ -191,6 +191,13 @@ class Settings:
     audit_syslog_tls_ca: str = field(default="", metadata=_doc(
         "PEM CA bundle that signs the syslog collector's certificate (default: system CAs)."))
     # --- end of access control and audit, HTTP side
+    # --- collections (issue 13): which collections each DIMSE peer sees
+    dimse_ae_collections: str = field(default="", metadata=_doc(
+        "`AET=COLL+COLL,...`: the collections a calling AE sees through the DIMSE SCP "
+        "(C-FIND answers, C-GET/C-MOVE sources and C-STORE targets; another collection's "
+        "UID answers like an unknown one, a C-STORE outside is 0x0124); `*=...` applies to "
+        "every AE not listed. Empty: every AE sees every collection."))
+    # --- end of collections
 
     # ---------------------------------------------------------------- derived
     @property
@@ -355,7 +362,21 @@ def _validated(s: Settings) -> Settings:
     if s.audit_syslog and not s.audit_syslog.startswith(("tcp://", "tls://")):
         raise SettingsError(f"{ENV_PREFIX}AUDIT_SYSLOG: expected tcp://HOST:PORT or "
                             f"tls://HOST:PORT, got {s.audit_syslog!r}")
+    ae_collections(s.dimse_ae_collections)  # collections: a malformed map stops the start
     return s
+
+
+def ae_collections(text: str) -> dict[str, frozenset[str]]:
+    """DIMSE_AE_COLLECTIONS ``AET=COLL+COLL,...`` → {AET or ``*``: collections}."""
+    out: dict[str, frozenset[str]] = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        aet, sep, names = item.partition("=")
+        wanted = frozenset(n.strip() for n in names.split("+") if n.strip())
+        if not sep or not 1 <= len(aet.strip()) <= 16 or not wanted:
+            raise SettingsError(f"{ENV_PREFIX}DIMSE_AE_COLLECTIONS: expected "
+                                f"AET=COLLECTION+COLLECTION,..., got {item!r}")
+        out[aet.strip()] = wanted
+    return out
 
 
 def parse_hostport(text: str, what: str = "address") -> tuple[str, int]:

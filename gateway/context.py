@@ -10,11 +10,21 @@ from .access.policy import Permit, Policy
 from .access.principal import ANONYMOUS, Principal
 from .archive import Archive
 from .archive.scope import Scope
+from .clinical.collections import CollectionFacts, load_facts
 from .config import Settings
+
+_SCOPE = "tcia_scope"
 
 
 def settings() -> Settings:
     return current_app.extensions["tcia_gateway"]["settings"]
+
+
+def archive() -> Archive:
+    """The app's archive as this request may see it (every ``narrow`` of the request)."""
+    base: Archive = current_app.extensions["tcia_gateway"]["archive"]
+    scope: Scope | None = g.get(_SCOPE) if has_request_context() else None
+    return base if scope is None else base.scoped(scope)
 
 
 @dataclass
@@ -27,31 +37,18 @@ class Touched:
 
 @dataclass
 class Guarded:
-    """What the access guard (gateway/guard) decided for one request, in ``g.tcia``."""
+    """What the access guard (gateway/guard) decided for one request, in ``g.tcia``; the
+    scope it found is applied with :func:`narrow`."""
 
     rule: object
     principal: Principal = ANONYMOUS
     permit: Permit | None = None
-    scope: Scope | None = None
-    scoped: Archive | None = None
     denied: Exception | None = None
     touched: Touched = field(default_factory=Touched)
 
 
 def guarded() -> Guarded | None:
     return g.get("tcia")
-
-
-def archive() -> Archive:
-    """The archive as this request's caller sees it: narrowed to the patient compartment
-    and without hidden collections when the access guard set a scope (gateway/guard)."""
-    base = current_app.extensions["tcia_gateway"]["archive"]
-    state: Guarded | None = g.get("tcia")
-    if state is None or state.scope is None:
-        return base
-    if state.scoped is None:
-        state.scoped = base.scoped(state.scope)
-    return state.scoped
 
 
 def policy() -> Policy | None:
@@ -76,6 +73,22 @@ def touched(patients: Iterable[str | None] = (),
     notes.studies.extend(s for s in studies if s[0])
 
 
+def whole_archive() -> Archive:
+    """The app's archive, unscoped (listings that are not answers about its content)."""
+    return current_app.extensions["tcia_gateway"]["archive"]
+
+
+def narrow(scope: Scope) -> None:
+    """Narrow what this request sees (a collection root, a patient token): scopes meet."""
+    current: Scope | None = g.get(_SCOPE)
+    setattr(g, _SCOPE, scope if current is None else current.narrow(scope))
+
+
+def scope() -> Scope | None:
+    """This request's scope, if any part of it narrowed the archive."""
+    return g.get(_SCOPE) if has_request_context() else None
+
+
 def public_base() -> str:
     """Scheme://host[/prefix] for absolute links: PUBLIC_URL, or what the reverse proxy
     says (X-Forwarded-Proto/Host/Prefix, first value of each) when TRUST_PROXY is set."""
@@ -87,3 +100,16 @@ def public_base() -> str:
             prefix = request.headers.get("X-Forwarded-Prefix", "").split(",")[0].strip()
             return f"{proto or request.scheme}://{host}{prefix.rstrip('/')}"
     return current.public_base
+
+
+def collection_facts() -> dict[str, CollectionFacts]:
+    """Facts of the TCIA collections (idc-index-data), read once per app on first use."""
+    state = current_app.extensions["tcia_gateway"]
+    if "collection_facts" not in state:
+        state["collection_facts"] = load_facts(settings().data_dir / "cache")
+    return state["collection_facts"]
+
+
+def known_collections() -> frozenset[str]:
+    """Collections the gateway knows facts of (``collections_index``), held or not."""
+    return frozenset(collection_facts())

@@ -25,6 +25,7 @@ from ..access.bearer import bearer_token
 from ..archive.scope import Scope
 from ..audit.events import Face
 from ..config import Settings
+from .. import context
 from ..context import Guarded
 from . import auditing
 from .table import Rule, rule_for
@@ -86,7 +87,9 @@ def _guard(policy: Policy, replaces: bool = False) -> Response | None:
     except AccessError as exc:
         state.denied = exc
         return answer(rule, exc)
-    state.scope = _scope(policy, state.permit)
+    scope = _scope(policy, state.permit)
+    if scope is not None:
+        context.narrow(scope)  # meets a collection root's scope (dicomweb/roots.py)
     return None
 
 

@@ -80,7 +80,13 @@ RULES: dict[str, Rule] = {
     "fhir.search_post": _fhir(FROM_KIND, "s"),
     "fhir.everything": _fhir("Patient", "r"),
     "fhir.audit_search": _fhir("AuditEvent", "s"),
+    # The collection listing names collections and counts their studies: a search
+    # (restricted collections are left out for callers not granted them).
+    "collections.list_collections": _QIDO,
 }
+# /collections/<name>/dicomweb: the DICOMweb blueprint again (dicomweb/roots.py), same needs.
+RULES.update({"collection_" + name: rule for name, rule in list(RULES.items())
+              if name.startswith("dicomweb.")})
 
 
 def rule_for(endpoint: str | None) -> Rule | None:

@@ -27,7 +27,8 @@ from typing import Any
 import orjson
 from gunicorn import util
 from gunicorn.http import errors as http_errors
-from gunicorn.http import message
+from gunicorn.http.message import Request
+from gunicorn.http.parser import RequestParser
 from gunicorn.workers.gthread import ThreadWorker
 
 HEAD = 256            # bytes peeked: method and the start of the target
@@ -46,11 +47,25 @@ REASONS = {400: "Bad Request", 414: "URI Too Long", 417: "Expectation Failed",
            431: "Request Header Fields Too Large", 501: "Not Implemented"}
 
 
+class LongLineRequest(Request):
+    """gunicorn's Request, with ``limit_request_line`` as configured: Request clamps it to
+    its module's MAX_REQUEST_LINE (8190) and this worker must not change that global."""
+
+    def parse(self, unreader: Any) -> Any:
+        if self.cfg.limit_request_line > 0:  # RFC 9112 3: the server chooses the limit
+            self.limit_request_line = self.cfg.limit_request_line
+            self._fast_limit_request_line = self.cfg.limit_request_line
+        return super().parse(unreader)
+
+
+class LongLineParser(RequestParser):
+    mesg_class = LongLineRequest
+
+
 class Worker(ThreadWorker):
     """``worker_class = "gateway.serving.httpworker.Worker"`` (gateway/serving/gunicorn_conf.py)."""
 
     def init_process(self) -> None:
-        message.MAX_REQUEST_LINE = max(message.MAX_REQUEST_LINE, self.cfg.limit_request_line)
         self._heads = threading.local()
         self._lingerer = Lingerer()
         from ..config import Settings
@@ -60,6 +75,8 @@ class Worker(ThreadWorker):
 
     def handle(self, conn: Any) -> Any:
         self._heads.value = _peek(conn)
+        if conn.parser is None and not self.cfg.is_ssl:  # TConn.init keeps a parser it has
+            conn.parser = LongLineParser(self.cfg, conn.sock, conn.client)
         conn.close = functools.partial(self._close, conn)  # called from the event loop
         return super().handle(conn)
 
@@ -115,7 +132,7 @@ def error_bytes(path: str, status: int, text: str, cors: str | None) -> bytes:
     else:  # DICOMweb (PS3.18 8.6.3) and everything else: status, error, message
         body = orjson.dumps({"status": status, "error": reason, "message": text})
         headers.append("Content-Type: application/json")
-        if path.startswith(("/dicomweb", "/wado")):
+        if path.startswith(("/dicomweb", "/wado", "/collections/")):
             from ..dicomweb.errors import header_safe
             headers.append(f'Warning: 299 tcia-gateway "{header_safe(text)}"')
     if cors:

@@ -19,7 +19,8 @@ the callback under the mount; OHIF then sends the access token on every DICOMweb
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Sequence
+from urllib.parse import quote
 
 from . import MOUNT
 
@@ -80,8 +81,21 @@ def oidc_block(authority: str, client_id: str, scope: str = OIDC_SCOPE) -> dict[
             "automaticSilentRenew": True, "revokeAccessTokenOnSignout": True}
 
 
-def app_config(profile: str = "gateway", oidc: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``window.config`` as data (everything but the origin, added in the browser)."""
+def collection_source(name: str, profile: str = "gateway") -> dict[str, Any]:
+    """The data source of one collection root (``/collections/{name}/dicomweb``): the same
+    configuration, narrowed by the gateway; ``/viewer/?dataSources=<name>`` lists it alone
+    (OHIF's WorkList ``dataSources`` parameter takes a ``sourceName``)."""
+    root = "/collections/" + quote(name, safe="") + "/dicomweb"
+    config = {**data_source(profile), "friendlyName": f"{name} (tcia-gateway)",
+              "name": name, "qidoRoot": root, "wadoRoot": root}
+    return {"namespace": "@ohif/extension-default.dataSourcesModule.dicomweb",
+            "sourceName": name, "configuration": config}
+
+
+def app_config(profile: str = "gateway", collections: Sequence[str] = (),
+               oidc: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``window.config`` as data (everything but the origin, added in the browser): the whole
+    archive as the default source, then one source per collection held."""
     source = data_source(profile)
     extra = {"oidc": [oidc]} if oidc else {}
     return {
@@ -100,7 +114,7 @@ def app_config(profile: str = "gateway", oidc: dict[str, Any] | None = None) -> 
             "namespace": "@ohif/extension-default.dataSourcesModule.dicomweb",
             "sourceName": SOURCE_NAME,
             "configuration": source,
-        }],
+        }, *(collection_source(n, profile) for n in collections if n != SOURCE_NAME)],
         **extra,
     }
 
@@ -130,8 +144,9 @@ _TEMPLATE = """\
 """
 
 
-def app_config_js(profile: str = "gateway", oidc: dict[str, Any] | None = None) -> str:
+def app_config_js(profile: str = "gateway", collections: Sequence[str] = (),
+                  oidc: dict[str, Any] | None = None) -> str:
     """The JavaScript OHIF loads from ``/viewer/app-config.js``."""
-    config = json.dumps(app_config(profile, oidc), indent=2).replace("\n", "\n  ")
+    config = json.dumps(app_config(profile, collections, oidc), indent=2).replace("\n", "\n  ")
     return _TEMPLATE % {"config": config, "roots": json.dumps(list(_ROOT_KEYS)),
                         "uris": json.dumps(list(_OIDC_URIS))}

@@ -62,3 +62,14 @@ def test_restricted_collection_is_hidden_without_the_claim(gw) -> None:
     qido, fhir = _uids(client, granted)
     assert secret in qido and secret in fhir
     assert client.get(f"/dicomweb/studies/{secret}/metadata", headers=granted).status_code == 200
+
+
+def test_the_collection_listing_and_viewer_config_leave_restricted_ones_out(gw) -> None:
+    client, issuer, _secret = gw
+    granted = {"Authorization": "Bearer " + issuer.forge.token("user/*.rs",
+                                                               collections=["SECRET"])}
+    anonymous = [c["name"] for c in orjson.loads(client.get("/collections").data)]
+    assert "SECRET" not in anonymous
+    assert "SECRET" in [c["name"] for c in orjson.loads(client.get("/collections",
+                                                                   headers=granted).data)]
+    assert client.get("/collections/SECRET/dicomweb/studies", headers=granted).status_code == 200

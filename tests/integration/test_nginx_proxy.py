@@ -93,3 +93,21 @@ def test_stow_streams_through_nginx_chunked(trusting: GatewayServer, tmp_path: P
     finally:
         proc.stop()
         writer.stop()
+
+
+def test_qido_with_a_long_uid_list_passes_nginx(trusting: GatewayServer, tmp_path: Path,
+                                                artifacts_dir: Path) -> None:
+    """OHIF and dicomweb-client put UID lists in QIDO URLs: nginx's default 8k header
+    buffers answered 414 for a 16 KiB request line the gateway itself serves."""
+    proc, base = start_nginx(tmp_path, trusting, "", artifacts_dir / "logs")
+    try:
+        known = [s["0020000D"]["Value"][0]
+                 for s in requests.get(base + "/dicomweb/studies", timeout=10).json()][:2]
+        uids = [f"1.2.826.0.1.3680043.8.498.{10**30 + k}" for k in range(300)] + known
+        assert len(",".join(uids)) > 16 * 1024
+        found = requests.get(base + "/dicomweb/studies", timeout=10,
+                             params={"StudyInstanceUID": ",".join(uids)})
+        assert found.status_code == 200, found.text[:300]
+        assert sorted(s["0020000D"]["Value"][0] for s in found.json()) == sorted(known)
+    finally:
+        proc.stop()

@@ -53,21 +53,28 @@ def test_associations_are_reused(server) -> None:
 
 
 def test_pool_never_exceeds_its_bound(server) -> None:
+    """Five threads want an association of a pool of two: two hold one, three wait (no
+    third is opened), and all five are served by the same two."""
     client = scu(server.server_address[1], pool_size=2)
-    peak, lock = [0], threading.Lock()
+    held, release, lock, peak = threading.Semaphore(0), threading.Event(), threading.Lock(), [0]
 
     def hold() -> None:
-        with client.qr.checkout() as assoc:
+        with client.qr.checkout(wait=30) as assoc:
             assert assoc.is_established
             with lock:
                 peak[0] = max(peak[0], len(server.active_associations))
-            time.sleep(0.2)
+            held.release()
+            release.wait(30)
 
     threads = [threading.Thread(target=hold) for _ in range(5)]
     for t in threads:
         t.start()
+    assert held.acquire(timeout=30) and held.acquire(timeout=30)  # two hold one each
+    assert not held.acquire(timeout=0.5)  # the other three wait for them
+    release.set()
     for t in threads:
         t.join()
+    assert sum(held.acquire(timeout=0) for _ in range(3)) == 3
     assert peak[0] <= 2 and client.qr.opened == 2 and client.qr.checkouts == 5
     client.close()
 

@@ -21,3 +21,30 @@ def test_first_screen_has_both_commands() -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     assert f"'{TEST_COMMAND}'" in (ROOT / ".ci" / "run").read_text()
+
+
+def _commands(group, prefix: str = ""):
+    import click
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            yield from _commands(command, f"{prefix}{name} ")
+        else:
+            yield f"{prefix}{name}", command
+
+
+def test_command_table_names_every_command_and_option() -> None:
+    """The README's command table is what ``--help`` offers: every command, every option."""
+    from gateway.cli import main
+    rows = [line for line in (ROOT / "README.md").read_text().splitlines()
+            if line.startswith("| `")]
+    missing = []
+    for name, command in _commands(main):
+        row = next((r for r in rows if r.startswith(f"| `{name}")), None)
+        if row is None:
+            missing.append(f"{name}: no row")
+            continue
+        for param in command.params:
+            longs = [o for o in getattr(param, "opts", []) if o.startswith("--")]
+            if longs and longs[0] != "--help" and not any(o in row for o in longs):
+                missing.append(f"{name}: {longs[0]}")
+    assert not missing, missing

@@ -55,6 +55,16 @@ class LocalArchive:
         from .view import ScopedLocal
         return ScopedLocal(self, scope)
 
+    def collections(self, scope: Scope = EVERYTHING) -> dict[str, dict[str, int]]:
+        return {k: v for k, v in self.index.collection_counts(scope).items() if k}
+
+    def has_collection(self, name: str, scope: Scope = EVERYTHING) -> bool:
+        if not scope.sees_collection(name):
+            return False
+        if scope.patients is None:
+            return self.index.has_collection(name)
+        return name in self.collections(scope)
+
     def ping(self) -> None:
         """Ready: the index answers and takes writes, and the file store takes files."""
         self.index.ping()

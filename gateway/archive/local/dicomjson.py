@@ -166,12 +166,16 @@ class _Reader:
             tag, vr, length, vpos = self.header(pos)
             if tag == ITEM_END and end is None:
                 return self.resolved(out, deferred), vpos
+            if tag >> 16 == 0x0000:  # PS3.7 E.1: command elements; pydicom reads them its way
+                raise Unsupported(f"command group element {tag:08X} in the data set")
             if not vr and tag >> 16 != 0xFFFE:
                 entry = _STANDARD.get(tag) if tag & 0xFFFF and tag >> 16 != 0x0002 else None
                 vr = entry[0] if entry is not None and len(entry[0]) == 2 else \
                     self.implicit_step(tag, length, vpos, top, creators, deferred)
                 if not vr:  # skipped, or read once the data set's Pixel Representation is
-                    pos = vpos + (0 if length == UNDEFINED else length)
+                    if length == UNDEFINED:  # pydicom reads it as a sequence
+                        raise Unsupported(f"undefined length element {tag:08X} skipped")
+                    pos = vpos + length
                     continue
             if vr == "SQ":
                 seq_end = None if length == UNDEFINED else vpos + length
@@ -206,9 +210,11 @@ class _Reader:
 
     def implicit_step(self, tag: int, length: int, vpos: int, top: bool,
                       creators: dict[int, str], deferred: list[tuple[int, int, int]]) -> str:
-        """The VR of an Implicit VR element, or "" when it is skipped (group lengths, file
-        meta) or deferred (US or SS)."""
-        if (tag & 0xFFFF) == 0 or (top and tag >> 16 == 0x0002):
+        """The VR of an Implicit VR element, or "" when it is skipped (group lengths) or
+        deferred (US or SS)."""
+        if top and tag >> 16 == 0x0002:  # after the file meta: pydicom keeps it, as data
+            raise Unsupported(f"file meta element {tag:08X} inside the data set")
+        if (tag & 0xFFFF) == 0:
             return ""
         vr = self.implicit_vr(tag, length, creators, top)
         if vr != "US or SS":

@@ -153,18 +153,24 @@ class Index:
             return {name: int(conn.execute(stmt.where(*conds), scope_params(scope)).scalar_one())
                     for name, stmt in stmts.items()}
 
-    def collection_counts(self) -> dict[str | None, dict[str, int]]:
-        """Per collection (None: unknown): patients, studies, series, instances, in one
-        GROUP BY over the studies (their counts are stored)."""
+    def collection_counts(self, scope: Scope = EVERYTHING) -> dict[str | None, dict[str, int]]:
+        """Per collection (None: unknown): patients, studies, series, instances that ``scope``
+        sees, in one GROUP BY over the studies (their counts are stored)."""
         col = studies.c.collection
         stmt = (select(col, func.count(func.distinct(studies.c.patient_pk)), func.count(),
                        func.coalesce(func.sum(studies.c.num_series), 0),
                        func.coalesce(func.sum(studies.c.num_instances), 0))
-                .group_by(col).order_by(col))
+                .select_from(studies.join(patients, studies.c.patient_pk == patients.c.pk))
+                .where(*study_conditions(Shape.of(scope))).group_by(col).order_by(col))
         with self.engine.connect() as conn:
             return {row[0]: {"patients": int(row[1]), "studies": int(row[2]),
                              "series": int(row[3]), "instances": int(row[4])}
-                    for row in conn.execute(stmt)}
+                    for row in conn.execute(stmt, scope_params(scope))}
+
+    def has_collection(self, name: str) -> bool:
+        stmt = select(studies.c.pk).where(studies.c.collection == name).limit(1)
+        with self.engine.connect() as conn:
+            return conn.execute(stmt).first() is not None
 
     def outside(self, records: Sequence[InstanceRecord], scope: Scope) -> set[str]:
         """SOPInstanceUIDs of ``records`` a scoped store must refuse: the instance, or the

@@ -28,6 +28,8 @@ class Narrowable(Protocol):
     def metadata(self, where: UidPath, scope: Scope = ...) -> bytes: ...
     def spool(self) -> Spool: ...
     def ping(self) -> None: ...
+    def collections(self, scope: Scope = ...) -> dict[str, dict[str, int]]: ...
+    def has_collection(self, name: str, scope: Scope = ...) -> bool: ...
 
     def store(self, source: Source, *, expected_study: str | None = ..., move: bool = ...,
               scope: Scope = ...) -> StoreResult: ...
@@ -57,6 +59,12 @@ class ScopedLocal:
 
     def metadata(self, where: UidPath) -> bytes:
         return self.archive.metadata(where, self.scope)
+
+    def collections(self) -> dict[str, dict[str, int]]:
+        return self.archive.collections(self.scope)
+
+    def has_collection(self, name: str) -> bool:
+        return self.archive.has_collection(name, self.scope)
 
     def counts(self) -> dict[str, int]:
         """Patients, studies, series and instances in the view."""

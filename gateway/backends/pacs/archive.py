@@ -78,6 +78,13 @@ class RemoteArchive:
         from .scoped import ScopedRemote
         return ScopedRemote(self, scope)
 
+    def collections(self) -> dict[str, dict[str, int]]:
+        """A DIMSE PACS does not say which collection a study is in."""
+        return {}
+
+    def has_collection(self, name: str) -> bool:
+        return False
+
     def ping(self) -> None:
         self.scu.echo()
 

@@ -130,6 +130,13 @@ class ScopedRemote:
                     move: bool = False) -> list[StoreResult]:
         return [self.store(s, expected_study=expected_study, move=move) for s in sources]
 
+    def collections(self) -> dict[str, dict[str, int]]:
+        """A DIMSE PACS does not say which collection a study is in."""
+        return {}
+
+    def has_collection(self, name: str) -> bool:
+        return False
+
     def ping(self) -> None:
         self.remote.ping()
 

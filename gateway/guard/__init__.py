@@ -22,6 +22,7 @@ from ..access.policy import AuthMode, Permit
 from ..access.scopes import DicomOp
 from ..access.settings import AccessSettings
 from ..access.bearer import bearer_token
+from ..archive.errors import NotFound
 from ..archive.scope import Scope
 from ..audit.events import Face
 from ..config import Settings
@@ -89,8 +90,18 @@ def _guard(policy: Policy, replaces: bool = False) -> Response | None:
         return answer(rule, exc)
     scope = _scope(policy, state.permit)
     if scope is not None:
+        _refuse_hidden_root(scope)
         context.narrow(scope)  # meets a collection root's scope (dicomweb/roots.py)
     return None
+
+
+def _refuse_hidden_root(scope: Scope) -> None:
+    """The root of a collection this caller may not see answers like an unknown one
+    (dicomweb/roots.py says "no collection ... in this archive" for those)."""
+    root = context.scope()
+    if root is not None and root.collections and scope.hidden & root.collections:
+        name = sorted(scope.hidden & root.collections)[0]
+        raise NotFound(f"no collection {name!r} in this archive")
 
 
 def _token(req: Request) -> str | None:

@@ -13,11 +13,18 @@ from .archive.scope import Scope
 from .clinical.collections import CollectionFacts, load_facts
 from .config import Settings
 
-_SCOPE = "tcia_scope"  # what parts of the request narrowed (a collection root)
+_SCOPE = "tcia_scope"
 
 
 def settings() -> Settings:
     return current_app.extensions["tcia_gateway"]["settings"]
+
+
+def archive() -> Archive:
+    """The app's archive as this request may see it (every ``narrow`` of the request)."""
+    base: Archive = current_app.extensions["tcia_gateway"]["archive"]
+    scope: Scope | None = g.get(_SCOPE) if has_request_context() else None
+    return base if scope is None else base.scoped(scope)
 
 
 @dataclass
@@ -30,50 +37,18 @@ class Touched:
 
 @dataclass
 class Guarded:
-    """What the access guard (gateway/guard) decided for one request, in ``g.tcia``."""
+    """What the access guard (gateway/guard) decided for one request, in ``g.tcia``; the
+    scope it found is applied with :func:`narrow`."""
 
     rule: object
     principal: Principal = ANONYMOUS
     permit: Permit | None = None
-    scope: Scope | None = None
     denied: Exception | None = None
     touched: Touched = field(default_factory=Touched)
 
 
 def guarded() -> Guarded | None:
     return g.get("tcia")
-
-
-def archive() -> Archive:
-    """The archive as this request's caller sees it: narrowed to the patient compartment
-    and without hidden collections when the access guard set a scope (gateway/guard), and
-    to one collection on a collection root (``narrow``): the scopes meet."""
-    base: Archive = current_app.extensions["tcia_gateway"]["archive"]
-    wanted = scope()
-    return base if wanted is None else base.scoped(wanted)
-
-
-def whole_archive() -> Archive:
-    """The app's archive, unscoped (listings that are not answers about its content)."""
-    return current_app.extensions["tcia_gateway"]["archive"]
-
-
-def narrow(more: Scope) -> None:
-    """Narrow what this request sees (a collection root): scopes meet."""
-    current: Scope | None = g.get(_SCOPE)
-    setattr(g, _SCOPE, more if current is None else current.narrow(more))
-
-
-def scope() -> Scope | None:
-    """This request's scope (the guard's and every ``narrow``), if anything narrowed it."""
-    if not has_request_context():
-        return None
-    state: Guarded | None = g.get("tcia")
-    guard = state.scope if state is not None else None
-    extra: Scope | None = g.get(_SCOPE)
-    if guard is None or extra is None:
-        return guard if extra is None else extra
-    return guard.narrow(extra)
 
 
 def policy() -> Policy | None:
@@ -96,6 +71,22 @@ def touched(patients: Iterable[str | None] = (),
     notes = state.touched
     notes.patients.extend(p for p in patients if p)
     notes.studies.extend(s for s in studies if s[0])
+
+
+def whole_archive() -> Archive:
+    """The app's archive, unscoped (listings that are not answers about its content)."""
+    return current_app.extensions["tcia_gateway"]["archive"]
+
+
+def narrow(scope: Scope) -> None:
+    """Narrow what this request sees (a collection root, a patient token): scopes meet."""
+    current: Scope | None = g.get(_SCOPE)
+    setattr(g, _SCOPE, scope if current is None else current.narrow(scope))
+
+
+def scope() -> Scope | None:
+    """This request's scope, if any part of it narrowed the archive."""
+    return g.get(_SCOPE) if has_request_context() else None
 
 
 def public_base() -> str:

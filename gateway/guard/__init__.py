@@ -23,9 +23,11 @@ from ..access.errors import InsufficientScope
 from ..access.scopes import DicomOp, scope_string
 from ..access.settings import AccessSettings
 from ..access.bearer import bearer_token
+from ..archive.errors import NotFound
 from ..archive.scope import Scope
 from ..audit.events import Face
 from ..config import Settings
+from .. import context
 from ..context import Guarded
 from . import auditing
 from .table import Rule, rule_for
@@ -87,14 +89,27 @@ def _guard(policy: Policy, replaces: bool = False) -> Response | None:
     except AccessError as exc:
         state.denied = exc
         return answer(rule, exc)
-    state.scope = _scope(policy, state.permit)
-    if rule.whole and (state.scope is not None or not state.permit.unrestricted):
+    scope = _scope(policy, state.permit)
+    if rule.whole and (scope is not None or not state.permit.unrestricted):
         state.denied = InsufficientScope(
             f"{endpoint} reads the whole archive: it needs an unrestricted user/ or system/ "
             "scope", scope=scope_string("system", rule.resource_of(req.view_args),
                                         rule.permissions))
         return answer(rule, state.denied)
+    scope = _scope(policy, state.permit)
+    if scope is not None:
+        _refuse_hidden_root(scope)
+        context.narrow(scope)  # meets a collection root's scope (dicomweb/roots.py)
     return None
+
+
+def _refuse_hidden_root(scope: Scope) -> None:
+    """The root of a collection this caller may not see answers like an unknown one
+    (dicomweb/roots.py says "no collection ... in this archive" for those)."""
+    root = context.scope()
+    if root is not None and root.collections and scope.hidden & root.collections:
+        name = sorted(scope.hidden & root.collections)[0]
+        raise NotFound(f"no collection {name!r} in this archive")
 
 
 def _token(req: Request) -> str | None:

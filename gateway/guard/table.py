@@ -108,11 +108,13 @@ RULES: dict[str, Rule] = {
     "cohorts.holdings": _json(IMAGING, "s", whole=True),
     "iid.invoke": _WADO,  # a redirect to the viewer, whose requests are checked themselves
     "home.index": PUBLIC,  # a static page over the JSON API above
-    # Collections: the list, and each collection root (the DICOMweb rules, narrowed)
+    # The collection listing names collections and counts their studies: a search
+    # (restricted collections are left out for callers not granted them).
     "collections.list_collections": _QIDO,
 }
-RULES.update({"collection_" + endpoint: rule for endpoint, rule in RULES.items()
-              if endpoint.startswith("dicomweb.")})
+# /collections/<name>/dicomweb: the DICOMweb blueprint again (dicomweb/roots.py), same needs.
+RULES.update({"collection_" + name: rule for name, rule in list(RULES.items())
+              if name.startswith("dicomweb.")})
 
 
 def rule_for(endpoint: str | None) -> Rule | None:

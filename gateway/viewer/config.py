@@ -64,17 +64,6 @@ def data_source(profile: str = "gateway") -> dict[str, Any]:
     return config
 
 
-def collection_source(name: str, profile: str = "gateway") -> dict[str, Any]:
-    """The data source of one collection root (``/collections/{name}/dicomweb``): the same
-    configuration, narrowed by the gateway; ``/viewer/?dataSources=<name>`` lists it alone
-    (OHIF's WorkList ``dataSources`` parameter takes a ``sourceName``)."""
-    root = "/collections/" + quote(name, safe="") + "/dicomweb"
-    config = {**data_source(profile), "friendlyName": f"{name} (tcia-gateway)",
-              "name": name, "qidoRoot": root, "wadoRoot": root}
-    return {"namespace": "@ohif/extension-default.dataSourcesModule.dicomweb",
-            "sourceName": name, "configuration": config}
-
-
 OIDC_SCOPE = "openid user/ImagingStudy.rs user/Patient.rs"
 _OIDC_URIS = ("redirect_uri", "post_logout_redirect_uri", "silent_redirect_uri")
 
@@ -92,8 +81,19 @@ def oidc_block(authority: str, client_id: str, scope: str = OIDC_SCOPE) -> dict[
             "automaticSilentRenew": True, "revokeAccessTokenOnSignout": True}
 
 
-def app_config(profile: str = "gateway", oidc: dict[str, Any] | None = None,
-               collections: Sequence[str] = ()) -> dict[str, Any]:
+def collection_source(name: str, profile: str = "gateway") -> dict[str, Any]:
+    """The data source of one collection root (``/collections/{name}/dicomweb``): the same
+    configuration, narrowed by the gateway; ``/viewer/?dataSources=<name>`` lists it alone
+    (OHIF's WorkList ``dataSources`` parameter takes a ``sourceName``)."""
+    root = "/collections/" + quote(name, safe="") + "/dicomweb"
+    config = {**data_source(profile), "friendlyName": f"{name} (tcia-gateway)",
+              "name": name, "qidoRoot": root, "wadoRoot": root}
+    return {"namespace": "@ohif/extension-default.dataSourcesModule.dicomweb",
+            "sourceName": name, "configuration": config}
+
+
+def app_config(profile: str = "gateway", collections: Sequence[str] = (),
+               oidc: dict[str, Any] | None = None) -> dict[str, Any]:
     """``window.config`` as data (everything but the origin, added in the browser): the whole
     archive as the default source, then one source per collection held."""
     source = data_source(profile)
@@ -144,9 +144,9 @@ _TEMPLATE = """\
 """
 
 
-def app_config_js(profile: str = "gateway", oidc: dict[str, Any] | None = None,
-                  collections: Sequence[str] = ()) -> str:
+def app_config_js(profile: str = "gateway", collections: Sequence[str] = (),
+                  oidc: dict[str, Any] | None = None) -> str:
     """The JavaScript OHIF loads from ``/viewer/app-config.js``."""
-    config = json.dumps(app_config(profile, oidc, collections), indent=2).replace("\n", "\n  ")
+    config = json.dumps(app_config(profile, collections, oidc), indent=2).replace("\n", "\n  ")
     return _TEMPLATE % {"config": config, "roots": json.dumps(list(_ROOT_KEYS)),
                         "uris": json.dumps(list(_OIDC_URIS))}

@@ -117,8 +117,11 @@ def _app_config() -> Response:
     settings = context.settings()
     oidc = (oidc_block(settings.auth_issuer, settings.viewer_oidc_client_id)
             if settings.viewer_oidc_client_id and settings.auth_issuer else None)
-    held = sorted(context.archive().collections())  # one data source per collection root
-    response = Response(app_config_js(profile, oidc, held), mimetype=CONTENT_TYPES[".js"])
+    # One data source per collection root; this file is public, so restricted collections
+    # (AUTH_RESTRICTED_COLLECTIONS) are not named in it.
+    restricted = {c.strip() for c in settings.auth_restricted_collections.split(",")}
+    held = sorted(c for c in context.archive().collections() if c not in restricted)
+    response = Response(app_config_js(profile, held, oidc), mimetype=CONTENT_TYPES[".js"])
     response.headers["Cache-Control"] = REVALIDATE
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response

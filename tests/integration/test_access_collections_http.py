@@ -62,3 +62,24 @@ def test_restricted_collection_is_hidden_without_the_claim(gw) -> None:
     qido, fhir = _uids(client, granted)
     assert secret in qido and secret in fhir
     assert client.get(f"/dicomweb/studies/{secret}/metadata", headers=granted).status_code == 200
+
+
+def test_the_collection_listing_and_viewer_config_leave_restricted_ones_out(gw) -> None:
+    client, issuer, _secret = gw
+    granted = {"Authorization": "Bearer " + issuer.forge.token("user/*.rs",
+                                                               collections=["SECRET"])}
+    anonymous = [c["name"] for c in orjson.loads(client.get("/collections").data)]
+    assert "SECRET" not in anonymous
+    assert "SECRET" in [c["name"] for c in orjson.loads(client.get("/collections",
+                                                                   headers=granted).data)]
+    assert client.get("/collections/SECRET/dicomweb/studies", headers=granted).status_code == 200
+
+
+def test_a_restricted_collection_root_answers_like_an_unknown_one(gw) -> None:
+    client, issuer, _secret = gw
+    plain = {"Authorization": f"Bearer {issuer.forge.token('user/*.rs')}"}
+    for headers in ({}, plain):
+        hidden = client.get("/collections/SECRET/dicomweb/studies", headers=headers)
+        unknown = client.get("/collections/NO-SUCH/dicomweb/studies", headers=headers)
+        assert hidden.status_code == unknown.status_code == 404
+        assert hidden.data.replace(b"SECRET", b"X") == unknown.data.replace(b"NO-SUCH", b"X")

@@ -26,7 +26,7 @@ def test_data_endpoints_need_a_permission_and_public_ones_serve_no_patient_data(
                       "viewer.serve", "viewer.to_slash", "fhir.metadata",
                       "fhir.smart_configuration", "fhir.unsupported", "home.index"}
     for name, rule in RULES.items():
-        if name.startswith(("dicomweb.", "wado_uri.")):
+        if name.startswith(("dicomweb.", "wado_uri.", "collection_dicomweb.", "collections.")):
             assert rule.resource == "ImagingStudy" and rule.permissions in ("s", "r", "c"), name
     assert RULES["dicomweb.store"].permissions == "c"
     assert RULES["fhir.audit_search"].resource == "AuditEvent"

@@ -363,8 +363,8 @@ def _subject(kind: str) -> str:
 def _owner(resource: dict) -> str:
     if resource["resourceType"] == "Patient":
         return resource["id"]
-    owner = resource.get("subject") or resource.get("individual") or {}  # ResearchSubject
-    return owner.get("reference", "").removeprefix("Patient/")
+    ref = (resource.get("subject") or resource.get("individual") or {}).get("reference", "")
+    return ref.removeprefix("Patient/")  # individual: ResearchSubject
 
 
 def test_revinclude_and_everything_stay_in_the_compartment(world: World) -> None:

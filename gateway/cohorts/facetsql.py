@@ -89,17 +89,21 @@ def statement(selection: Selection) -> str:
              f"WHERE {selection.predicates()}",
              "SELECT '_unlabelled', '', COUNT(*), 0 FROM studies s LEFT JOIN "
              "cohort_study_collections sc ON sc.study_uid = s.study_uid WHERE sc.study_uid IS NULL"]
-    for facet in SCALAR:
+    for facet in SCALAR:  # every value stays listed, with 0 when the selection excludes it
         column = _COLUMN.get(facet, "t." + facet)
-        parts.append(f"SELECT '{facet}', {column}, COUNT(*), COUNT(DISTINCT t.pid) FROM t "
-                     f"WHERE {selection.predicates(facet)} GROUP BY {column}")
-    parts.append("SELECT 'modality', m.modality, COUNT(DISTINCT t.pk), COUNT(DISTINCT t.pid) "
-                 f"FROM t JOIN m ON m.pk = t.pk WHERE {selection.predicates('modality')} "
-                 "GROUP BY m.modality")
-    parts.append("SELECT 'condition', c.code, COUNT(DISTINCT t.pk), COUNT(DISTINCT t.pid) "
-                 f"FROM t JOIN c ON c.pid = t.pid WHERE {selection.predicates()} "
-                 "GROUP BY c.code")
+        parts.append(f"SELECT '{facet}', {column}, {_counted(selection.predicates(facet))} "
+                     f"FROM t GROUP BY {column}")
+    parts.append(f"SELECT 'modality', m.modality, {_counted(selection.predicates('modality'))} "
+                 "FROM t JOIN m ON m.pk = t.pk GROUP BY m.modality")
+    parts.append(f"SELECT 'condition', c.code, {_counted(selection.predicates())} "
+                 "FROM t JOIN c ON c.pid = t.pid GROUP BY c.code")
     return _BASE + " UNION ALL ".join(parts)
+
+
+def _counted(where: str) -> str:
+    """Studies and patients of a group that meet ``where`` (one row per value, even 0)."""
+    return (f"COUNT(DISTINCT CASE WHEN {where} THEN t.pk END), "
+            f"COUNT(DISTINCT CASE WHEN {where} THEN t.pid END)")
 
 
 def study_pks_sql(selection: Selection) -> str:

@@ -91,19 +91,21 @@ def statement(selection: Selection) -> str:
              "cohort_study_collections sc ON sc.study_uid = s.study_uid WHERE sc.study_uid IS NULL"]
     for facet in SCALAR:  # every value stays listed, with 0 when the selection excludes it
         column = _COLUMN.get(facet, "t." + facet)
-        parts.append(f"SELECT '{facet}', {column}, {_counted(selection.predicates(facet))} "
-                     f"FROM t GROUP BY {column}")
-    parts.append(f"SELECT 'modality', m.modality, {_counted(selection.predicates('modality'))} "
-                 "FROM t JOIN m ON m.pk = t.pk GROUP BY m.modality")
-    parts.append(f"SELECT 'condition', c.code, {_counted(selection.predicates())} "
-                 "FROM t JOIN c ON c.pid = t.pid GROUP BY c.code")
+        parts.append(_listed(facet, f"{column} AS v FROM t", selection.predicates(facet)))
+    parts.append(_listed("modality", "m.modality AS v FROM t JOIN m ON m.pk = t.pk",
+                         selection.predicates("modality")))
+    parts.append(_listed("condition", "c.code AS v FROM t JOIN c ON c.pid = t.pid",
+                         selection.predicates()))
     return _BASE + " UNION ALL ".join(parts)
 
 
-def _counted(where: str) -> str:
-    """Studies and patients of a group that meet ``where`` (one row per value, even 0)."""
-    return (f"COUNT(DISTINCT CASE WHEN {where} THEN t.pk END), "
-            f"COUNT(DISTINCT CASE WHEN {where} THEN t.pid END)")
+def _listed(facet: str, source: str, where: str) -> str:
+    """Each value of a facet (all of them, from ``source``: "<value> AS v FROM ...") with the
+    studies and patients that meet ``where``: the filtered counts joined to the values."""
+    return (f"SELECT '{facet}', va.v, COALESCE(n.studies, 0), COALESCE(n.patients, 0) FROM "
+            f"(SELECT DISTINCT {source}) va LEFT JOIN (SELECT {source.split(' AS v', 1)[0]} AS v, "
+            f"COUNT(DISTINCT t.pk) AS studies, COUNT(DISTINCT t.pid) AS patients "
+            f"FROM {source.split(' FROM ', 1)[1]} WHERE {where} GROUP BY 1) n ON n.v = va.v")
 
 
 def study_pks_sql(selection: Selection) -> str:

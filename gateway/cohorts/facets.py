@@ -3,7 +3,7 @@
 ``GET /cohorts/facets?sex=female&condition=44054006&modality=CT&...`` answers, in one SQL
 statement, the studies, patients and series the selection matches and, for every facet, how
 many studies each of its values would match with the other facets' selections kept (so a
-chosen value never hides its siblings). Facets: ``collection``, ``sex`` (Patient.gender),
+chosen value never hides its siblings; a value the selection excludes is listed with 0). Facets: ``collection``, ``sex`` (Patient.gender),
 ``age`` (bands of the age Observation, LOINC 30525-0), ``race`` (US Core race, OMB code),
 ``condition`` (each SNOMED CT Condition code; several are ANDed), ``icu`` (an ICU Encounter,
 SNOMED CT 305351004: yes/no), ``mortality`` (Patient.deceased: true/false), ``modality`` (a

@@ -89,17 +89,23 @@ def statement(selection: Selection) -> str:
              f"WHERE {selection.predicates()}",
              "SELECT '_unlabelled', '', COUNT(*), 0 FROM studies s LEFT JOIN "
              "cohort_study_collections sc ON sc.study_uid = s.study_uid WHERE sc.study_uid IS NULL"]
-    for facet in SCALAR:
+    for facet in SCALAR:  # every value stays listed, with 0 when the selection excludes it
         column = _COLUMN.get(facet, "t." + facet)
-        parts.append(f"SELECT '{facet}', {column}, COUNT(*), COUNT(DISTINCT t.pid) FROM t "
-                     f"WHERE {selection.predicates(facet)} GROUP BY {column}")
-    parts.append("SELECT 'modality', m.modality, COUNT(DISTINCT t.pk), COUNT(DISTINCT t.pid) "
-                 f"FROM t JOIN m ON m.pk = t.pk WHERE {selection.predicates('modality')} "
-                 "GROUP BY m.modality")
-    parts.append("SELECT 'condition', c.code, COUNT(DISTINCT t.pk), COUNT(DISTINCT t.pid) "
-                 f"FROM t JOIN c ON c.pid = t.pid WHERE {selection.predicates()} "
-                 "GROUP BY c.code")
+        parts.append(_listed(facet, f"{column} AS v FROM t", selection.predicates(facet)))
+    parts.append(_listed("modality", "m.modality AS v FROM t JOIN m ON m.pk = t.pk",
+                         selection.predicates("modality")))
+    parts.append(_listed("condition", "c.code AS v FROM t JOIN c ON c.pid = t.pid",
+                         selection.predicates()))
     return _BASE + " UNION ALL ".join(parts)
+
+
+def _listed(facet: str, source: str, where: str) -> str:
+    """Each value of a facet (all of them, from ``source``: "<value> AS v FROM ...") with the
+    studies and patients that meet ``where``: the filtered counts joined to the values."""
+    return (f"SELECT '{facet}', va.v, COALESCE(n.studies, 0), COALESCE(n.patients, 0) FROM "
+            f"(SELECT DISTINCT {source}) va LEFT JOIN (SELECT {source.split(' AS v', 1)[0]} AS v, "
+            f"COUNT(DISTINCT t.pk) AS studies, COUNT(DISTINCT t.pid) AS patients "
+            f"FROM {source.split(' FROM ', 1)[1]} WHERE {where} GROUP BY 1) n ON n.v = va.v")
 
 
 def study_pks_sql(selection: Selection) -> str:

@@ -4,11 +4,13 @@ questions. Every answer is checked against a direct computation from the clinica
 DICOM files (tests/support/cohort_truth.py), never against the gateway's own FHIR answers."""
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 import time
 import uuid
+import zipfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterator
@@ -98,6 +100,23 @@ def test_fhir_imagingstudy_cohort_freezes_the_series_of_the_answer(server, truth
     assert set(found["patients"]) == {s.patient for s in truth.all_studies() if s.uid in studies}
     assert {s["collection"] for s in found["series"]} == {"COVID-19-AR"}
     assert found["name"] == "CT of diabetic ICU patients" and found["kind"] == "fhir"
+
+
+def test_question_10_the_cohort_of_question_1_as_tcia_and_zip_with_its_citation(
+        server, truth, files, tmp_path):
+    from tcia_utils import nbia
+    found = make(server, {"fhir": Q1})
+    tcia = requests.get(found["links"]["manifest"], timeout=30)
+    (tmp_path / "q10.tcia").write_bytes(tcia.content)
+    assert nbia.manifestToList(str(tmp_path / "q10.tcia")) == [s["uid"] for s in found["series"]]
+    response = requests.get(found["links"]["download"], timeout=120)
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    assert archive.testzip() is None
+    names = archive.namelist()
+    assert sum(n.endswith(".dcm") for n in names) == sum(
+        expected(files, truth.q1_ct_of_diabetic_icu()).values())
+    citation = archive.read(f"cohort-{found['id']}/CITATION").decode()
+    assert Q1 in citation and "https://doi.org/10.7937/tcia.2020.py71-5978" in citation
 
 
 def test_patient_cohort_keeps_patients_and_all_their_series(server, truth, files):

@@ -191,6 +191,32 @@ class Settings:
     audit_syslog_tls_ca: str = field(default="", metadata=_doc(
         "PEM CA bundle that signs the syslog collector's certificate (default: system CAs)."))
     # --- end of access control and audit, HTTP side
+
+    # --- DIMSE security (DESIGN.md section 8, docs/security.md "DIMSE"): DICOM TLS
+    # (PS3.15 B.12), peer hosts, per-AE services, User Identity (PS3.7 D.3.3.7).
+    dimse_tls_bind: str = field(default="", metadata=_doc(
+        "HOST:PORT of a DICOM TLS listener beside DIMSE_BIND (PS3.15 B.12: TLS 1.2+; 2762 is "
+        "DICOM's TLS port). Empty: no TLS listener."))
+    dimse_tls_cert: str = field(default="", metadata=_doc(
+        "PEM certificate (chain) of the DICOM TLS listener."))
+    dimse_tls_key: str = field(default="", metadata=_doc(
+        "PEM private key of the DICOM TLS listener."))
+    dimse_tls_ca: str = field(default="", metadata=_doc(
+        "PEM CA bundle: set means client certificates are required and verified; empty "
+        "means none are asked for."))
+    dimse_peer_hosts: str = field(default="", metadata=_doc(
+        "Where peers may connect from, comma-separated: `10.1.0.0/16` or `10.1.2.3` for any "
+        "AE, `AET@10.1.2.3` (or a network) to tie an AE title to its hosts. A peer outside "
+        "gets A-ASSOCIATE-RJ (1, 1, 3). Empty: any host."))
+    dimse_ae_permissions: str = field(default="", metadata=_doc(
+        "`AET=find+get+move+store,...`: the services (`echo find get move store`) each "
+        "calling AE may use; `*` is the entry for AEs not listed (none without it). Others "
+        "get status 0x0124. Empty: every AE may use everything."))
+    dimse_require_identity: bool = field(default=False, metadata=_doc(
+        "Reject associations without a verifiable User Identity (a JWT, or over TLS a "
+        "username + access token) with A-ASSOCIATE-RJ (1, 1, 1)."))
+    # --- end of DIMSE security
+
     # --- collections (issue 13): which collections each DIMSE peer sees
     dimse_ae_collections: str = field(default="", metadata=_doc(
         "`AET=COLL+COLL,...`: the collections a calling AE sees through the DIMSE SCP "
@@ -198,6 +224,39 @@ class Settings:
         "UID answers like an unknown one, a C-STORE outside is 0x0124); `*=...` applies to "
         "every AE not listed. Empty: every AE sees every collection."))
     # --- end of collections
+
+    # Object storage and many nodes (DESIGN.md section 11, docs/scale.md): files in an S3
+    # bucket, a node-local hot cache, the bounded pull-through cache of the PACS mode.
+    store_url: str = field(default="", metadata=_doc(
+        "Where instance files live: empty or `file://PATH` (default `DATA_DIR/files`), or "
+        "`s3://bucket/prefix` (any S3-compatible store; DATA_DIR keeps temp files and the hot "
+        "cache)."))
+    s3_endpoint_url: str = field(default="", metadata=_doc(
+        "S3 endpoint (`http://127.0.0.1:9000` for MinIO/SeaweedFS). Empty: AWS's own."))
+    s3_region: str = field(default="", metadata=_doc(
+        "S3 region. Empty: the AWS chain's (`AWS_DEFAULT_REGION`, profile)."))
+    s3_access_key_id: str = field(default="", metadata=_doc(
+        "S3 access key. Empty: the standard AWS credential chain (env, profile, role)."))
+    s3_secret_access_key: str = field(default="", metadata=_doc(
+        "S3 secret key, with S3_ACCESS_KEY_ID."))
+    s3_timeout: float = field(default=5.0, metadata=_doc(
+        "Seconds one object store call may take as a whole (connect, read, retries); a store "
+        "down or hung answers 503 with Retry-After within it."))
+    s3_multipart_threshold: int = field(default=16 * MiB, metadata=_doc(
+        "Objects at least this large are uploaded in parts (of this size, 5 MiB to 64 MiB)."))
+    s3_orphan_grace: float = field(default=3600.0, metadata=_doc(
+        "Seconds an object no index row points at is kept before the sweeper removes it "
+        "(longer than the longest STOW request)."))
+    cache_max_bytes: int = field(default=GiB, metadata=_doc(
+        "Bytes of each node's hot cache of the object store (DATA_DIR/hot) and of the PACS "
+        "mode's pull-through cache (the whole archive: eviction by series)."))
+    cache_high_watermark: float = field(default=0.9, metadata=_doc(
+        "Pull-through cache: eviction starts above this fraction of CACHE_MAX_BYTES."))
+    cache_low_watermark: float = field(default=0.7, metadata=_doc(
+        "Pull-through cache: eviction stops below this fraction of CACHE_MAX_BYTES."))
+    cache_purge_delay: float = field(default=300.0, metadata=_doc(
+        "Pull-through cache: seconds between hiding an evicted series and deleting its files; "
+        "a series read meanwhile stays (the lease of a stream in progress)."))
 
     # ---------------------------------------------------------------- derived
     @property
@@ -328,6 +387,11 @@ def _validated(s: Settings) -> Settings:
                 f"{', '.join(choices)}" + (f" (did you mean {hint!r}?)" if hint else ""))
     for key in ("http_bind", "dimse_bind", "pacs_move_bind"):
         parse_hostport(getattr(s, key), f"{ENV_PREFIX}{key.upper()}")
+    if s.dimse_tls_bind:  # DIMSE security
+        parse_hostport(s.dimse_tls_bind, f"{ENV_PREFIX}DIMSE_TLS_BIND")
+        if not (s.dimse_tls_cert and s.dimse_tls_key):
+            raise SettingsError(f"{ENV_PREFIX}DIMSE_TLS_BIND needs DIMSE_TLS_CERT and "
+                                "DIMSE_TLS_KEY (the listener's certificate and key)")
     if s.pacs:
         parse_ae_address(s.pacs, f"{ENV_PREFIX}PACS")
     for item in filter(None, (x.strip() for x in s.known_aes.split(","))):
@@ -354,6 +418,7 @@ def _validated(s: Settings) -> Settings:
     for key in ("pacs_retries", "pacs_backoff", "pacs_cache_ttl", "temp_max_age"):
         if getattr(s, key) < 0:
             raise SettingsError(f"{ENV_PREFIX}{key.upper()} must not be negative")
+    _validate_scale(s)
     for key in READ_LIMITS:
         if getattr(s, key) <= 0:
             raise SettingsError(f"{ENV_PREFIX}{key.upper()} must be positive")
@@ -362,6 +427,7 @@ def _validated(s: Settings) -> Settings:
     if s.audit_syslog and not s.audit_syslog.startswith(("tcp://", "tls://")):
         raise SettingsError(f"{ENV_PREFIX}AUDIT_SYSLOG: expected tcp://HOST:PORT or "
                             f"tls://HOST:PORT, got {s.audit_syslog!r}")
+
     ae_collections(s.dimse_ae_collections)  # collections: a malformed map stops the start
     return s
 
@@ -394,3 +460,14 @@ def parse_ae_address(text: str, what: str = "address") -> tuple[str, str, int]:
         raise SettingsError(f"{what}: expected AET@HOST:PORT, got {text!r}")
     host, port = parse_hostport(rest, what)
     return aet, host, port
+
+
+def _validate_scale(s: Settings) -> None:
+    """The object storage block: positive sizes (STORE_URL is parsed when the store opens;
+    the watermarks are clamped to (0, 1] where the cache uses them)."""
+    for key in ("s3_timeout", "s3_multipart_threshold", "cache_max_bytes"):
+        if getattr(s, key) <= 0:
+            raise SettingsError(f"{ENV_PREFIX}{key.upper()} must be positive")
+    for key in ("s3_orphan_grace", "cache_purge_delay"):
+        if getattr(s, key) < 0:
+            raise SettingsError(f"{ENV_PREFIX}{key.upper()} must not be negative")

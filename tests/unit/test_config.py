@@ -89,6 +89,7 @@ def test_children_get_every_setting_through_the_environment(tmp_path: Path) -> N
             value = "OTHER"
         elif f.name == "audit_syslog":
             value = "tcp://127.0.0.1:6514"
+
         elif f.name == "dimse_ae_collections":
             value = "PEER=COVID-19-AR+MIDRC-RICORD-1C"
         else:

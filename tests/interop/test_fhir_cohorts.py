@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
+import pydicom
 import pytest
 import requests
 from fhirclient import client as smart_client
@@ -216,6 +217,22 @@ def test_q8_reports_whose_findings_mention_consolidation_or_ground_glass(smart, 
         assert findings_of[study["reference"].split("/")[1]] == " ".join(report["conclusion"].lower().split())
     assert smart_count(smart, "DiagnosticReport", {"_content": "Ground-Glass"}) == len(
         truth.q8_reports_mentioning("ground-glass"))
+
+
+def test_q9_patients_of_a_collection_counted(smart, fhirpy, truth, cohort):
+    """Every synthetic file carries TCIA's CTP block naming COVID-19-AR: its ResearchStudy
+    (identifier the DOI) and one ResearchSubject per patient, found by ``_has``."""
+    names = {str(pydicom.dcmread(p, stop_before_pixels=True).get((0x0013, 0x1010)).value).strip()
+             for p in sorted(cohort.root.rglob("*.dcm"))[:5]}
+    assert names == {"COVID-19-AR"}
+    (study,) = both(smart, fhirpy, "ResearchStudy", {"title": "COVID-19-AR"}) or \
+        both(smart, fhirpy, "ResearchStudy", {"_id": "COVID-19-AR"})
+    params = {"_has:ResearchSubject:individual:study": f"ResearchStudy/{study['id']}"}
+    members = both(smart, fhirpy, "Patient", params)
+    assert ids(members) == set(truth.studies)  # every patient with images, once
+    assert smart_count(smart, "Patient", params) == len(truth.studies)
+    assert smart_count(smart, "Patient", {"_has:ResearchSubject:individual:study":
+                                          "ResearchStudy/MIDRC-RICORD-1C"}) == 0
 
 
 US_CORE = {  # US Core 6.1 SHALL searches: each combination is the AND of its parameters

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -226,9 +227,13 @@ def serve(ctx: click.Context, http_bind: str | None) -> None:
               help="Radiograph height in pixels of the synthesised twins.")
 @click.option("--ct-size", default=512, show_default=True, type=click.IntRange(32),
               help="CT matrix of the synthesised twins.")
+@click.option("--viewer/--no-viewer", "viewer", default=True, show_default=True,
+              help="Install the bundled viewer (OHIF, with npm) in the background when it "
+              "is not installed yet.")
 @click.pass_context
 def demo(ctx: click.Context, patients: int | None, data_dir: Path | None, http_bind: str | None,
-         dimse_bind: str | None, seed: int, names: str, xr_size: int, ct_size: int) -> None:
+         dimse_bind: str | None, seed: int, names: str, xr_size: int, ct_size: int,
+         viewer: bool) -> None:
     """Synthesise and import the demo collections on an empty data dir, then serve them."""
     wanted = [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in wanted if n not in COLLECTIONS]
@@ -239,7 +244,7 @@ def demo(ctx: click.Context, patients: int | None, data_dir: Path | None, http_b
                      dimse_bind=dimse_bind)
     _refuse_unsafe(settings, [settings.http_bind, settings.dimse_bind])
     _ensure_demo_data(settings, patients, seed, wanted, xr_size=xr_size, ct_size=ct_size)
-    _serve_all(settings)
+    _serve_all(settings, install_viewer=viewer)
 
 
 def _refuse_unsafe(settings: Settings, binds: list[str]) -> None:
@@ -280,8 +285,9 @@ def _ensure_demo_data(settings: Settings, patients: int | None, seed: int,
     do_import(settings, roots, sheets)  # their LICENSE and metadata.csv: skipped
 
 
-def _serve_all(settings: Settings) -> None:
-    """Run gunicorn (and the DIMSE SCP when available) until interrupted."""
+def _serve_all(settings: Settings, *, install_viewer: bool = False) -> None:
+    """Run gunicorn (and the DIMSE SCP when available) until interrupted; with
+    ``install_viewer``, install the viewer meanwhile if it is missing."""
     env = _child_env(settings)
     procs = [subprocess.Popen(_gunicorn_argv(), env=env)]
     dimse = _dimse_argv()
@@ -290,14 +296,35 @@ def _serve_all(settings: Settings) -> None:
     base = settings.public_base
     click.echo(f"serving: DICOMweb {base}/dicomweb  WADO-URI {base}/wado  FHIR {base}/fhir  "
                f"health {base}/healthz")
-    _viewer_hint(settings)
+    if install_viewer and not _viewer_installed(settings) and "viewer" in main.commands:
+        threading.Thread(target=_install_viewer, args=(settings,), daemon=True).start()
+    else:
+        _viewer_hint(settings)
     if dimse:
         click.echo(f"DIMSE SCP: {settings.ae_title}@{settings.dimse_bind}")
     _wait(procs)
 
 
+def _viewer_installed(settings: Settings) -> bool:
+    return (settings.data_dir / "viewer" / "index.html").exists()
+
+
+def _install_viewer(settings: Settings) -> None:
+    """``viewer install`` while the gateway serves: the viewer appears once it is in place
+    (the install swaps it in whole); without npm or a registry, say so plainly."""
+    from .viewer.install import InstallError, install
+    click.echo("viewer: installing OHIF with npm in the background ...")
+    try:
+        install(settings)
+    except (InstallError, OSError) as exc:
+        click.echo(f"viewer: not installed: {exc}. The gateway serves without it; run "
+                   "`tcia-gateway viewer install` once npm can reach its registry.")
+        return
+    click.echo(f"viewer: {settings.public_base}/viewer/")
+
+
 def _viewer_hint(settings: Settings) -> None:
-    if (settings.data_dir / "viewer" / "index.html").exists():
+    if _viewer_installed(settings):
         click.echo(f"viewer: {settings.public_base}/viewer/")
     elif "viewer" in main.commands:
         click.echo("viewer: not installed (run `tcia-gateway viewer install`)")

@@ -44,7 +44,9 @@ def test_command_table_names_every_command_and_option() -> None:
             missing.append(f"{name}: no row")
             continue
         for param in command.params:
-            longs = [o for o in getattr(param, "opts", []) if o.startswith("--")]
-            if longs and longs[0] != "--help" and not any(o in row for o in longs):
+            longs = [o for o in [*getattr(param, "opts", []), *getattr(param, "secondary_opts", [])]
+                     if o.startswith("--")]
+            if longs and longs[0] != "--help" and not any(f"{o}]" in row or f"{o} " in row
+                                                           for o in longs):
                 missing.append(f"{name}: {longs[0]}")
     assert not missing, missing

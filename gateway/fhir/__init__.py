@@ -28,7 +28,9 @@ def register(app: Flask) -> None:
     settings = state["settings"]
     spec = load(settings.mappings_dir or None)
     repository = Repository(make_engine(settings.index_url))
-    builder = ImagingBuilder(spec.imaging, context.public_base)
+    builder = ImagingBuilder(spec.imaging, context.public_base,
+                             requires_token=None if settings.auth_mode == "off"
+                             else settings.auth_mode == "required")
     archive = state["archive"]
     studies = StudyIndex(repository, builder) if shares_index(archive, repository.engine) else None
     app.extensions[EXTENSION] = FhirService(

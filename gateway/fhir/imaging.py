@@ -28,21 +28,31 @@ def _first(item: Mapping, tag: str) -> Any:
     return (item.get(tag, {}).get("Value") or [None])[0]
 
 
+SMART_IMAGING = "http://fhir.org/argonaut/smart-imaging/StructureDefinition/"
+SMART_WADO_ENDPOINT = SMART_IMAGING + "smart-wado-endpoint"
+REQUIRES_ACCESS_TOKEN = SMART_IMAGING + "requires-access-token"
+
+
 def _versioned(resource: dict) -> dict:
     """Archive-built resources carry a content hash as versionId (no stored history)."""
     digest = hashlib.sha256(orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    meta = {"versionId": digest, **resource.get("meta", {})}
     return {"resourceType": resource["resourceType"], "id": resource["id"],
-            "meta": {"versionId": digest}, **{k: v for k, v in resource.items()
-                                              if k not in ("resourceType", "id")}}
+            "meta": meta, **{k: v for k, v in resource.items()
+                             if k not in ("resourceType", "id", "meta")}}
 
 
 class ImagingBuilder:
     """Turns archive query results into ImagingStudy/Endpoint resources (fixed parts: imaging.yaml)."""
 
-    def __init__(self, config: Mapping[str, Any], public_base: Callable[[], str]) -> None:
-        """``public_base()`` gives the base of absolute links for the current request."""
+    def __init__(self, config: Mapping[str, Any], public_base: Callable[[], str], *,
+                 requires_token: bool | None = None) -> None:
+        """``public_base()`` gives the base of absolute links for the current request;
+        ``requires_token`` says whether DICOMweb retrievals need the FHIR search's token
+        (None: access control is off, the Endpoint says nothing about tokens)."""
         self.config = config
         self._public_base = public_base
+        self.requires_token = requires_token
         self.modality_system = config["modality_system"]
         self.endpoint_id = config["endpoint"]["id"]
 
@@ -54,6 +64,10 @@ class ImagingBuilder:
     def endpoint(self) -> dict:
         body = {"resourceType": "Endpoint", **copy.deepcopy(dict(self.config["endpoint"]))}
         body["address"] = f"{self.public_base}/dicomweb"
+        if self.requires_token is not None:  # SMART Imaging Access 0.1.0: smart-wado-endpoint
+            body["meta"] = {"profile": [SMART_WADO_ENDPOINT]}
+            body["extension"] = [{"url": REQUIRES_ACCESS_TOKEN,
+                                  "valueBoolean": self.requires_token}]
         return _versioned(body)
 
     def endpoints(self, request: S.SearchRequest) -> list[dict]:

@@ -12,7 +12,8 @@ SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 CAPABILITIES = ["launch-standalone", "client-public", "client-confidential-symmetric",
                 "context-standalone-patient", "permission-patient", "permission-user",
-                "permission-v1", "permission-v2", "sso-openid-connect"]
+                "permission-v1", "permission-v2", "sso-openid-connect",
+                "smart-imaging-access"]  # SMART Imaging Access 0.1.0: ImagingStudy served here
 SCOPES = ["openid", "fhirUser", "launch/patient", "offline_access", "patient/*.rs",
           "user/*.rs", "system/*.rs", "patient/ImagingStudy.rs", "patient/ImagingStudy.c",
           "user/AuditEvent.rs", "system/AuditEvent.rs"]

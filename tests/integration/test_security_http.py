@@ -495,3 +495,20 @@ def test_whole_archive_operations_refuse_a_patient_compartment(world: World, met
     headers["Authorization"] = f"Bearer {world.token(SYSTEM, patient=None)}"
     served = send(path, json=body, headers=headers)
     assert served.status_code in (200, 201, 202), served.get_data(as_text=True)[:300]
+
+
+def test_endpoint_and_smart_configuration_say_imaging_needs_the_token(world: World) -> None:
+    """SMART Imaging Access: the DICOMweb Endpoint says retrievals take the same token
+    (requires-access-token), and smart-configuration lists smart-imaging-access."""
+    from fhir.resources.R4B.endpoint import Endpoint
+    token = world.token(READ_ALL, patient="A")
+    bundle = orjson.loads(world.get("/fhir/Endpoint", token).data)
+    (endpoint,) = [e["resource"] for e in bundle["entry"]]
+    Endpoint.model_validate(endpoint)
+    assert endpoint["meta"]["profile"] == [
+        "http://fhir.org/argonaut/smart-imaging/StructureDefinition/smart-wado-endpoint"]
+    assert endpoint["extension"] == [{
+        "url": "http://fhir.org/argonaut/smart-imaging/StructureDefinition/requires-access-token",
+        "valueBoolean": True}]
+    config = orjson.loads(world.get("/fhir/.well-known/smart-configuration").data)
+    assert "smart-imaging-access" in config["capabilities"]

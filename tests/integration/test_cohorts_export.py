@@ -79,7 +79,8 @@ def total(server, kind: str) -> int:
 
 
 def patient_of(resource: dict) -> str:
-    reference = (resource.get("subject") or resource.get("patient") or {})["reference"]
+    owner = resource.get("subject") or resource.get("patient") or resource.get("individual")
+    reference = (owner or {})["reference"]  # individual: ResearchSubject
     assert reference.startswith("Patient/")
     return reference[8:]
 

@@ -1,6 +1,7 @@
 """Cohort questions, facets and the ZIP download on the COVID-19-AR twin (all 105 patients).
 
     python bench/cohort_bench.py [--work /tmp/cohort-bench] [--runs 15] [--workers N]
+                                 [--full] [--xr-size PX] [--ct-size PX]
 
 Synthesises the twin once into --work (every patient, study and series of the real
 collection; CT series thin, 512 px images: ~1.8 GB, kept for the next run), imports it with the
@@ -55,18 +56,19 @@ QUESTIONS = {
     "8 reports: consolidation/ground-glass": "DiagnosticReport?_content=consolidation,"
                                              "ground-glass",
 }
-# 9 until ResearchSubject lands (collections issue): the collection facet's count
-COLLECTION = "/cohorts/facets?collection=COVID-19-AR"
+# 9: the collection's patients through ResearchSubject (_has), counted
+COLLECTION = ("/fhir/Patient?_has:ResearchSubject:individual:study=ResearchStudy/COVID-19-AR"
+              "&_summary=count")
 FACETS = "/cohorts/facets?condition=44054006&modality=CT&sex=male&icu=yes"
 AS_STORED = {"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}
 
 
-def prepare(work: Path) -> Path:
+def prepare(work: Path, full: bool, xr_size: int, ct_size: int) -> Path:
     """The twin and an imported data dir, made once and kept in ``work``."""
     from gateway.synth import write_twin
     twin, data = work / "twin", work / "data"
     if not (twin / "metadata.csv").is_file():
-        write_twin(twin, "COVID-19-AR", full=False, xr_size=512, ct_size=512, workers=2)
+        write_twin(twin, "COVID-19-AR", full=full, xr_size=xr_size, ct_size=ct_size, workers=2)
     if not (data / "index.sqlite").is_file():
         done = subprocess.run([sys.executable, "-m", "gateway", "import", str(twin)], cwd=REPO,
                               env={**os.environ, "GATEWAY_DATA_DIR": str(data)},
@@ -132,8 +134,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--full", action="store_true",
+                        help="the twin with every real instance (31,935; default: CT thinned)")
+    parser.add_argument("--xr-size", type=int, default=512)
+    parser.add_argument("--ct-size", type=int, default=512)
     args = parser.parse_args()
-    data = prepare(args.work)
+    data = prepare(args.work, args.full, args.xr_size, args.ct_size)
     server = start_gateway(data, args.work / "logs", workers=args.workers, timeout=120)
     try:
         client = Client(server.url)
@@ -143,7 +149,8 @@ def main() -> None:
             question_7(server.url) for _ in range(5))
         rows["10 cohort of 1: make, .tcia, ZIP"] = statistics.median(
             question_10(server.url, client) for _ in range(5))
-        rows["9 patients of the collection (facet count)"] = p50(client, COLLECTION, args.runs)
+        rows["9 patients of the collection (_has:ResearchSubject, count)"] = p50(
+            client, COLLECTION, args.runs)
         rows["facets (one statement)"] = p50(client, FACETS, args.runs)
         speed = throughput(server.url, client, args.rounds)
     finally:

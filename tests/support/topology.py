@@ -31,7 +31,7 @@ class Topology:
     def add_node(self, workers: int = 1) -> GatewayServer:
         """One more node: its own DATA_DIR (temp files, hot cache), the shared index/bucket."""
         data = self.root / f"node{len(self.nodes) + 1}"
-        data.mkdir()
+        data.mkdir(parents=True)
         node = start_gateway(data, self.log_dir, workers=workers, env=self.env)
         self.nodes.append(node)
         return node
@@ -42,7 +42,7 @@ class Topology:
             dirs = []
             for n in range(count):
                 d = self.root / f"node{len(self.nodes) + n + 1}"
-                d.mkdir()
+                d.mkdir(parents=True)
                 dirs.append(d)
             futures = [pool.submit(start_gateway, d, self.log_dir, workers=1, env=self.env)
                        for d in dirs]

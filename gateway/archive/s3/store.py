@@ -295,9 +295,9 @@ class S3Store:
         if whole is not None:
             return _pread_all(whole, ranges)
         name = HotCache.name(key, "ranges", repr(list(ranges)))
-        cached = self.hot.get(name)
+        cached = self.hot.read(name)
         if cached is not None:
-            return cached.read_bytes()
+            return cached
         data = self._spans(key, ranges)
         self.hot.put(name, [data])
         return data

@@ -172,7 +172,9 @@ def per_instance(work: Path, cohort: Any, store: Seaweed) -> dict[str, float]:
     objects = store.client().list_objects_v2(Bucket=bucket)["Contents"]
     ratio = sum(o["Size"] for o in objects) / sum(p.stat().st_size for p in files)
     archive.close()
-    return {"STOW requests/instance": sum(stored.values()) / len(files),
+    return {"STOW PUTs/instance": stored.get("PutObject", 0) / len(files),
+            "STOW other requests/instance": (sum(stored.values()) - stored.get("PutObject", 0))
+            / len(files),
             "retrieve requests/instance": sum(got.values()) / len(insts),
             "cold frame requests": sum(cold.values()) / len(insts),
             "hot frame requests": hot / len(insts), "stored bytes / file bytes": ratio}
@@ -227,8 +229,8 @@ def report(result: dict[str, Any]) -> str:
         lines.append(f"{k}: {v:.2f}")
     for k, v in result["nodes"].items():
         lines.append(f"nginx + {k}: " + ", ".join(f"{m} {x:.0f}" for m, x in v.items()))
-    lines.append("(2 cores for clients, nginx, nodes, PostgreSQL and SeaweedFS: the 3-node row "
-                 "shows the overhead of more processes, not scale)")
+    lines.append("(one worker per node; 2 cores for clients, nginx, nodes, PostgreSQL and "
+                 "SeaweedFS: more nodes add processes, not cores, so no row here shows scale)")
     return "\n".join(lines)
 
 

@@ -24,6 +24,8 @@ from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, select, upd
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from ..archive.local.shared import schema_lock
+
 log = logging.getLogger(__name__)
 
 SUFFIX = "-fhir-generation"
@@ -118,8 +120,9 @@ class DbGeneration(Generation):
     def _ensure(self) -> None:
         if self._ready:
             return
-        _generation.metadata.create_all(self.engine)
-        with self.engine.begin() as conn:
+        with self.engine.begin() as conn:  # nodes starting at once take turns
+            schema_lock(conn)
+            _generation.metadata.create_all(conn)
             if conn.execute(select(_generation.c.value).where(_generation.c.id == 1)).first() is None:
                 try:
                     with conn.begin_nested():

@@ -118,7 +118,7 @@ def test_objects_are_written_once(archive) -> None:
     inst = _instances(archive)[0]
     spool = archive.files.spool()
     spool.write(b"other bytes")
-    archive.files.put(spool.finish(), inst.key)  # If-None-Match: * refuses, silently
+    archive.files.put_now(spool.finish(), inst.key)  # If-None-Match: * refuses, silently
     assert hashlib.sha256(b"".join(inst.chunks())).hexdigest() == _sha(archive, inst.sop_uid)
 
 
@@ -129,7 +129,7 @@ def test_orphans_are_swept_after_their_grace_and_a_retried_store_succeeds(
         path = make_file(tmp_path / "a.dcm", study="ORPH")
         received = arch.files.receive(path)
         key = arch.files.key("", "", "", received.sha256)
-        arch.files.put(received, key)  # a node that died after its PUT, before its commit
+        arch.files.put_now(received, key)  # a node that died after its PUT, before its commit
         assert arch.sweep_orphans(3600) == 0 and arch.files.exists(key)  # young: kept
         first = arch.store(path)  # the client's retry
         assert first.ok and first.outcome.value == "stored"
@@ -193,3 +193,37 @@ def test_hung_store_is_503_with_retry_after_within_the_timeout_and_recovers(
         r = call(cold[n % len(cold)])
         assert r.status_code == 200, (what, r.status_code, r.text[:200])
     assert server.proc.pid == pid and server.proc.popen.poll() is None  # no restart
+
+
+def test_the_hot_cache_stays_under_its_cap(tmp_path, data, archive, s3_store, bucket) -> None:
+    """Every object read once through a hot cache of ~3 objects (another node: its own
+    DATA_DIR, the same index and bucket): it never holds more than the cap plus the entry
+    being added, and the newest stay."""
+    insts = _instances(archive)
+    cap = 3 * max(i.size for i in insts)
+    node = open_local(s3_settings(s3_store, tmp_path / "node", f"s3://{bucket}/arch",
+                                  database_url=f"sqlite:///{data / 'index.sqlite'}",
+                                  cache_max_bytes=cap), sweep=False)
+    try:
+        hot = tmp_path / "node" / "hot"
+        for inst in _instances(node):
+            assert inst.local().read_bytes()[128:132] == b"DICM"
+            assert sum(p.stat().st_size for p in hot.iterdir()) <= cap + inst.size
+        last = _instances(node)[-1]
+        assert node.files.cached(last.key) is not None  # the most recent entry stayed
+        assert 0 < len(list(hot.iterdir())) < len(insts)
+    finally:
+        node.close()
+
+
+def test_file_url_names_where_the_files_go(tmp_path) -> None:
+    from gateway.config import Settings
+    where = tmp_path / "elsewhere"
+    arch = open_local(Settings().replace(data_dir=tmp_path / "d", store_url=f"file://{where}"))
+    try:
+        assert arch.store(make_file(tmp_path / "a.dcm", study="FILEURL")).ok
+        inst = next(arch.instances(UidPath()))
+        assert inst.path.is_relative_to(where) and inst.path.exists()
+        assert not list((tmp_path / "d" / "files").rglob("*.dcm"))
+    finally:
+        arch.close()

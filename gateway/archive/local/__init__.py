@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 
+from pathlib import Path
 from typing import Any, Callable
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -24,7 +26,8 @@ def open_local(settings: Settings, *, sweep: bool = True) -> LocalArchive:
     archive = LocalArchive(settings.data_dir, settings.index_url,
                            duplicate_policy=settings.duplicate_policy,
                            metadata_cache_bytes=settings.metadata_cache_bytes, index=index,
-                           objects=_object_store(settings, index))
+                           objects=_object_store(settings, index),
+                           files_dir=_files_dir(settings.store_url))
     if sweep:
         try:
             removed = archive.files.sweep(settings.temp_max_age)
@@ -35,7 +38,31 @@ def open_local(settings: Settings, *, sweep: bool = True) -> LocalArchive:
                 log.warning("removed %d temp file(s) older than TEMP_MAX_AGE=%gs from %s "
                             "(left by a crash)", removed, settings.temp_max_age,
                             archive.files.tmp)
+        if archive.object_store:
+            threading.Thread(target=_sweep_orphans, args=(archive, settings.s3_orphan_grace),
+                             name="orphan-sweeper", daemon=True).start()
     return archive
+
+
+def _sweep_orphans(archive: LocalArchive, grace: float) -> None:
+    """Objects a dead node left between its PUT and its commit, older than the grace
+    period: removed in the background (one prefix per archive: another index's objects
+    under the same prefix would look like orphans)."""
+    try:
+        removed = archive.sweep_orphans(grace)
+    except Exception as exc:  # the store or the index not up: the next start sweeps
+        log.warning("orphan sweep skipped: %s", exc)
+        return
+    if removed:
+        log.warning("removed %d object(s) no index row points at, older than "
+                    "S3_ORPHAN_GRACE=%gs", removed, grace)
+
+
+def _files_dir(url: str) -> Path | None:
+    """STORE_URL=file:///PATH: the files there instead of DATA_DIR/files."""
+    if url.startswith("file://") and url[len("file://"):].strip("/"):
+        return Path(url[len("file://"):])
+    return None
 
 
 def _object_store(settings: Settings, index: Index) -> Callable[[FileStore], Any] | None:

@@ -37,8 +37,9 @@ class LocalArchive:
 
     def __init__(self, data_dir: Path, index_url: str, *, duplicate_policy: str = "reject",
                  index: Index | None = None, metadata_cache_bytes: int = 128 << 20,
-                 objects: Callable[[FileStore], Any] | None = None) -> None:
-        local = FileStore(Path(data_dir))
+                 objects: Callable[[FileStore], Any] | None = None,
+                 files_dir: Path | None = None) -> None:
+        local = FileStore(Path(data_dir), files_dir)
         # ``objects``: an object store over the local spool (STORE_URL=s3://, gateway/archive/s3)
         remote = objects(local) if objects else None
         self.files: Any = remote if remote is not None else local
@@ -84,6 +85,11 @@ class LocalArchive:
         self.index.engine.dispose()
         if self._remote is not None:
             self.files.close()
+
+    @property
+    def object_store(self) -> bool:
+        """The files are in an object store (STORE_URL=s3://)."""
+        return self._remote is not None
 
     def sweep_orphans(self, grace: float) -> int:
         """Objects of the object store no index row points at, older than ``grace`` seconds
@@ -244,6 +250,7 @@ class LocalArchive:
         placed = [(p, item) for p, (_r, item) in zip(batch, decided, strict=True)
                   if item is not None]
         try:
+            self.files.flush()  # every object is stored before its row (an object store)
             self.index.add([item for _p, item in placed])
         except IntegrityError:
             self._take_back(placed, restore=True)  # the retry places them again
@@ -258,7 +265,9 @@ class LocalArchive:
         except BaseException:
             self._take_back(placed, restore=False)
             raise
-        for _p, item in placed:
+        for p, item in placed:
+            if self._remote is not None:
+                p.received.path.unlink(missing_ok=True)  # uploaded and indexed
             if item.replace and item.replace.path != item.path:
                 self.files.delete(item.replace.path)
         return [r for r, _item in decided]
@@ -268,6 +277,11 @@ class LocalArchive:
         (identical bytes a lock-less writer indexed) stays; the rest go back to their temp
         name (``restore``, for a retry) or away."""
         if not placed:
+            return
+        if self._remote is not None:  # objects no row points at: the orphan sweeper's
+            for p, _item in placed:
+                if not restore:  # a retry uploads the spooled file again, to a fresh key
+                    p.received.path.unlink(missing_ok=True)
             return
         try:
             keep = self.index.paths_known([item.path for _p, item in placed]) if restore else set()
@@ -326,7 +340,11 @@ class LocalArchive:
         may be repeated). The fresh copy, verified by its digest, takes the stored file's
         place, so sending the original again repairs a file gone missing or damaged."""
         try:
-            if p.received.path.exists():
+            if self._remote is not None:  # an object store: sent again only if it is gone
+                if p.received.path.exists() and not self.files.exists(old.path):
+                    self.files.put_now(p.received, old.path)
+                p.received.path.unlink(missing_ok=True)
+            elif p.received.path.exists():
                 self.files.put(p.received, old.path)
         except OSError as exc:
             p.received.path.unlink(missing_ok=True)

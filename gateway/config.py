@@ -153,6 +153,36 @@ class Settings:
         "Largest FHIR `_count`; a larger one is reduced to it (the Bundle's `next` link pages "
         "on) and an OperationOutcome entry in the Bundle says so."))
 
+    # Object storage and many nodes (DESIGN.md section 11, docs/scale.md): files in an S3
+    # bucket, a node-local hot cache, the bounded pull-through cache of the PACS mode.
+    store_url: str = field(default="", metadata=_doc(
+        "Where instance files live: empty or `file://PATH` (default `DATA_DIR/files`), or "
+        "`s3://bucket/prefix` (any S3-compatible store; DATA_DIR keeps temp files and the hot "
+        "cache)."))
+    s3_endpoint_url: str = field(default="", metadata=_doc(
+        "S3 endpoint (`http://127.0.0.1:9000` for MinIO/SeaweedFS). Empty: AWS's own."))
+    s3_region: str = field(default="", metadata=_doc(
+        "S3 region. Empty: the AWS chain's (`AWS_DEFAULT_REGION`, profile)."))
+    s3_access_key_id: str = field(default="", metadata=_doc(
+        "S3 access key. Empty: the standard AWS credential chain (env, profile, role)."))
+    s3_secret_access_key: str = field(default="", metadata=_doc(
+        "S3 secret key, with S3_ACCESS_KEY_ID."))
+    s3_timeout: float = field(default=5.0, metadata=_doc(
+        "Seconds one object store call may take as a whole (connect, read, retries); a store "
+        "down or hung answers 503 with Retry-After within it."))
+    s3_multipart_threshold: int = field(default=16 * MiB, metadata=_doc(
+        "Objects at least this large are uploaded in parts (of this size, 5 MiB to 64 MiB)."))
+    s3_orphan_grace: float = field(default=3600.0, metadata=_doc(
+        "Seconds an object no index row points at is kept before the sweeper removes it "
+        "(longer than the longest STOW request)."))
+    cache_max_bytes: int = field(default=GiB, metadata=_doc(
+        "Bytes of each node's hot cache of the object store (DATA_DIR/hot) and of the PACS "
+        "mode's pull-through cache (the whole archive: eviction by series)."))
+    cache_high_watermark: float = field(default=0.9, metadata=_doc(
+        "Pull-through cache: eviction starts above this fraction of CACHE_MAX_BYTES."))
+    cache_low_watermark: float = field(default=0.7, metadata=_doc(
+        "Pull-through cache: eviction stops below this fraction of CACHE_MAX_BYTES."))
+
     # ---------------------------------------------------------------- derived
     @property
     def index_url(self) -> str:
@@ -281,6 +311,7 @@ def _validated(s: Settings) -> Settings:
     for key in ("pacs_retries", "pacs_backoff", "pacs_cache_ttl", "temp_max_age"):
         if getattr(s, key) < 0:
             raise SettingsError(f"{ENV_PREFIX}{key.upper()} must not be negative")
+    _validate_scale(s)
     for key in READ_LIMITS:
         if getattr(s, key) <= 0:
             raise SettingsError(f"{ENV_PREFIX}{key.upper()} must be positive")
@@ -302,3 +333,13 @@ def parse_ae_address(text: str, what: str = "address") -> tuple[str, str, int]:
         raise SettingsError(f"{what}: expected AET@HOST:PORT, got {text!r}")
     host, port = parse_hostport(rest, what)
     return aet, host, port
+
+
+def _validate_scale(s: Settings) -> None:
+    """The object storage block: positive sizes (STORE_URL is parsed when the store opens;
+    the watermarks are clamped to (0, 1] where the cache uses them)."""
+    for key in ("s3_timeout", "s3_multipart_threshold", "cache_max_bytes"):
+        if getattr(s, key) <= 0:
+            raise SettingsError(f"{ENV_PREFIX}{key.upper()} must be positive")
+    if s.s3_orphan_grace < 0:
+        raise SettingsError(f"{ENV_PREFIX}S3_ORPHAN_GRACE must not be negative")

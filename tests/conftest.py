@@ -2,6 +2,7 @@
 loaded with it, and the gateway served by gunicorn on a free loopback port."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Iterator
@@ -30,13 +31,30 @@ def small_cohort(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
-def loaded_data_dir(tmp_path_factory: pytest.TempPathFactory, small_cohort) -> Path:
+def test_store(request: pytest.FixtureRequest) -> dict[str, str]:
+    """GATEWAY_TEST_STORE=s3: the shared data dirs keep their files in SeaweedFS (the
+    Settings changes that say so; the AWS credential chain's variables are set for every
+    process, and copies of the data dir find the bucket recorded in their index). Else {}."""
+    if os.environ.get("GATEWAY_TEST_STORE", "file") != "s3":
+        return {}
+    store = request.getfixturevalue("s3_store")
+    bucket = store.create_bucket("suite")
+    patch = pytest.MonkeyPatch()
+    for name, value in store.env.items():
+        patch.setenv(name, value)
+    request.addfinalizer(patch.undo)
+    return {"store_url": f"s3://{bucket}/loaded"}
+
+
+@pytest.fixture(scope="session")
+def loaded_data_dir(tmp_path_factory: pytest.TempPathFactory, small_cohort,
+                    test_store: dict[str, str]) -> Path:
     """A data dir with the small cohort and its clinical sheet imported (read-only use!)."""
     from gateway.archive.local import open_local
     from gateway.ingest.importer import run_import
     from gateway.ingest.clinical import import_clinical
     data = tmp_path_factory.mktemp("data")
-    archive = open_local(Settings().replace(data_dir=data))
+    archive = open_local(Settings().replace(data_dir=data, **test_store))
     report = run_import(archive, [small_cohort.root], workers=2, progress=False)
     assert report.new == small_cohort.instances and not report.rejected
     import_clinical(archive, small_cohort.xlsx)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO, Protocol
+from typing import IO, BinaryIO, Iterator, Protocol, Sequence
 
 
 OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -86,3 +86,15 @@ class FileStore(Protocol):
     def sweep(self, older_than: float) -> int:
         """Remove spooled leftovers older than ``older_than`` seconds; how many."""
         ...
+
+
+class ObjectReader(Protocol):
+    """How the read paths reach an object that is not a local file (an object store): the
+    instance's bytes streamed, a frame's byte ranges, or a local copy (the hot cache) for
+    the readers that need a file (pydicom, the renderer, the transcoder)."""
+
+    def chunks(self, key: str, size: int, chunk: int) -> Iterator[bytes]: ...
+
+    def read_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> bytes: ...
+
+    def local_copy(self, key: str, size: int) -> Path: ...

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterator, Mapping, Protocol, Sequence, Union, runtime_checkable
 
-from .files import Received, Spool
+from .files import ObjectReader, Received, Spool
 from .scope import Scope
 from .status import Status
 
@@ -109,6 +109,10 @@ class StoredInstance:
     # The frame table as stored (JSON text), parsed only when a frame is read: a series
     # retrieve lists every instance and needs none of them.
     frame_table: str | None = None
+    # An object store's instance: ``path`` is where the node's hot cache would keep it, and
+    # its bytes come from ``remote`` under ``key`` (gateway/archive/s3).
+    remote: ObjectReader | None = None
+    key: str = ""
 
     @functools.cached_property
     def frames(self) -> tuple[tuple[Fragment, ...], ...] | None:
@@ -119,13 +123,33 @@ class StoredInstance:
         return tuple(tuple(Fragment(o, n) for o, n in frame)
                      for frame in json.loads(self.frame_table))
 
+    def local(self) -> Path:
+        """The stored bytes as a local file: ``path``, fetched into the hot cache first when
+        the instance lives in an object store."""
+        if self.remote is not None:
+            return self.remote.local_copy(self.key, self.size)
+        return self.path
+
     def open(self) -> BinaryIO:
         """The stored Part 10 bytes from the start."""
-        return open(self.path, "rb")
+        return open(self.local(), "rb")
+
+    def chunks(self, chunk: int = 1 << 20) -> Iterator[bytes]:
+        """The stored bytes streamed (from the object store, or the file)."""
+        if self.remote is not None:
+            yield from self.remote.chunks(self.key, self.size, chunk)
+            return
+        with open(self.path, "rb") as fh:
+            while data := fh.read(chunk):
+                yield data
 
     def read_frame(self, number: int) -> bytes:
-        """Frame ``number`` (from 1) as stored: one positioned read per fragment."""
+        """Frame ``number`` (from 1) as stored: one positioned read per fragment (one ranged
+        GET of its span from an object store)."""
         assert self.frames is not None
+        if self.remote is not None:
+            return self.remote.read_ranges(self.key, [(f.offset, f.length)
+                                                      for f in self.frames[number - 1]])
         fd = os.open(self.path, os.O_RDONLY)
         try:
             return b"".join(os.pread(fd, f.length, f.offset) for f in self.frames[number - 1])

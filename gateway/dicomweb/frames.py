@@ -84,7 +84,10 @@ def frames_response(inst: StoredInstance, numbers: list[int],
     read = _reader(choice)
     ctype = part_type(choice.media, choice.syntax)
     boundary = multipart.new_boundary()
-    parts = ((ctype, _lazy(read, inst, n)) for n in numbers)
+    # an object store's first frame is read now: down or hung, it is a 503, not a cut 200
+    first = [read(inst, numbers[0])] if inst.remote is not None and numbers else None
+    parts = ((ctype, first if i == 0 and first else _lazy(read, inst, n))
+             for i, n in enumerate(numbers))
     response = Response(multipart.stream(parts, boundary), direct_passthrough=True)
     response.headers["Content-Type"] = multipart.content_type(choice.media, boundary)
     if not choice.decode and inst.frames is not None:
@@ -146,7 +149,7 @@ def _element_bytes(inst: StoredInstance, tag: str) -> bytes:
     """A large non-pixel value (overlay, ICC profile, waveform...), read on demand."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds = pydicom.dcmread(str(inst.path), defer_size=1024, stop_before_pixels=True)
+        ds = pydicom.dcmread(str(inst.local()), defer_size=1024, stop_before_pixels=True)
         elem = ds.get(int(tag, 16))
         value = None if elem is None else elem.value
     if not isinstance(value, (bytes, bytearray)):

@@ -40,7 +40,7 @@ def stored_frame(inst: StoredInstance, number: int) -> bytes:
         return native_frame(inst, number)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds = pydicom.dcmread(inst.path)
+        ds = pydicom.dcmread(inst.local())
         return get_frame(ds.PixelData, number - 1, number_of_frames=inst.number_of_frames)
 
 
@@ -65,10 +65,10 @@ def _pydicom_decode(inst: StoredInstance, number: int) -> tuple[np.ndarray, Data
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if inst.transfer_syntax == DEFLATED_LE:  # path-based decoding cannot inflate
-                header = pydicom.dcmread(inst.path)
+                header = pydicom.dcmread(inst.local())
                 array = pixel_array(header, index=number - 1)
             else:
-                array = pixel_array(str(inst.path), index=number - 1, ds_out=header,
+                array = pixel_array(str(inst.local()), index=number - 1, ds_out=header,
                                     specific_tags=RENDER_TAGS)
     except (NotImplementedError, RuntimeError, ValueError) as exc:
         raise NotAcceptable(f"cannot decode pixel data of {inst.sop_uid} "

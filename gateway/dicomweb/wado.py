@@ -8,6 +8,7 @@ and warm requests skip even that.
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Hashable, Iterable, Iterator
 
 from flask import Response
@@ -41,13 +42,22 @@ def plan_syntaxes(instances: list[StoredInstance],
 
 
 def file_chunks(inst: StoredInstance, chunk: int = CHUNK) -> Iterator[bytes]:
+    if inst.remote is not None:  # an object store: streamed from it
+        return inst.chunks(chunk)
     return zerocopy.file_chunks(FilePart(inst.path, inst.size), chunk)
 
 
 def _body(inst: StoredInstance, target: str) -> Iterable[bytes]:
     if target == inst.transfer_syntax:
         return file_chunks(inst)
-    return transcode.lazy(inst.path, target)
+    return transcode.lazy(inst.local(), target)
+
+
+def primed(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """``chunks`` with its first chunk read now: an object store that is down or hung
+    answers 503 before the status line, not a cut 200."""
+    first = next(chunks, None)
+    return chunks if first is None else itertools.chain([first], chunks)
 
 
 def retrieve_response(instances: list[StoredInstance], choices: list[SyntaxChoice]) -> Response:
@@ -60,8 +70,16 @@ def retrieve_response(instances: list[StoredInstance], choices: list[SyntaxChoic
     zerocopy.check_stored(instances)
     boundary = multipart.new_boundary()
     parts = [(part_type(DICOM, target), inst, target) for inst, target in plan]
-    if parts and all(t == i.transfer_syntax for _ct, i, t in parts):
-        response: Response = FilesResponse(multipart.segments(
+    if parts and all(t == i.transfer_syntax and i.remote is not None for _ct, i, t in parts):
+        bodies = [primed(i.chunks(CHUNK)) if n == 0 else i.chunks(CHUNK)
+                  for n, (_ct, i, _t) in enumerate(parts)]
+        response: Response = Response(multipart.stream(
+            ((ct, body) for (ct, _i, _t), body in zip(parts, bodies, strict=True)), boundary),
+            direct_passthrough=True)
+        response.content_length = multipart.stream_length(
+            ((ct, i.size) for ct, i, _t in parts), boundary)  # objects streamed, length known
+    elif parts and all(t == i.transfer_syntax and i.remote is None for _ct, i, t in parts):
+        response = FilesResponse(multipart.segments(
             ((ct, FilePart(i.path, i.size)) for ct, i, _t in parts), boundary))
     else:
         response = Response(multipart.stream(((ct, _body(i, t)) for ct, i, t in parts),

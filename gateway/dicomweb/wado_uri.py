@@ -17,6 +17,7 @@ from .caches import caches
 from .errors import register_handlers
 from .media import ANY_SYNTAX, DICOM, RENDERED_TYPES, default_syntax
 from .render import MAX_SIDE, RenderParams, check_area, window_ok
+from .wado import primed
 from .zerocopy import FilePart, FilesResponse, check_stored
 
 bp = Blueprint("wado_uri", __name__)
@@ -71,10 +72,13 @@ def _dicom(inst: StoredInstance, syntax: str | None) -> Response:
                             f"{target}; available: "
                             f"{', '.join(transcode.targets_for(inst.transfer_syntax))}")
     check_stored([inst])
-    if target == inst.transfer_syntax:  # sendfile under gunicorn (zerocopy.py)
-        response: Response = FilesResponse([FilePart(inst.path, inst.size)])
+    if target == inst.transfer_syntax and inst.remote is not None:  # an object store
+        response: Response = Response(primed(inst.chunks()), direct_passthrough=True)
+        response.content_length = inst.size
+    elif target == inst.transfer_syntax:  # sendfile under gunicorn (zerocopy.py)
+        response = FilesResponse([FilePart(inst.path, inst.size)])
     else:
-        response = Response(transcode.transcode(inst.path, target))
+        response = Response(transcode.transcode(inst.local(), target))
     response.headers["Content-Type"] = DICOM
     return response
 

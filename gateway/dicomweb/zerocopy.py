@@ -95,6 +95,8 @@ def file_problem(part: FilePart) -> str | None:
 def check_stored(instances: Iterable[StoredInstance]) -> None:
     """Raise :class:`StoredFileError` for the first instance whose file cannot be sent."""
     for inst in instances:
+        if inst.remote is not None:  # an object store: its objects precede their rows
+            continue
         problem = file_problem(FilePart(inst.path, inst.size))
         if problem is not None:
             log.error("stored file %s of instance %s %s", inst.path, inst.sop_uid, problem)

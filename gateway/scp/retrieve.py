@@ -61,7 +61,7 @@ def accepted_pairs(contexts: Iterable) -> set[tuple[str, str]]:
 def dataset_for(instance: StoredInstance, accepted: set[tuple[str, str]]) -> Dataset:
     """The stored instance as a dataset to C-STORE: as stored when the peer accepted
     its syntax, decompressed when it accepted only uncompressed ones (PS3.5 A.4)."""
-    ds = dcmread(instance.path)
+    ds = dcmread(instance.local())
     sop, ts = instance.sop_class_uid, instance.transfer_syntax
     if ts in UNCOMPRESSED or (sop, ts) in accepted:
         return ds

@@ -114,7 +114,7 @@ def cases(archive: Archive) -> dict[str, tuple[StoredInstance, int]]:
 
 
 def _kind(inst: StoredInstance) -> str:
-    header = pydicom.dcmread(inst.path, stop_before_pixels=True)
+    header = pydicom.dcmread(inst.local(), stop_before_pixels=True)
     if header.Modality == "OT":
         return _ot_kind(header)
     if inst.transfer_syntax == RLE:
@@ -215,7 +215,8 @@ def test_the_frames_of_one_file_ask_for_its_metadata_once(archive, cases) -> Non
 
 def test_a_missing_file_is_a_server_error_naming_the_instance(archive, cases) -> None:
     inst, _ = cases["CT MONOCHROME2"]
-    gone = dataclasses.replace(inst, path=inst.path.with_name("gone.dcm"))
+    gone = dataclasses.replace(inst, path=inst.path.with_name("gone.dcm"),
+                               key=inst.key and "gone/key")  # an object store's key too
     with pytest.raises(StoredFileError) as err:
         rendered.image_bytes(archive, gone, 1, PARAMS[0])
     assert err.value.status == 500 and err.value.extra == {"instance": inst.sop_uid}

@@ -15,6 +15,7 @@ import requests
 from gateway.dicomweb import multipart
 from tests.support.dicomfiles import make_file, uid
 from tests.support.procs import GatewayServer, start_gateway
+from tests.support.teststore import stored_objects
 
 DICOM_CT = 'multipart/related; type="application/dicom"; boundary={b}'
 
@@ -41,7 +42,7 @@ class State:
         return len(r.json())
 
     def files(self) -> int:
-        return sum(1 for _ in (self.server.data_dir / "files").rglob("*.dcm"))
+        return stored_objects(self.server.data_dir)  # files, or objects (GATEWAY_TEST_STORE)
 
     def temp_files(self) -> list[Path]:
         return list((self.server.data_dir / "tmp").glob("*"))

@@ -3,8 +3,15 @@ from __future__ import annotations
 
 import logging
 
-from ...config import Settings
+from typing import Any, Callable
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from ...config import Settings, SettingsError
 from .archive import LocalArchive, Prepared, prepare_received
+from .index import Index
+from .shared import record_store, recorded_store
+from .store import FileStore
 
 __all__ = ["LocalArchive", "Prepared", "open_local", "prepare_received"]
 log = logging.getLogger(__name__)
@@ -13,9 +20,11 @@ log = logging.getLogger(__name__)
 def open_local(settings: Settings, *, sweep: bool = True) -> LocalArchive:
     """The embedded archive under ``DATA_DIR`` (also the cache of the PACS backend). On
     opening, temp files older than TEMP_MAX_AGE (a crash's leftovers) are removed."""
+    index = Index(settings.index_url)
     archive = LocalArchive(settings.data_dir, settings.index_url,
                            duplicate_policy=settings.duplicate_policy,
-                           metadata_cache_bytes=settings.metadata_cache_bytes)
+                           metadata_cache_bytes=settings.metadata_cache_bytes, index=index,
+                           objects=_object_store(settings, index))
     if sweep:
         try:
             removed = archive.files.sweep(settings.temp_max_age)
@@ -27,3 +36,28 @@ def open_local(settings: Settings, *, sweep: bool = True) -> LocalArchive:
                             "(left by a crash)", removed, settings.temp_max_age,
                             archive.files.tmp)
     return archive
+
+
+def _object_store(settings: Settings, index: Index) -> Callable[[FileStore], Any] | None:
+    """STORE_URL=s3://...: the object store over the local spool; file:// or empty: None.
+    The first s3:// URL an index is opened with is recorded in it: opened later without
+    STORE_URL (a copy, a command) it finds its bucket; with another URL it refuses."""
+    url = settings.store_url
+    if url and not url.startswith(("file://", "s3://")):
+        raise SettingsError(f"GATEWAY_STORE_URL={url!r}: expected file://PATH or "
+                            "s3://bucket/prefix")
+    try:
+        recorded = recorded_store(index.engine)
+        if url.startswith("s3://") and not recorded:
+            recorded = record_store(index.engine, url)
+    except SQLAlchemyError as exc:  # the index is not up yet: what the settings say
+        log.warning("cannot read the recorded STORE_URL: %s", exc.__class__.__name__)
+        recorded = url if url.startswith("s3://") else ""
+    if url and recorded and url.rstrip("/") != recorded.rstrip("/"):
+        raise SettingsError(f"GATEWAY_STORE_URL={url!r}, but this index's files are in "
+                            f"{recorded!r}")
+    if not recorded:
+        return None
+    from ..s3 import open_s3
+    store_settings = settings.replace(store_url=recorded)
+    return lambda local: open_s3(store_settings, local)

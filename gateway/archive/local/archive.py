@@ -5,14 +5,14 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from sqlalchemy import Connection, Row, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ...cache import BoundedCache
 from ..errors import NotFound, Unavailable
-from ..files import Received
+from ..files import ObjectReader, Received
 from ..scope import Scope
 from ..protocol import (Archive, FailureReason, Level, Query, SearchResult, Source, StoredInstance,
                         StoreOutcome, StoreResult, UidPath)
@@ -35,8 +35,13 @@ class LocalArchive:
     """Index + files under ``data_dir``. Thread-safe; several processes may share it."""
 
     def __init__(self, data_dir: Path, index_url: str, *, duplicate_policy: str = "reject",
-                 index: Index | None = None, metadata_cache_bytes: int = 128 << 20) -> None:
-        self.files = FileStore(Path(data_dir))
+                 index: Index | None = None, metadata_cache_bytes: int = 128 << 20,
+                 objects: Callable[[FileStore], Any] | None = None) -> None:
+        local = FileStore(Path(data_dir))
+        # ``objects``: an object store over the local spool (STORE_URL=s3://, gateway/archive/s3)
+        remote = objects(local) if objects else None
+        self.files: Any = remote if remote is not None else local
+        self._remote: ObjectReader | None = remote
         self._files_root = str(self.files.files) + "/"  # str + str is cheaper than Path / str
         self.index = index or Index(index_url)
         self.duplicate_policy = duplicate_policy
@@ -59,10 +64,22 @@ class LocalArchive:
         refusal = self.files.write_refusal()
         if refusal:
             raise Unavailable(f"file store not writable: {refusal}")
+        if self._remote is not None:
+            self.files.ping()
 
     def close(self) -> None:
         """Close the index's database connections (a worker exiting)."""
         self.index.engine.dispose()
+        if self._remote is not None:
+            self.files.close()
+
+    def sweep_orphans(self, grace: float) -> int:
+        """Objects of the object store no index row points at, older than ``grace`` seconds
+        (a node died between its PUT and its commit): removed; how many. 0 on a file store,
+        whose leftovers are temp files (swept at open) or files ``check --repair`` indexes."""
+        if self._remote is None:
+            return 0
+        return int(self.files.sweep_orphans(self.index.paths_known, grace))
 
     def search(self, query: Query) -> SearchResult:
         try:
@@ -92,11 +109,15 @@ class LocalArchive:
         return doc
 
     def _stored(self, row: Row[Any]) -> StoredInstance:
+        if self._remote is None:
+            path, key = Path(self._files_root + row.path), ""
+        else:
+            path, key = self.files.hot_path(row.path), row.path
         return StoredInstance(
             study_uid=row.study_uid, series_uid=row.series_uid, sop_uid=row.sop_uid,
             sop_class_uid=row.sop_class_uid, transfer_syntax=row.transfer_syntax,
-            path=Path(self._files_root + row.path), size=row.size,
-            number_of_frames=row.number_of_frames or 0, frame_table=row.frames)
+            path=path, size=row.size, number_of_frames=row.number_of_frames or 0,
+            frame_table=row.frames, remote=self._remote, key=key)
 
     def _first_metadata(self, conn: Connection, level: Level, pk: int) -> bytes | None:
         stmt = select(instances.c.metadata).select_from(

@@ -20,6 +20,7 @@ from ..errors import NotFound, Unavailable
 from .ingest import InstanceRecord
 from ..protocol import UidPath
 from .schema import instances, metadata, patients, series, sqlite_pragmas, studies
+from .shared import schema_lock, shared
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,10 @@ class Index:
 
     def _ensure_schema(self) -> None:
         if not self._schema_ready:
-            metadata.create_all(self.engine)
+            with self.engine.begin() as conn:  # one node at a time (PostgreSQL advisory lock)
+                schema_lock(conn)
+                metadata.create_all(conn)
+                shared.create_all(conn)
             self._schema_ready = True
 
     # ------------------------------------------------------------------ reads

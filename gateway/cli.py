@@ -100,19 +100,22 @@ def synth(out: Path, collection: str, full: bool, patients: int | None, seed: in
               multiple=True, help="Clinical sheet (xlsx, or csv); may be given twice.")
 @click.option("--workers", type=click.IntRange(1), default=None,
               help="Parallel parse processes (default: IMPORT_WORKERS).")
+@click.option("--collection", default=None, metavar="NAME",
+              help="Collection of every file (default: each file's CTP ProjectName).")
 @click.pass_context
 def import_(ctx: click.Context, paths: tuple[Path, ...], clinical: tuple[Path, ...],
-            workers: int | None) -> None:
+            workers: int | None, collection: str | None) -> None:
     """Import DICOM files, folders (recursive) and .zip archives, and the clinical sheet
     (given with --clinical, or found among them: COVID_19_AR_ClinicalCorrelates*.xlsx,
     clinical.csv, clinical_imaging.csv)."""
-    report = do_import(_settings(ctx), list(paths), list(clinical), workers=workers)
+    report = do_import(_settings(ctx), list(paths), list(clinical), workers=workers,
+                       collection=collection)
     if report.rejected and not (report.new or report.duplicate or report.replaced):
         ctx.exit(1)
 
 
 def do_import(settings: Settings, paths: list[Path], clinical: list[Path], *,
-              workers: int | None = None) -> ImportReport:
+              workers: int | None = None, collection: str | None = None) -> ImportReport:
     """Images first, then every clinical sheet (given, or found among ``paths``)."""
     from .archive import ArchiveError
     from .archive.local import open_local
@@ -123,7 +126,8 @@ def do_import(settings: Settings, paths: list[Path], clinical: list[Path], *,
         try:
             report = run_import(archive, paths, workers=workers or settings.import_workers,
                                 on_reject=lambda name, why: click.echo(f"rejected {name}: {why}",
-                                                                       err=True))
+                                                                       err=True),
+                                collection=collection)
         except ArchiveError as exc:  # the index refused a write: what was indexed before stays
             raise click.ClickException(exc.message) from exc
         dt = time.monotonic() - t0
@@ -132,9 +136,21 @@ def do_import(settings: Settings, paths: list[Path], clinical: list[Path], *,
         sheets = list({p.resolve(): p for p in [*clinical, *report.sheets]}.values())
         if sheets:
             _import_sheets(settings, archive, sheets)
+        _sync_collections(settings, archive)
     finally:
         archive.close()
     return report
+
+
+def _sync_collections(settings: Settings, archive: LocalArchive) -> None:
+    """ResearchStudy / ResearchSubject (and DICOM-made Patients) of the collections held."""
+    from .clinical.collections import load_facts
+    from .clinical.repository import Repository
+    from .ingest.collections import sync_collections
+    counts = sync_collections(archive, Repository(archive.index.engine),
+                              load_facts(settings.data_dir / "cache"))
+    if counts["created"] or counts["updated"] or counts["deleted"]:
+        click.echo(f"collections: FHIR ResearchStudy/ResearchSubject {counts}")
 
 
 def _import_sheets(settings: Settings, archive: LocalArchive, sheets: list[Path]) -> None:
@@ -194,25 +210,38 @@ def serve(ctx: click.Context, http_bind: str | None) -> None:
 
 @main.command()
 @click.option("--patients", default=None, type=click.IntRange(1),
-              help="On an empty data dir, sample N patients of the COVID-19-AR twin "
-                   "(default: all 105).")
+              help="On an empty data dir, sample N patients of each twin "
+                   "(default: all of them).")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Data directory (default: DATA_DIR).")
 @click.option("--http", "http_bind", default=None, help="HOST:PORT for HTTP (default: HTTP_BIND).")
 @click.option("--dimse", "dimse_bind", default=None,
               help="HOST:PORT for the DIMSE SCP (default: DIMSE_BIND).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the synthetic cohort.")
+@click.option("--collections", "names", default=COLLECTIONS[0], show_default=True,
+              metavar="NAME,NAME", help="On an empty data dir, the twins to synthesise and "
+              f"import side by side (of {', '.join(COLLECTIONS)}).")
+@click.option("--xr-size", default=1024, show_default=True, type=click.IntRange(64),
+              help="Radiograph height in pixels of the synthesised twins.")
+@click.option("--ct-size", default=512, show_default=True, type=click.IntRange(32),
+              help="CT matrix of the synthesised twins.")
 @click.pass_context
 def demo(ctx: click.Context, patients: int | None, data_dir: Path | None, http_bind: str | None,
-         dimse_bind: str | None, seed: int) -> None:
-    """Synthesise and import the demo cohort on an empty data dir, then serve it."""
+         dimse_bind: str | None, seed: int, names: str, xr_size: int, ct_size: int) -> None:
+    """Synthesise and import the demo collections on an empty data dir, then serve them."""
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in COLLECTIONS]
+    if unknown or not wanted:
+        raise click.UsageError(f"--collections: {', '.join(unknown) or 'none given'}; choose "
+                               f"from {', '.join(COLLECTIONS)}")
     settings = _with(_settings(ctx), data_dir=data_dir, http_bind=http_bind,
                      dimse_bind=dimse_bind)
-    _ensure_demo_data(settings, patients, seed)
+    _ensure_demo_data(settings, patients, seed, wanted, xr_size=xr_size, ct_size=ct_size)
     _serve_all(settings)
 
 
-def _ensure_demo_data(settings: Settings, patients: int | None, seed: int) -> None:
+def _ensure_demo_data(settings: Settings, patients: int | None, seed: int,
+                      collections: list[str], *, xr_size: int, ct_size: int) -> None:
     from .archive.local import open_local
     archive = open_local(settings)
     try:
@@ -223,13 +252,18 @@ def _ensure_demo_data(settings: Settings, patients: int | None, seed: int) -> No
         click.echo(f"data dir {settings.data_dir} is populated: serving it")
         return
     from .synth import write_twin
-    cohort = settings.data_dir / "cohort"
-    click.echo(f"empty data dir: synthesising the COVID-19-AR twin into {cohort}")
-    t0 = time.monotonic()
-    summary = write_twin(cohort, patients=patients, seed=seed, progress=sys.stderr.isatty())
-    click.echo(f"synthesised {summary.patients} patients, {summary.instances} instances in "
-               f"{time.monotonic() - t0:.1f} s")
-    do_import(settings, [summary.root], [summary.xlsx])  # its LICENSE and metadata.csv: skipped
+    roots, sheets = [], []
+    for name in collections:  # each in its own folder: every download has its metadata.csv
+        cohort = settings.data_dir / "cohort" / name
+        click.echo(f"empty data dir: synthesising the {name} twin into {cohort}")
+        t0 = time.monotonic()
+        summary = write_twin(cohort, name, patients=patients, seed=seed, xr_size=xr_size,
+                             ct_size=ct_size, progress=sys.stderr.isatty())
+        click.echo(f"synthesised {summary.patients} patients, {summary.instances} instances in "
+                   f"{time.monotonic() - t0:.1f} s")
+        roots.append(summary.root)
+        sheets += [summary.xlsx] if summary.xlsx else []
+    do_import(settings, roots, sheets)  # their LICENSE and metadata.csv: skipped
 
 
 def _serve_all(settings: Settings) -> None:

@@ -183,6 +183,14 @@ class Settings:
     cache_low_watermark: float = field(default=0.7, metadata=_doc(
         "Pull-through cache: eviction stops below this fraction of CACHE_MAX_BYTES."))
 
+    # --- collections (issue 13): which collections each DIMSE peer sees
+    dimse_ae_collections: str = field(default="", metadata=_doc(
+        "`AET=COLL+COLL,...`: the collections a calling AE sees through the DIMSE SCP "
+        "(C-FIND answers, C-GET/C-MOVE sources and C-STORE targets; another collection's "
+        "UID answers like an unknown one, a C-STORE outside is 0x0124); `*=...` applies to "
+        "every AE not listed. Empty: every AE sees every collection."))
+    # --- end of collections
+
     # ---------------------------------------------------------------- derived
     @property
     def index_url(self) -> str:
@@ -315,7 +323,21 @@ def _validated(s: Settings) -> Settings:
     for key in READ_LIMITS:
         if getattr(s, key) <= 0:
             raise SettingsError(f"{ENV_PREFIX}{key.upper()} must be positive")
+    ae_collections(s.dimse_ae_collections)  # collections: a malformed map stops the start
     return s
+
+
+def ae_collections(text: str) -> dict[str, frozenset[str]]:
+    """DIMSE_AE_COLLECTIONS ``AET=COLL+COLL,...`` → {AET or ``*``: collections}."""
+    out: dict[str, frozenset[str]] = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        aet, sep, names = item.partition("=")
+        wanted = frozenset(n.strip() for n in names.split("+") if n.strip())
+        if not sep or not 1 <= len(aet.strip()) <= 16 or not wanted:
+            raise SettingsError(f"{ENV_PREFIX}DIMSE_AE_COLLECTIONS: expected "
+                                f"AET=COLLECTION+COLLECTION,..., got {item!r}")
+        out[aet.strip()] = wanted
+    return out
 
 
 def parse_hostport(text: str, what: str = "address") -> tuple[str, int]:

@@ -1,10 +1,14 @@
 """Access to the app's injected collaborators from inside a request."""
 from __future__ import annotations
 
-from flask import current_app, has_request_context, request
+from flask import current_app, g, has_request_context, request
 
 from .archive import Archive
+from .archive.scope import Scope
+from .clinical.collections import CollectionFacts, load_facts
 from .config import Settings
+
+_SCOPE = "tcia_scope"
 
 
 def settings() -> Settings:
@@ -12,7 +16,26 @@ def settings() -> Settings:
 
 
 def archive() -> Archive:
+    """The app's archive as this request may see it (every ``narrow`` of the request)."""
+    base: Archive = current_app.extensions["tcia_gateway"]["archive"]
+    scope: Scope | None = g.get(_SCOPE) if has_request_context() else None
+    return base if scope is None else base.scoped(scope)
+
+
+def whole_archive() -> Archive:
+    """The app's archive, unscoped (listings that are not answers about its content)."""
     return current_app.extensions["tcia_gateway"]["archive"]
+
+
+def narrow(scope: Scope) -> None:
+    """Narrow what this request sees (a collection root, a patient token): scopes meet."""
+    current: Scope | None = g.get(_SCOPE)
+    setattr(g, _SCOPE, scope if current is None else current.narrow(scope))
+
+
+def scope() -> Scope | None:
+    """This request's scope, if any part of it narrowed the archive."""
+    return g.get(_SCOPE) if has_request_context() else None
 
 
 def public_base() -> str:
@@ -26,3 +49,16 @@ def public_base() -> str:
             prefix = request.headers.get("X-Forwarded-Prefix", "").split(",")[0].strip()
             return f"{proto or request.scheme}://{host}{prefix.rstrip('/')}"
     return current.public_base
+
+
+def collection_facts() -> dict[str, CollectionFacts]:
+    """Facts of the TCIA collections (idc-index-data), read once per app on first use."""
+    state = current_app.extensions["tcia_gateway"]
+    if "collection_facts" not in state:
+        state["collection_facts"] = load_facts(settings().data_dir / "cache")
+    return state["collection_facts"]
+
+
+def known_collections() -> frozenset[str]:
+    """Collections the gateway knows facts of (``collections_index``), held or not."""
+    return frozenset(collection_facts())

@@ -58,6 +58,8 @@ def loaded_data_dir(tmp_path_factory: pytest.TempPathFactory, small_cohort,
     report = run_import(archive, [small_cohort.root], workers=2, progress=False)
     assert report.new == small_cohort.instances and not report.rejected
     import_clinical(archive, small_cohort.xlsx)
+    from gateway.cli import _sync_collections  # ResearchStudy/ResearchSubject, as `import` does
+    _sync_collections(Settings().replace(data_dir=data), archive)
     return data
 
 

@@ -4,11 +4,11 @@ interface (``files``) and DIMSE status codes (``status``). Backends: ``archive.l
 embedded archive) and ``gateway.backends.pacs`` (a PACS in front of a local cache)."""
 from __future__ import annotations
 
-from .errors import (ArchiveError, InvalidQuery, NotAcceptable, NotFound, Unavailable,
-                     UpstreamError, UpstreamTimeout)
+from .errors import (ArchiveError, Forbidden, InvalidQuery, NotAcceptable, NotFound,
+                     NotSupported, Unavailable, UpstreamError, UpstreamTimeout)
 from .protocol import (Archive, FailureReason, Level, Query, SearchResult, StoredInstance,
                        StoreOutcome, StoreResult, UidPath)
 
-__all__ = ["Archive", "ArchiveError", "FailureReason", "InvalidQuery", "Level", "NotAcceptable",
-           "NotFound", "Query", "SearchResult", "StoreOutcome", "StoreResult", "StoredInstance",
+__all__ = ["Archive", "ArchiveError", "FailureReason", "Forbidden", "InvalidQuery", "Level", "NotAcceptable",
+           "NotFound", "NotSupported", "Query", "SearchResult", "StoreOutcome", "StoreResult", "StoredInstance",
            "UidPath", "Unavailable", "UpstreamError", "UpstreamTimeout"]

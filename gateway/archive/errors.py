@@ -75,3 +75,16 @@ class UpstreamTimeout(ArchiveError):
     """The PACS did not answer in time."""
 
     answer = Answer(504, "timeout", Status.UNABLE_TO_PROCESS)
+
+
+class Forbidden(ArchiveError):
+    """The caller may not do this here (a write outside its scope); PS3.7 C.5.3 0x0124.
+    Reads never raise it: what a scope does not see answers NotFound (no existence leak)."""
+
+    answer = Answer(403, "forbidden", Status.NOT_AUTHORIZED)
+
+
+class NotSupported(ArchiveError):
+    """The backend cannot honour the request at all (e.g. collections on a DIMSE PACS)."""
+
+    answer = Answer(501, "not-supported", Status.UNABLE_TO_PROCESS)

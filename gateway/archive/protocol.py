@@ -213,6 +213,15 @@ class Archive(Protocol):
         backend's own queries, and what lies outside answers exactly like what does not
         exist (NotFound, fewer matches, the narrowed total)."""
 
+    def collections(self) -> dict[str, dict[str, int]]:
+        """The named collections the archive holds (TCIA's CTP ProjectName, DESIGN.md 10),
+        each with its ``patients``, ``studies``, ``series`` and ``instances`` (as the scope
+        sees them); a backend that cannot tell collections apart holds none."""
+
+    def has_collection(self, name: str) -> bool:
+        """Whether a study of collection ``name`` is visible (one indexed lookup: a
+        collection root asks it on every request)."""
+
     def ping(self) -> None:
         """Raise Unavailable unless the backend can answer queries."""
 

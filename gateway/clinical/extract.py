@@ -17,7 +17,7 @@ def patient_of(resource: dict) -> str | None:
     """The patient compartment a resource belongs to (the Patient itself, or its subject)."""
     if resource["resourceType"] == "Patient":
         return resource["id"]
-    for key in ("subject", "patient"):
+    for key in ("subject", "patient", "individual"):  # individual: ResearchSubject
         ref = (resource.get(key) or {}).get("reference", "")
         if ref.startswith("Patient/"):
             return ref.split("/", 1)[1]

@@ -82,13 +82,27 @@ PARAMS: dict[str, dict[str, Param]] = {
         _p("started", "date", "started"), _p("modality", "token", "modality"))},
     "Endpoint": {p.name: p for p in (
         _ID, _p("connection-type", "token", "connectionType"), _p("status", "token", "status"))},
+    # Collections (gateway/clinical/collections.py): R4 SearchParameters of ResearchStudy
+    # (identifier, title, status) and ResearchSubject (individual = patient, study, status)
+    "ResearchStudy": {p.name: p for p in (
+        _ID, _p("identifier", "token", "identifier"), _p("title", "string", "title"),
+        _p("status", "token", "status"))},
+    "ResearchSubject": {p.name: p for p in (
+        _ID, _p("individual", "reference", "individual", doc="The subject (Patient)"),
+        _p("patient", "reference", "individual", doc="Alias of individual"),
+        _p("study", "reference", "study", targets=("ResearchStudy",),
+           doc="The collection's ResearchStudy"),
+        _p("identifier", "token", "identifier"), _p("status", "token", "status"))},
 }
-STORED = ("Patient", "Condition", "Observation", "DiagnosticReport", "Encounter", "MolecularSequence")
+STORED = ("Patient", "Condition", "Observation", "DiagnosticReport", "Encounter", "MolecularSequence",
+          "ResearchStudy", "ResearchSubject")
+MAPPED = STORED[:6]  # what the clinical sheet mapping makes (ingest/rebuild.py replaces these)
 # _include / _revinclude values we follow: (source type, parameter) -> target type
 INCLUDES: dict[tuple[str, str], str] = {
     **{(t, p): "Patient" for t in STORED[1:] + ("ImagingStudy",) for p in ("patient", "subject")
        if p in PARAMS[t]},
     ("ImagingStudy", "endpoint"): "Endpoint",
+    ("ResearchSubject", "study"): "ResearchStudy",
 }
 
 

@@ -69,16 +69,30 @@ class Repository:
         self._schema_ready = True
 
     # ------------------------------------------------------------------ write
-    def replace_patients(self, patient_ids: Iterable[str], items: Sequence[dict]) -> dict[str, int]:
-        """Make the stored resources of these patients exactly ``items`` (unchanged ones kept)."""
-        self._ensure_schema()
+    def replace_patients(self, patient_ids: Iterable[str], items: Sequence[dict],
+                         types: Sequence[str] | None = None) -> dict[str, int]:
+        """Make the stored resources of these patients exactly ``items`` (unchanged ones kept);
+        with ``types``, only their resources of those types (others are left alone)."""
         pids = sorted(set(patient_ids))
+        where: Any = resources_t.c.patient_id.in_(pids)
+        if types is not None:
+            where = and_(where, resources_t.c.type.in_(list(types)))
+        return self._replace(where if pids else None, items)
+
+    def replace_shared(self, types: Sequence[str], items: Sequence[dict]) -> dict[str, int]:
+        """Make the stored resources of ``types`` outside every patient compartment (a
+        collection's ResearchStudy) exactly ``items``."""
+        return self._replace(and_(resources_t.c.patient_id.is_(None),
+                                  resources_t.c.type.in_(list(types))), items)
+
+    def _replace(self, where: Any, items: Sequence[dict]) -> dict[str, int]:
+        self._ensure_schema()
         counts = {"created": 0, "updated": 0, "unchanged": 0, "deleted": 0}
         now = _now()
         with self.engine.begin() as conn:
             old = {(r.type, r.id): r for r in conn.execute(
                 select(resources_t.c.pk, resources_t.c.type, resources_t.c.id, resources_t.c.version,
-                       resources_t.c.digest).where(resources_t.c.patient_id.in_(pids)))} if pids else {}
+                       resources_t.c.digest).where(where))} if where is not None else {}
             for resource in items:
                 key = (resource["resourceType"], resource["id"])
                 digest = hashlib.sha256(orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)).hexdigest()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import openapi, routes, wado_uri
+from . import openapi, roots, routes, wado_uri
 from .caches import EXTENSION, Caches
 
 
@@ -16,4 +16,5 @@ def register(app: Flask) -> None:
     app.extensions[EXTENSION] = Caches.from_settings(app.extensions["tcia_gateway"]["settings"])
     for bp in (routes.bp, wado_uri.bp):
         app.register_blueprint(bp)
+    roots.register(app, routes.bp)
     app.register_blueprint(openapi.bp)

@@ -17,10 +17,12 @@ from . import frames, media, qido, rendered, stow, wado
 from .caches import caches
 from .errors import DicomwebError, register_handlers
 from .render import RenderParams, parse_params
+from .roots import enter_collection
 from .web import accept, dicomweb_root, json_response
 
 bp = Blueprint("dicomweb", __name__, url_prefix="/dicomweb")
 register_handlers(bp)
+bp.url_value_preprocessor(enter_collection)  # /collections/<name>/dicomweb (roots.py)
 
 STUDY = "/studies/<study>"
 SERIES = STUDY + "/series/<series>"

@@ -11,12 +11,14 @@ from flask import Response, request
 from .. import context
 from .caches import caches
 from .media import MediaRange, parse_accept
+from .roots import root_path
 
 GZIP_MIN = 1024           # smaller JSON bodies go out as they are
 
 
 def dicomweb_root() -> str:
-    return context.public_base() + "/dicomweb"
+    """Absolute root of this request's DICOMweb service (``/dicomweb`` or a collection's)."""
+    return context.public_base() + root_path()
 
 
 def accept() -> list[MediaRange]:

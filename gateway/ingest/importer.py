@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from ..archive.local.archive import LocalArchive, Prepared
+from ..archive.local.archive import LocalArchive, Prepared, with_collection
 from ..archive.protocol import StoreOutcome, StoreResult
 from ..archive.local.store import FileStore
 from .sidecars import is_sidecar, sort_out
@@ -123,9 +123,11 @@ def prepare_task(task: Task, store: FileStore | None = None) -> tuple[Task, Prep
 
 def run_import(archive: LocalArchive, paths: Iterable[Path], *, workers: int = 1,
                progress: bool | None = None,
-               on_reject: Callable[[str, str], None] | None = None) -> ImportReport:
+               on_reject: Callable[[str, str], None] | None = None,
+               collection: str | None = None) -> ImportReport:
     """Import the DICOM files under ``paths``; the clinical sheets found are listed in the
-    report (``sheets``) for the caller to import once the images are in."""
+    report (``sheets``) for the caller to import once the images are in. ``collection``
+    names the collection of every file (else each file's CTP ProjectName, if any)."""
     tasks: list[Task] = []
     others: list[Path] = []
     report = ImportReport()
@@ -153,7 +155,7 @@ def run_import(archive: LocalArchive, paths: Iterable[Path], *, workers: int = 1
         if isinstance(outcome, StoreResult):
             _note(report, task.name, outcome, 0, on_reject)
             continue
-        batch.append((task, outcome))
+        batch.append((task, with_collection(outcome, collection) if collection else outcome))
         if len(batch) >= BATCH:
             flush()
     flush()

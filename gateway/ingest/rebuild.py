@@ -11,6 +11,7 @@ from typing import Iterable
 
 from ..archive.protocol import Archive
 from ..clinical import rows as clinical_rows
+from ..clinical.params import MAPPED
 from ..clinical.repository import Repository
 from ..mapping import link
 from ..mapping.engine import Engine, MapReport
@@ -31,6 +32,6 @@ def rebuild(archive: Archive, repository: Repository, patient_ids: Iterable[str]
         links = link.link(sheets["imaging"], link.studies_of(archive, pid)) if sheets["imaging"] \
             else link.Links()
         made += engine.map_patient(pid, sheets["patients"], sheets["imaging"], links, report)
-    counts = repository.replace_patients(pids, made)
+    counts = repository.replace_patients(pids, made, types=MAPPED)  # not ResearchSubject
     log.info("FHIR mapping: %s; stored %s", report.summary(), counts)
     return report, counts

@@ -15,7 +15,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from ..archive.protocol import Archive
 from ..config import Settings, parse_ae_address, parse_hostport
 from ..dimse import contexts as cx
-from . import handlers
+from . import handlers, scoping
 from ..dimse import sockets
 
 log = logging.getLogger(__name__)
@@ -53,13 +53,15 @@ def build_ae(settings: Settings) -> AE:
 
 def event_handlers(archive: Archive, settings: Settings) -> list[tuple]:
     """Handlers with the archive (and the move destinations) bound as arguments."""
+    by_ae = scoping.scopes(settings)  # DIMSE_AE_COLLECTIONS
     return [
         *sockets.HANDLERS,
         (evt.EVT_C_ECHO, handlers.handle_echo),
-        (evt.EVT_C_FIND, handlers.handle_find, [archive]),
-        (evt.EVT_C_GET, handlers.handle_get, [archive]),
-        (evt.EVT_C_MOVE, handlers.handle_move, [archive, known_aes(settings)]),
-        (evt.EVT_C_STORE, handlers.handle_store, [archive]),
+        (evt.EVT_C_FIND, scoping.narrowed(handlers.handle_find, by_ae), [archive]),
+        (evt.EVT_C_GET, scoping.narrowed(handlers.handle_get, by_ae), [archive]),
+        (evt.EVT_C_MOVE, scoping.narrowed(handlers.handle_move, by_ae),
+         [archive, known_aes(settings)]),
+        (evt.EVT_C_STORE, scoping.narrowed(handlers.handle_store, by_ae), [archive]),
     ]
 
 

@@ -132,7 +132,7 @@ def error_bytes(path: str, status: int, text: str, cors: str | None) -> bytes:
     else:  # DICOMweb (PS3.18 8.6.3) and everything else: status, error, message
         body = orjson.dumps({"status": status, "error": reason, "message": text})
         headers.append("Content-Type: application/json")
-        if path.startswith(("/dicomweb", "/wado")):
+        if path.startswith(("/dicomweb", "/wado", "/collections/")):
             from ..dicomweb.errors import header_safe
             headers.append(f'Warning: 299 tcia-gateway "{header_safe(text)}"')
     if cors:

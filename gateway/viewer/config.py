@@ -17,7 +17,8 @@ the mount is fixed at ``/viewer`` (the build is rewritten for it at install time
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Sequence
+from urllib.parse import quote
 
 from . import MOUNT
 
@@ -61,8 +62,20 @@ def data_source(profile: str = "gateway") -> dict[str, Any]:
     return config
 
 
-def app_config(profile: str = "gateway") -> dict[str, Any]:
-    """``window.config`` as data (everything but the origin, added in the browser)."""
+def collection_source(name: str, profile: str = "gateway") -> dict[str, Any]:
+    """The data source of one collection root (``/collections/{name}/dicomweb``): the same
+    configuration, narrowed by the gateway; ``/viewer/?dataSources=<name>`` lists it alone
+    (OHIF's WorkList ``dataSources`` parameter takes a ``sourceName``)."""
+    root = "/collections/" + quote(name, safe="") + "/dicomweb"
+    config = {**data_source(profile), "friendlyName": f"{name} (tcia-gateway)",
+              "name": name, "qidoRoot": root, "wadoRoot": root}
+    return {"namespace": "@ohif/extension-default.dataSourcesModule.dicomweb",
+            "sourceName": name, "configuration": config}
+
+
+def app_config(profile: str = "gateway", collections: Sequence[str] = ()) -> dict[str, Any]:
+    """``window.config`` as data (everything but the origin, added in the browser): the whole
+    archive as the default source, then one source per collection held."""
     source = data_source(profile)
     return {
         "name": "tcia-gateway",
@@ -80,7 +93,7 @@ def app_config(profile: str = "gateway") -> dict[str, Any]:
             "namespace": "@ohif/extension-default.dataSourcesModule.dicomweb",
             "sourceName": SOURCE_NAME,
             "configuration": source,
-        }],
+        }, *(collection_source(n, profile) for n in collections if n != SOURCE_NAME)],
     }
 
 
@@ -104,7 +117,7 @@ _TEMPLATE = """\
 """
 
 
-def app_config_js(profile: str = "gateway") -> str:
+def app_config_js(profile: str = "gateway", collections: Sequence[str] = ()) -> str:
     """The JavaScript OHIF loads from ``/viewer/app-config.js``."""
-    config = json.dumps(app_config(profile), indent=2).replace("\n", "\n  ")
+    config = json.dumps(app_config(profile, collections), indent=2).replace("\n", "\n  ")
     return _TEMPLATE % {"config": config, "roots": json.dumps(list(_ROOT_KEYS))}

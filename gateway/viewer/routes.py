@@ -114,7 +114,8 @@ def _app_config() -> Response:
     profile = request.args.get("profile", "gateway")
     if profile not in PROFILES:
         raise NotFound(f"unknown viewer profile {profile!r}; expected one of {', '.join(PROFILES)}")
-    response = Response(app_config_js(profile), mimetype=CONTENT_TYPES[".js"])
+    held = sorted(context.archive().collections())  # one data source per collection root
+    response = Response(app_config_js(profile, held), mimetype=CONTENT_TYPES[".js"])
     response.headers["Cache-Control"] = REVALIDATE
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response

@@ -37,7 +37,7 @@ def test_capability_statement_lists_exactly_what_is_supported(gateway_server):
     assert cap["fhirVersion"] == "4.0.1"
     listed = {r["type"]: {p["name"] for p in r["searchParam"]} for r in cap["rest"][0]["resource"]}
     # every parameter, _sort everywhere, _has where something refers to the type
-    assert listed == {kind: set(params) | {"_sort"} | ({"_has"} if kind in ("Patient", "ImagingStudy")
+    assert listed == {kind: set(params) | {"_sort"} | ({"_has"} if kind in ("Patient", "ImagingStudy", "ResearchStudy")
                                                       else set()) for kind, params in PARAMS.items()}
     patient = next(r for r in cap["rest"][0]["resource"] if r["type"] == "Patient")
     assert patient["operation"][0]["name"] == "everything"

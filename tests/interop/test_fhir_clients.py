@@ -71,6 +71,15 @@ CASES: dict[str, tuple[str, dict[str, Callable[[dict], str]]]] = {
     "Endpoint": ("Endpoint", {
         "_id": lambda r: r["id"], "connection-type": lambda r: _coding({"coding": [r["connectionType"]]}),
         "status": lambda r: r["status"]}),
+    "ResearchStudy": ("ResearchStudy", {
+        "_id": lambda r: r["id"], "identifier": lambda r: f"https://doi.org|{r['identifier'][0]['value']}",
+        "title": lambda r: r["title"].split()[0], "status": lambda r: r["status"]}),
+    "ResearchSubject": ("ResearchSubject", {
+        "_id": lambda r: r["id"], "individual": lambda r: r["individual"]["reference"],
+        "patient": lambda r: r["individual"]["reference"].split("/")[1],
+        "study": lambda r: r["study"]["reference"],
+        "identifier": lambda r: f"{TCIA}|{r['identifier'][0]['value']}",
+        "status": lambda r: r["status"]}),
 }
 FIO2 = "Observation?code=http://loinc.org|3150-0&derived-from:missing=false"
 EXTRA = {"Observation": {"date": ("Observation?category=imaging", lambda r: _day(r["effectiveDateTime"])),

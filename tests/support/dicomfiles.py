@@ -20,9 +20,10 @@ def uid(*parts: object) -> str:
 
 def make_file(path: Path, *, patient: str = "P1", study: str = "S1", series: str = "SE1",
               sop: str = "I1", modality: str = "CT", size: int = 8, frames: int = 1,
-              **attrs: object) -> Path:
+              collection: str | None = None, **attrs: object) -> Path:
     """Write an instance; ``study``/``series``/``sop`` are seeds for deterministic UIDs
-    unless they already look like UIDs. Extra keyword arguments become attributes."""
+    unless they already look like UIDs. Extra keyword arguments become attributes;
+    ``collection`` writes TCIA's CTP private block with that ProjectName (DESIGN.md 10)."""
     def as_uid(value: str, kind: str) -> str:
         return value if value[:1].isdigit() else uid(kind, value)
 
@@ -40,6 +41,10 @@ def make_file(path: Path, *, patient: str = "P1", study: str = "S1", series: str
     ds.SeriesNumber = attrs.pop("SeriesNumber", 1)
     for key, value in attrs.items():
         setattr(ds, key, value)
+    if collection is not None:
+        block = ds.private_block(0x0013, "CTP", create=True)
+        block.add_new(0x10, "LO", collection)
+        block.add_new(0x13, "LO", "1")
     ds.Rows = ds.Columns = size
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"

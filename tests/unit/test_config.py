@@ -87,6 +87,8 @@ def test_children_get_every_setting_through_the_environment(tmp_path: Path) -> N
             value = "PEER@127.0.0.1:104"
         elif f.name == "ae_title":
             value = "OTHER"
+        elif f.name == "dimse_ae_collections":
+            value = "PEER=COVID-19-AR+MIDRC-RICORD-1C"
         else:
             value = "x" + str(value)
         changed[f.name] = value

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -13,13 +13,14 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from ...cache import BoundedCache
 from ..errors import NotFound, Unavailable
 from ..files import ObjectReader, Received
-from ..scope import Scope
+from ..scope import EVERYTHING, Scope
 from ..protocol import (Archive, FailureReason, Level, Query, SearchResult, Source, StoredInstance,
                         StoreOutcome, StoreResult, UidPath)
 from . import matching
 from .index import Existing, Index, IndexWriteError, Pending
 from .ingest import IngestError, InstanceRecord, parse_file
 from .schema import instances, series, studies
+from .scoping import Shape, collection_condition, params as scope_params
 from .store import FileStore, TempWriter, out_of_space
 
 
@@ -52,11 +53,22 @@ class LocalArchive:
 
     # ------------------------------------------------------------------ reads
     def scoped(self, scope: Scope) -> Archive:
-        """The archive as ``scope`` sees it (gateway/archive/scope.py). Narrowing is being
-        built (patient compartments, collections): until then only the whole archive."""
+        """The archive as ``scope`` sees it (gateway/archive/scope.py): a view whose every
+        statement carries the scope's WHERE (:mod:`.scoping`)."""
         if scope.unrestricted:
             return self
-        raise NotImplementedError("scoped views of this backend are not built yet")
+        from .view import ScopedLocal
+        return ScopedLocal(self, scope)
+
+    def collections(self, scope: Scope = EVERYTHING) -> dict[str, dict[str, int]]:
+        return {k: v for k, v in self.index.collection_counts(scope).items() if k}
+
+    def has_collection(self, name: str, scope: Scope = EVERYTHING) -> bool:
+        if not scope.sees_collection(name):
+            return False
+        if scope.patients is None:
+            return self.index.has_collection(name)
+        return name in self.collections(scope)
 
     def ping(self) -> None:
         """Ready: the index answers and takes writes, and the file store takes files."""
@@ -81,31 +93,34 @@ class LocalArchive:
             return 0
         return int(self.files.sweep_orphans(self.index.paths_known, grace))
 
-    def search(self, query: Query) -> SearchResult:
+    def search(self, query: Query, scope: Scope = EVERYTHING) -> SearchResult:
         try:
             with self.index.engine.connect() as conn:
-                return matching.run(conn, query, lambda lvl, pk: self._first_metadata(conn, lvl, pk))
+                return matching.run(
+                    conn, query, lambda lvl, pk: self._first_metadata(conn, lvl, pk, scope), scope)
         except SQLAlchemyError as exc:
             raise Unavailable(f"index query failed: {exc.__class__.__name__}") from exc
 
-    def instances(self, where: UidPath) -> Iterator[StoredInstance]:
-        for row in self.index.instance_rows(where):
-            yield self._stored(row)
+    def instances(self, where: UidPath, scope: Scope = EVERYTHING) -> Iterator[StoredInstance]:
+        rows = self.index.instance_rows(where, scope)  # NotFound before the first yield
+        return (self._stored(row) for row in rows)
 
-    def instance(self, where: UidPath) -> StoredInstance:
-        return next(self.instances(where))
+    def instance(self, where: UidPath, scope: Scope = EVERYTHING) -> StoredInstance:
+        return next(self.instances(where, scope))
 
-    def metadata(self, where: UidPath) -> bytes:
-        """JSON array of instance metadata; series documents are cached by version."""
+    def metadata(self, where: UidPath, scope: Scope = EVERYTHING) -> bytes:
+        """JSON array of instance metadata; series documents are cached by version (a series
+        lies wholly inside or outside a scope, so one document serves every scope)."""
         if where.instance or not where.series:
-            return b"[" + b",".join(self.index.metadata_rows(where)) + b"]"
-        version = self.index.version(where)
+            return b"[" + b",".join(self.index.metadata_rows(where, scope)) + b"]"
+        version = self.index.version(where, scope)
         if version is None:
             raise NotFound(f"no such series {where.series}")
         key = (where.study or "", where.series, version)
         doc = self._metadata.get(key)
         if doc is None:
-            doc = self._metadata.put(key, b"[" + b",".join(self.index.metadata_rows(where)) + b"]")
+            doc = self._metadata.put(
+                key, b"[" + b",".join(self.index.metadata_rows(where, scope)) + b"]")
         return doc
 
     def _stored(self, row: Row[Any]) -> StoredInstance:
@@ -119,7 +134,8 @@ class LocalArchive:
             path=path, size=row.size, number_of_frames=row.number_of_frames or 0,
             frame_table=row.frames, remote=self._remote, key=key)
 
-    def _first_metadata(self, conn: Connection, level: Level, pk: int) -> bytes | None:
+    def _first_metadata(self, conn: Connection, level: Level, pk: int,
+                        scope: Scope = EVERYTHING) -> bytes | None:
         stmt = select(instances.c.metadata).select_from(
             instances.join(series, instances.c.series_pk == series.c.pk))
         if level is Level.INSTANCE:
@@ -128,12 +144,12 @@ class LocalArchive:
             stmt = stmt.where(series.c.pk == pk)
         elif level is Level.STUDY:
             stmt = stmt.where(series.c.study_pk == pk)
-        else:
+        else:  # a patient: the first instance of a study the scope sees
             stmt = stmt.join(studies, series.c.study_pk == studies.c.pk).where(
-                studies.c.patient_pk == pk)
+                studies.c.patient_pk == pk, *collection_condition(Shape.of(scope)))
         stmt = stmt.order_by(series.c.series_number, series.c.pk, instances.c.instance_number,
                              instances.c.pk).limit(1)
-        return conn.execute(stmt).scalar()
+        return conn.execute(stmt, scope_params(scope)).scalar()
 
     # ----------------------------------------------------------------- writes
     def spool(self) -> TempWriter:
@@ -141,24 +157,31 @@ class LocalArchive:
         return self.files.spool()
 
     def store(self, source: Source, *, expected_study: str | None = None,
-              move: bool = False) -> StoreResult:
+              move: bool = False, scope: Scope = EVERYTHING) -> StoreResult:
         """Store one file. ``move=True`` takes ownership of a temp file under ``tmp/``."""
-        return self.store_batch([source], expected_study=expected_study, move=move)[0]
+        return self.store_batch([source], expected_study=expected_study, move=move,
+                                scope=scope)[0]
 
     def store_batch(self, sources: Sequence[Source], *, expected_study: str | None = None,
-                    move: bool = False) -> list[StoreResult]:
-        """Receive and parse each file, then place and index them all in one transaction."""
+                    move: bool = False, scope: Scope = EVERYTHING) -> list[StoreResult]:
+        """Receive and parse each file, then place and index them all in one transaction;
+        what lies outside ``scope`` is refused (0x0124) and nothing of it stored. A file
+        without a collection stored into a one-collection scope joins that collection."""
         results: list[StoreResult | None] = []
         ready: list[tuple[int, Prepared]] = []
         for source in sources:
             received = self.receive(source, move)
             prepared = self.prepare(received) if isinstance(received, Received) else received
+            if isinstance(prepared, Prepared) and scope.collections and len(scope.collections) == 1 \
+                    and not prepared.record.study.get("collection"):
+                prepared = with_collection(prepared, next(iter(scope.collections)))
             if isinstance(prepared, StoreResult):
                 results.append(prepared)
             else:
                 results.append(None)
                 ready.append((len(results) - 1, prepared))
-        committed = self.commit([p for _i, p in ready], expected_study=expected_study)
+        committed = self.commit([p for _i, p in ready], expected_study=expected_study,
+                                scope=scope)
         for (i, _p), result in zip(ready, committed, strict=True):
             results[i] = result
         return results  # type: ignore[return-value]
@@ -180,39 +203,44 @@ class LocalArchive:
         """Parse a received temp file; on failure discard it and say why."""
         return prepare_received(received)
 
-    def commit(self, batch: list[Prepared], *, expected_study: str | None = None) -> list[StoreResult]:
+    def commit(self, batch: list[Prepared], *, expected_study: str | None = None,
+               scope: Scope = EVERYTHING) -> list[StoreResult]:
         """Place and index a batch: duplicates and conflicts decided against the index, under
         the store lock (threads and processes), so no writer decides against a stale index."""
         results: list[StoreResult] = []
         try:
             with self._commit_lock, self.files.exclusive():
                 for segment in _segments(batch):
-                    results += self._commit_segment(segment, expected_study)
+                    results += self._commit_segment(segment, expected_study, scope)
         except BaseException:
             for p in batch[len(results):]:  # not decided: the temp files are still ours
                 p.received.path.unlink(missing_ok=True)
             raise
         return results
 
-    def _commit_segment(self, segment: list[Prepared],
-                        expected_study: str | None) -> list[StoreResult]:
+    def _commit_segment(self, segment: list[Prepared], expected_study: str | None,
+                        scope: Scope) -> list[StoreResult]:
         try:
-            return self._commit(segment, expected_study)
+            return self._commit(segment, expected_study, scope)
         except IntegrityError:
             pass  # a writer without our lock (another file store) indexed one meanwhile
         results = []
         for p in segment:  # decide one at a time against what it wrote
             try:
-                results += self._commit([p], expected_study)
+                results += self._commit([p], expected_study, scope)
             except IntegrityError:
                 p.received.path.unlink(missing_ok=True)
                 results.append(_failed(p, FailureReason.PROCESSING_FAILURE,
                                        "another writer stored this instance at the same time"))
         return results
 
-    def _commit(self, batch: list[Prepared], expected_study: str | None) -> list[StoreResult]:
+    def _commit(self, batch: list[Prepared], expected_study: str | None,
+                scope: Scope = EVERYTHING) -> list[StoreResult]:
         existing = self.index.existing([p.record.sop_uid for p in batch])
-        decided = [self._decide(p, existing.get(p.record.sop_uid), expected_study) for p in batch]
+        outside = (set() if scope.unrestricted
+                   else self.index.outside([p.record for p in batch], scope))
+        decided = [self._decide(p, existing.get(p.record.sop_uid), expected_study,
+                                p.record.sop_uid in outside) for p in batch]
         placed = [(p, item) for p, (_r, item) in zip(batch, decided, strict=True)
                   if item is not None]
         try:
@@ -257,12 +285,12 @@ class LocalArchive:
             self.files.delete(item.path)
             p.received.path.unlink(missing_ok=True)
 
-    def _decide(self, p: Prepared, old: Existing | None,
-                expected_study: str | None) -> tuple[StoreResult, Pending | None]:
+    def _decide(self, p: Prepared, old: Existing | None, expected_study: str | None,
+                outside: bool = False) -> tuple[StoreResult, Pending | None]:
         rec = p.record
         ident = _ident(p)
         rel = self.files.key(rec.study_uid, rec.series_uid, rec.sop_uid, p.received.sha256)
-        refused = self.refusal(p, old, expected_study)
+        refused = not_authorised(p) if outside else self.refusal(p, old, expected_study)
         if refused is not None:
             p.received.path.unlink(missing_ok=True)
             return refused, None
@@ -276,12 +304,15 @@ class LocalArchive:
         outcome = StoreOutcome.REPLACED if old else StoreOutcome.STORED
         return StoreResult(outcome, **ident), Pending(rec, rel, replace=old)
 
-    def refusal(self, p: Prepared, old: Existing | None,
-                expected_study: str | None) -> StoreResult | None:
-        """Why ``p`` is refused before anything is placed (PS3.18 10.5.3): not the study the
-        request names, or other bytes under a stored SOPInstanceUID (DUPLICATE_POLICY reject).
-        The PACS backend asks the same before it sends anything to the PACS."""
+    def refusal(self, p: Prepared, old: Existing | None, expected_study: str | None,
+                scope: Scope = EVERYTHING) -> StoreResult | None:
+        """Why ``p`` is refused before anything is placed (PS3.18 10.5.3): outside ``scope``,
+        not the study the request names, or other bytes under a stored SOPInstanceUID
+        (DUPLICATE_POLICY reject). The PACS backend asks the same before it sends anything
+        to the PACS."""
         rec = p.record
+        if not scope.unrestricted and self.index.outside([rec], scope):
+            return not_authorised(p)
         if expected_study and rec.study_uid != expected_study:
             return _failed(p, FailureReason.STUDY_MISMATCH, f"StudyInstanceUID {rec.study_uid} "
                            f"is not the study {expected_study} of the request")
@@ -302,6 +333,19 @@ class LocalArchive:
             return _io_failure(p, exc)
         return StoreResult(StoreOutcome.DUPLICATE, message="identical instance already stored",
                            **_ident(p))
+
+
+def with_collection(p: Prepared, name: str) -> Prepared:
+    """``p`` as an instance of collection ``name`` (``import --collection``)."""
+    record = replace(p.record, study={**p.record.study, "collection": name})
+    return Prepared(p.received, record)
+
+
+def not_authorised(p: Prepared) -> StoreResult:
+    """An instance outside the caller's scope (PS3.7 C.5.3 0x0124 Refused: Not Authorised);
+    the same words whether the patient, the collection or the study it would join is out."""
+    return _failed(p, FailureReason.NOT_AUTHORIZED,
+                   "this instance is outside what this request may store into")
 
 
 def _ident(p: Prepared) -> dict[str, Any]:

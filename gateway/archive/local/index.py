@@ -12,15 +12,19 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
-from sqlalchemy import Table, bindparam, create_engine, func, select, text, update
+from sqlalchemy import (Table, and_, bindparam, case, create_engine, func, or_, select, text, true,
+                        update)
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..errors import NotFound, Unavailable
 from .ingest import InstanceRecord
 from ..protocol import UidPath
+from ..scope import EVERYTHING, Scope
+from . import migrate
 from .schema import instances, metadata, patients, series, sqlite_pragmas, studies
 from .shared import schema_lock, shared
+from .scoping import ALL_SHAPES, Shape, params as scope_params, study_conditions
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,7 @@ class Index:
                 schema_lock(conn)
                 metadata.create_all(conn)
                 shared.create_all(conn)
+            migrate.upgrade(self.engine)
             self._schema_ready = True
 
     # ------------------------------------------------------------------ reads
@@ -109,31 +114,93 @@ class Index:
                     instances.c.path.in_(chunk))).scalars())
         return known
 
-    def instance_rows(self, where: UidPath) -> Iterator[Any]:
-        """Rows of INSTANCE_COLUMNS under ``where``, ordered for retrieval."""
+    def instance_rows(self, where: UidPath, scope: Scope = EVERYTHING) -> Iterator[Any]:
+        """Rows of INSTANCE_COLUMNS under ``where`` that ``scope`` sees, ordered for
+        retrieval; NotFound (the same words for hidden and absent) when none."""
         with self.engine.connect() as conn:
-            rows = conn.execute(_statement("instances", where), _params(where)).fetchall()
+            rows = conn.execute(_statement("instances", where, scope),
+                                _params(where, scope)).fetchall()
         if not rows:
             raise NotFound(_not_found(where))
         return iter(rows)
 
-    def metadata_rows(self, where: UidPath) -> list[bytes]:
+    def metadata_rows(self, where: UidPath, scope: Scope = EVERYTHING) -> list[bytes]:
         with self.engine.connect() as conn:
-            docs = conn.execute(_statement("metadata", where), _params(where)).scalars().all()
+            docs = conn.execute(_statement("metadata", where, scope),
+                                _params(where, scope)).scalars().all()
         if not docs:
             raise NotFound(_not_found(where))
         return list(docs)
 
-    def version(self, where: UidPath) -> int | None:
-        """Change counter of the series (or study) named by ``where``, None if absent."""
+    def version(self, where: UidPath, scope: Scope = EVERYTHING) -> int | None:
+        """Change counter of the series (or study) named by ``where``, None if absent or
+        outside ``scope``."""
         kind = "series_version" if where.series else "study_version"
         with self.engine.connect() as conn:
-            return conn.execute(_statement(kind, where), _params(where)).scalar()
+            return conn.execute(_statement(kind, where, scope), _params(where, scope)).scalar()
 
-    def counts(self) -> dict[str, int]:
+    def counts(self, scope: Scope = EVERYTHING) -> dict[str, int]:
+        """Patients, studies, series and instances that ``scope`` sees (one statement each)."""
+        if scope.unrestricted:
+            with self.engine.connect() as conn:
+                return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+                        for t in (patients, studies, series, instances)}
+        conds = study_conditions(Shape.of(scope))
+        visible = patients.join(studies, studies.c.patient_pk == patients.c.pk)
+        below = visible.join(series, series.c.study_pk == studies.c.pk)
+        stmts = {"patients": select(func.count(func.distinct(patients.c.pk))).select_from(visible),
+                 "studies": select(func.count()).select_from(visible),
+                 "series": select(func.count()).select_from(below),
+                 "instances": select(func.coalesce(func.sum(series.c.num_instances), 0))
+                 .select_from(below)}
         with self.engine.connect() as conn:
-            return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
-                    for t in (patients, studies, series, instances)}
+            return {name: int(conn.execute(stmt.where(*conds), scope_params(scope)).scalar_one())
+                    for name, stmt in stmts.items()}
+
+    def collection_counts(self, scope: Scope = EVERYTHING) -> dict[str | None, dict[str, int]]:
+        """Per collection (None: unknown): patients, studies, series, instances that ``scope``
+        sees, in one GROUP BY over the studies (their counts are stored)."""
+        col = studies.c.collection
+        stmt = (select(col, func.count(func.distinct(studies.c.patient_pk)), func.count(),
+                       func.coalesce(func.sum(studies.c.num_series), 0),
+                       func.coalesce(func.sum(studies.c.num_instances), 0))
+                .select_from(studies.join(patients, studies.c.patient_pk == patients.c.pk))
+                .where(*study_conditions(Shape.of(scope))).group_by(col).order_by(col))
+        with self.engine.connect() as conn:
+            return {row[0]: {"patients": int(row[1]), "studies": int(row[2]),
+                             "series": int(row[3]), "instances": int(row[4])}
+                    for row in conn.execute(stmt, scope_params(scope))}
+
+    def has_collection(self, name: str) -> bool:
+        stmt = select(studies.c.pk).where(studies.c.collection == name).limit(1)
+        with self.engine.connect() as conn:
+            return conn.execute(stmt).first() is not None
+
+    def outside(self, records: Sequence[InstanceRecord], scope: Scope) -> set[str]:
+        """SOPInstanceUIDs of ``records`` a scoped store must refuse: the instance, or the
+        study or instance it would join or replace, lies outside ``scope``."""
+        refused = {r.sop_uid for r in records if not (
+            scope.sees_patient(r.patient["patient_id"])
+            and scope.sees_collection(r.study.get("collection")))}
+        rest = [r for r in records if r.sop_uid not in refused]
+        if not rest:
+            return refused
+        shape, bind = Shape.of(scope), scope_params(scope)
+        frm = patients.join(studies, studies.c.patient_pk == patients.c.pk)
+        sops = [r.sop_uid for r in rest]
+        visible = case((and_(true(), *study_conditions(shape)), 1), else_=0)
+        stmt = (select(studies.c.study_uid, instances.c.sop_uid, visible).select_from(
+            frm.join(series, series.c.study_pk == studies.c.pk)
+            .outerjoin(instances, and_(instances.c.series_pk == series.c.pk,
+                                       instances.c.sop_uid.in_(sops))))
+            .where(or_(studies.c.study_uid.in_([r.study_uid for r in rest]),
+                       instances.c.sop_uid.is_not(None))))
+        with self.engine.connect() as conn:
+            foreign = [row for row in conn.execute(stmt, bind) if not row[2]]
+        studies_out = {row.study_uid for row in foreign}
+        sops_out = {row.sop_uid for row in foreign if row.sop_uid}
+        return refused | {r.sop_uid for r in rest
+                          if r.study_uid in studies_out or r.sop_uid in sops_out}
 
     # ----------------------------------------------------------------- writes
     def add(self, items: Sequence[Pending]) -> None:
@@ -236,26 +303,41 @@ def make_engine(url: str) -> Engine:
 _READ_ORDER = (series.c.series_number, series.c.pk, instances.c.instance_number, instances.c.pk)
 
 
-def _params(where: UidPath) -> dict[str, str]:
-    return {k: v for k, v in (("study", where.study), ("series", where.series),
-                              ("sop", where.instance)) if v}
+def _params(where: UidPath, scope: Scope = EVERYTHING) -> dict[str, Any]:
+    out: dict[str, Any] = {k: v for k, v in (("study", where.study), ("series", where.series),
+                                              ("sop", where.instance)) if v}
+    if not scope.unrestricted:
+        out.update(scope_params(scope))
+    return out
 
 
-def _statement(kind: str, where: UidPath) -> Any:
-    """The read statement of this shape (which UIDs are given), built at import: building a
-    SELECT costs more than running it on a hot path like frames or metadata."""
-    return _STATEMENTS[(kind, bool(where.study), bool(where.series), bool(where.instance))]
+def _statement(kind: str, where: UidPath, scope: Scope = EVERYTHING) -> Any:
+    """The read statement of this shape (which UIDs are given, which parts of the scope
+    restrict), built at import: building a SELECT costs more than running it on a hot path
+    like frames or metadata."""
+    return _STATEMENTS[(kind, bool(where.study), bool(where.series), bool(where.instance),
+                        Shape.of(scope))]
 
 
-def _build(kind: str, study: bool, series_: bool, sop: bool) -> Any:
+def _build(kind: str, study: bool, series_: bool, sop: bool, shape: Shape) -> Any:
+    conds = study_conditions(shape)
     if kind == "series_version":
-        return select(series.c.version).where(series.c.series_uid == bindparam("series"))
+        stmt = select(series.c.version).where(series.c.series_uid == bindparam("series"))
+        if shape.any:
+            stmt = stmt.select_from(series.join(studies, series.c.study_pk == studies.c.pk)
+                                    .join(patients, studies.c.patient_pk == patients.c.pk))
+        return stmt.where(*conds)
     if kind == "study_version":
-        return select(studies.c.version).where(studies.c.study_uid == bindparam("study"))
+        stmt = select(studies.c.version).where(studies.c.study_uid == bindparam("study"))
+        if shape.patients:
+            stmt = stmt.select_from(studies.join(patients, studies.c.patient_pk == patients.c.pk))
+        return stmt.where(*conds)
     columns = INSTANCE_COLUMNS if kind == "instances" else (instances.c.metadata,)
-    stmt = select(*columns).select_from(
-        instances.join(series, instances.c.series_pk == series.c.pk)
-        .join(studies, series.c.study_pk == studies.c.pk))
+    frm = (instances.join(series, instances.c.series_pk == series.c.pk)
+           .join(studies, series.c.study_pk == studies.c.pk))
+    if shape.patients:
+        frm = frm.join(patients, studies.c.patient_pk == patients.c.pk)
+    stmt = select(*columns).select_from(frm).where(*conds)
     if study:
         stmt = stmt.where(studies.c.study_uid == bindparam("study"))
     if series_:
@@ -265,10 +347,11 @@ def _build(kind: str, study: bool, series_: bool, sop: bool) -> Any:
     return stmt.order_by(*_READ_ORDER)
 
 
-_STATEMENTS: dict[tuple[str, bool, bool, bool], Any] = {  # constant: every shape, once
-    (kind, study, series_, sop): _build(kind, study, series_, sop)
+_STATEMENTS: dict[tuple[str, bool, bool, bool, Shape], Any] = {  # constant: every shape, once
+    (kind, study, series_, sop, shape): _build(kind, study, series_, sop, shape)
     for kind in ("instances", "metadata", "series_version", "study_version")
-    for study, series_, sop in itertools.product((False, True), repeat=3)}
+    for study, series_, sop in itertools.product((False, True), repeat=3)
+    for shape in ALL_SHAPES}
 
 
 def _not_found(where: UidPath) -> str:

@@ -9,6 +9,7 @@ everything else goes through pydicom, with the same result.
 """
 from __future__ import annotations
 
+import base64
 import struct
 import warnings
 from dataclasses import dataclass
@@ -151,7 +152,7 @@ def _record(path: Path, parsed: dicomjson.Parsed, uids: dict[str, str], *, sha25
                "study_time": normalise_time(t("00080030")), "accession_number": t("00080050"),
                "referring_physician_name": t("00080090"), "patient_age": t("00101010"),
                "study_id": t("00200010"), "study_description": t("00081030"),
-               "institution_name": t("00080080")},
+               "institution_name": t("00080080"), "collection": ctp_project(doc)},
         series={"series_uid": series, "modality": t("00080060"),
                 "series_number": _int(doc, "00200011"), "series_description": t("0008103E"),
                 "series_date": d("00080021"), "series_time": normalise_time(t("00080031")),
@@ -205,6 +206,24 @@ def _implicit_vr(ds: pydicom.Dataset, raw: RawDataElement) -> str:
     if vr == "OB or OW":
         return "OB" if raw.length == UNDEFINED else "OW"
     return vr.split(" or ")[0]
+
+
+def ctp_project(doc: dict) -> str | None:
+    """The collection TCIA's CTP wrote into the file: ProjectName (0013,xx10) of the private
+    block whose creator (0013,00xx) is ``CTP`` (PS3.5 7.8.1; DESIGN.md 10), or None."""
+    for tag in doc:
+        if tag.startswith("001300") and tag[6:] >= "10" and _text(doc, tag) == "CTP":
+            return _value_text(doc.get(f"0013{tag[6:]}10", {})) or None
+    return None
+
+
+def _value_text(element: dict) -> str:
+    """A short string value, also when it came as UN (Implicit VR without a dictionary)."""
+    if element.get("InlineBinary"):
+        raw = base64.b64decode(element["InlineBinary"])
+        return raw.decode("ascii", "replace").strip(" \x00")[:64]
+    values = element.get("Value") or [""]
+    return str(values[0] or "").strip()[:64]
 
 
 def _text(doc: dict, tag: str) -> str:

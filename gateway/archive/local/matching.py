@@ -20,6 +20,8 @@ from ..errors import InvalidQuery
 from .ingest import normalise_time
 from ..protocol import Level, Query, SearchResult
 from .schema import instances, patients, series, studies
+from ..scope import EVERYTHING, Scope
+from . import scoping
 from ..uids import is_uid
 
 TABLES = {Level.PATIENT: patients, Level.STUDY: studies, Level.SERIES: series,
@@ -47,9 +49,10 @@ def column(attr: Attribute) -> ColumnElement:
     return TABLES[attr.level].c[attr.column]
 
 
-def plan(query: Query) -> tuple[Select, list[Attribute], list[str]]:
-    """The SELECT for ``query``, the indexed attributes it returns, and the extra tags
-    (known DICOM attributes the index lacks) to take from each match's first instance."""
+def plan(query: Query, scope: Scope = EVERYTHING) -> tuple[Select, list[Attribute], list[str]]:
+    """The SELECT for ``query`` narrowed to ``scope`` (bind values: ``scoping.params``), the
+    indexed attributes it returns, and the extra tags (known DICOM attributes the index
+    lacks) to take from each match's first instance."""
     returned: dict[str, Attribute] = {k: BY_KEYWORD[k] for k in DEFAULT_RETURN[query.level]}
     extras: list[str] = []
     for name in sorted(query.includefields):
@@ -70,13 +73,25 @@ def plan(query: Query) -> tuple[Select, list[Attribute], list[str]]:
         if cond is not None:
             conditions.append(cond)
     table = TABLES[query.level]
-    stmt = base_select(query.level, [table.c.pk] + [column(a) for a in returned.values()])
+    shape = scoping.Shape.of(scope)
+    conditions += _scope_conditions(query.level, shape)
+    counts = (scoping.patient_counts(shape) if query.level is Level.PATIENT and shape.by_collection
+              else {})
+    stmt = base_select(query.level, [table.c.pk] + [
+        counts[a.column].label(a.column) if a.level is Level.PATIENT and a.column in counts
+        else column(a) for a in returned.values()])
     if conditions:
         stmt = stmt.where(and_(*conditions))
     stmt = stmt.order_by(table.c.pk).offset(query.offset)
     if query.limit is not None:
         stmt = stmt.limit(query.limit + 1)
     return stmt, list(returned.values()), extras
+
+
+def _scope_conditions(level: Level, shape: scoping.Shape) -> list[ColumnElement[bool]]:
+    if level is Level.PATIENT:
+        return scoping.patient_level_conditions(shape)
+    return scoping.study_conditions(shape)
 
 
 def _filter_attribute(name: str, level: Level) -> Attribute:
@@ -222,9 +237,10 @@ VALID: dict[str, Callable[[str], bool]] = {"DA": valid_date, "TM": valid_time,
 
 
 def run(conn: Connection, query: Query,
-        first_instance_metadata: Callable[[Level, int], bytes | None]) -> SearchResult:
-    stmt, returned, extras = plan(query)
-    rows = conn.execute(stmt).fetchall()
+        first_instance_metadata: Callable[[Level, int], bytes | None],
+        scope: Scope = EVERYTHING) -> SearchResult:
+    stmt, returned, extras = plan(query, scope)
+    rows = conn.execute(stmt, scoping.params(scope)).fetchall()
     truncated = query.limit is not None and len(rows) > query.limit
     if truncated:
         rows = rows[: query.limit]

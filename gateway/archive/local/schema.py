@@ -42,6 +42,8 @@ studies = Table(
     Column("study_id", String(16)),
     Column("study_description", String(64)),
     Column("institution_name", String(64)),
+    # the TCIA collection (CTP ProjectName or ``import --collection``); NULL when unknown
+    Column("collection", String(64)),
     Column("modalities", String(128), nullable=False, default=""),
     Column("num_series", Integer, nullable=False, default=0),
     Column("num_instances", Integer, nullable=False, default=0),
@@ -91,6 +93,7 @@ Index("ix_patients_name", patients.c.patient_name)
 Index("ix_studies_patient", studies.c.patient_pk)
 Index("ix_studies_date", studies.c.study_date)
 Index("ix_studies_accession", studies.c.accession_number)
+Index("ix_studies_collection", studies.c.collection)
 Index("ix_series_study", series.c.study_pk, series.c.series_number)
 Index("ix_series_modality", series.c.modality)
 Index("ix_instances_series", instances.c.series_pk, instances.c.instance_number)

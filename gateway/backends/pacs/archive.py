@@ -33,7 +33,7 @@ from .preparepool import PreparePool
 from ...archive.protocol import (Archive, FailureReason, Level, Query, SearchResult, Source,
                                  StoredInstance, StoreOutcome, StoreResult, UidPath)
 from ...archive.files import Spool
-from ...archive.scope import Scope
+from ...archive.scope import EVERYTHING, Scope
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +71,19 @@ class RemoteArchive:
 
     # ----------------------------------------------------------------- queries
     def scoped(self, scope: Scope) -> Archive:
-        """The archive as ``scope`` sees it (gateway/archive/scope.py). Narrowing is being
-        built (patient compartments, collections): until then only the whole archive."""
+        """The archive as ``scope`` sees it (gateway/archive/scope.py): patients narrowed in
+        every C-FIND (``scoped.py``); collections refused (NotSupported)."""
         if scope.unrestricted:
             return self
-        raise NotImplementedError("scoped views of this backend are not built yet")
+        from .scoped import ScopedRemote
+        return ScopedRemote(self, scope)
+
+    def collections(self) -> dict[str, dict[str, int]]:
+        """A DIMSE PACS does not say which collection a study is in."""
+        return {}
+
+    def has_collection(self, name: str) -> bool:
+        return False
 
     def ping(self) -> None:
         self.scu.echo()
@@ -290,7 +298,7 @@ class RemoteArchive:
         return [self.store(s, expected_study=expected_study, move=move) for s in sources]
 
     def store(self, source: Source, *, expected_study: str | None = None,
-              move: bool = False) -> StoreResult:
+              move: bool = False, scope: Scope = EVERYTHING) -> StoreResult:
         """C-STORE to the PACS first; only what the PACS accepted enters the cache, and what
         the cache would refuse is not sent to the PACS either (PS3.18 10.5.3)."""
         received = self.cache.receive(source, move)
@@ -301,7 +309,7 @@ class RemoteArchive:
             return prepared
         rec = prepared.record
         old = self.cache.index.existing([rec.sop_uid]).get(rec.sop_uid)
-        refusal = self.cache.refusal(prepared, old, expected_study)
+        refusal = self.cache.refusal(prepared, old, expected_study, scope)
         if refusal is None:
             try:
                 self.scu.store(received.path, rec.instance["sop_class_uid"],

@@ -1,0 +1,176 @@
+"""BACKEND=idc on a real S3 store: SeaweedFS holding synthetic twins in IDC's bucket layout
+(``<series_uuid>/<instance_uuid>.dcm``) and a parquet index of ``idc_index``'s schema made
+from the same files. Searches answer from the index with no bucket call; the first read of
+a series lists its folder and GETs each object once, later reads make none; bytes are the
+uploaded ones; a missing object is 502 and an unreachable bucket 503, nothing cached."""
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+from dicomweb_client.api import DICOMwebClient
+
+from tests.support.idc import (IdcSeries, LiveApp, idc_settings, scan, serve, synth_twin, upload,
+                               write_index)
+
+COLLECTIONS = ("COVID-19-AR", "MIDRC-RICORD-1C")
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory) -> dict[str, IdcSeries]:
+    root = tmp_path_factory.mktemp("idc-twins")
+    found: dict[str, IdcSeries] = {}
+    for name in COLLECTIONS:
+        found.update(scan(synth_twin(root / name, name, patients=2), name))
+    return found
+
+
+@pytest.fixture(scope="module")
+def bucket(s3_store, twins) -> str:
+    name = s3_store.create_bucket("idc-open-data-local")
+    assert upload(s3_store, name, list(twins.values())) == sum(
+        len(s.objects) for s in twins.values())
+    return name
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory, twins) -> Path:
+    return write_index(list(twins.values()), tmp_path_factory.mktemp("idc-index") / "idx.parquet")
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, s3_store, bucket, index) -> Iterator[LiveApp]:
+    settings = idc_settings(s3_store, tmp_path_factory.mktemp("idc-data"), bucket, index,
+                            idc_timeout=2.0)
+    yield from serve(settings)
+
+
+def _archive(live: LiveApp):
+    return live.app.extensions["tcia_gateway"]["archive"]
+
+
+def _calls(live: LiveApp) -> dict[str, int]:
+    return dict(_archive(live).bucket.calls)
+
+
+def _biggest(twins: dict[str, IdcSeries], modality: str | None = None) -> IdcSeries:
+    pool = [s for s in twins.values() if modality in (None, s.row["Modality"])]
+    return max(pool, key=lambda s: (len(s.objects), s.row["SeriesInstanceUID"]))
+
+
+def test_searches_answer_from_the_index_with_no_bucket_call(live, twins) -> None:
+    before = _calls(live)
+    studies = requests.get(f"{live.url}/dicomweb/studies", timeout=30).json()
+    want = {s.row["StudyInstanceUID"] for s in twins.values()}
+    assert {s["0020000D"]["Value"][0] for s in studies} == want
+    some = next(iter(twins.values())).row
+    series = requests.get(f"{live.url}/dicomweb/studies/{some['StudyInstanceUID']}/series",
+                          timeout=30).json()
+    mine = {s["0020000E"]["Value"][0]: s for s in series}
+    assert some["SeriesInstanceUID"] in mine
+    row = mine[some["SeriesInstanceUID"]]
+    assert row["00201209"]["Value"] == [some["instanceCount"]]  # NumberOfSeriesRelatedInstances
+    by_collection = requests.get(f"{live.url}/collections/COVID-19-AR/dicomweb/studies",
+                                 timeout=30).json()
+    assert {s["0020000D"]["Value"][0] for s in by_collection} == {
+        s.row["StudyInstanceUID"] for s in twins.values() if s.row["collection_id"] == "covid_19_ar"}
+    fhir = requests.get(f"{live.url}/fhir/ImagingStudy", params={"_count": 100},
+                        timeout=30).json()
+    assert fhir["total"] == len(want) if "total" in fhir else len(fhir["entry"]) == len(want)
+    assert _calls(live) == before  # not one bucket request
+
+
+def test_first_metadata_fetches_the_series_once_then_never_again(live, twins) -> None:
+    s = _biggest(twins, "CT")
+    url = (f"{live.url}/dicomweb/studies/{s.row['StudyInstanceUID']}/series/"
+           f"{s.row['SeriesInstanceUID']}/metadata")
+    before = _calls(live)
+    t0 = time.monotonic()
+    first = requests.get(url, timeout=60)
+    cold = time.monotonic() - t0
+    assert first.status_code == 200, first.text[:300]
+    assert len(first.json()) == len(s.objects)
+    after = _calls(live)
+    assert after.get("ListObjectsV2", 0) - before.get("ListObjectsV2", 0) == 1
+    assert after.get("GetObject", 0) - before.get("GetObject", 0) == len(s.objects)
+    t0 = time.monotonic()
+    again = requests.get(url, timeout=60)
+    warm = time.monotonic() - t0
+    assert again.status_code == 200 and again.json() == first.json()
+    assert _calls(live) == after  # the second read makes no bucket call
+    print(f"series metadata, {len(s.objects)} instances: cold {cold * 1000:.0f} ms, "
+          f"warm {warm * 1000:.1f} ms")
+
+
+def test_dicomweb_client_retrieve_gives_the_uploaded_bytes(live, twins) -> None:
+    s = _biggest(twins, "DX") if any(t.row["Modality"] == "DX" for t in twins.values()) \
+        else _biggest(twins)
+    client = DICOMwebClient(f"{live.url}/dicomweb")
+    got = client.retrieve_series(s.row["StudyInstanceUID"], s.row["SeriesInstanceUID"])
+    assert len(got) == len(s.objects)
+    uploaded = {hashlib.sha256(p.read_bytes()).hexdigest(): p for p in s.objects.values()}
+    archive = _archive(live)
+    from gateway.archive.protocol import UidPath
+    stored = list(archive.instances(UidPath(s.row["StudyInstanceUID"], s.row["SeriesInstanceUID"])))
+    assert {hashlib.sha256(Path(i.local()).read_bytes()).hexdigest() if not i.key else
+            hashlib.sha256(b"".join(i.chunks())).hexdigest() for i in stored} == set(uploaded)
+    assert {str(ds.SOPInstanceUID) for ds in got} == {i.sop_uid for i in stored}
+
+
+def test_a_missing_object_is_502_and_nothing_is_cached(live, twins, s3_store, bucket) -> None:
+    s = sorted((t for t in twins.values() if len(t.objects) >= 2),
+               key=lambda t: t.row["SeriesInstanceUID"])[0]
+    assert s.row["SeriesInstanceUID"] not in _archive(live)._fetched
+    key = sorted(s.objects)[-1]
+    s3_store.client().delete_object(Bucket=bucket, Key=key)
+    base = (f"{live.url}/dicomweb/studies/{s.row['StudyInstanceUID']}/series/"
+            f"{s.row['SeriesInstanceUID']}")
+    try:
+        r = requests.get(f"{base}/metadata", timeout=60)
+        assert r.status_code == 502, r.text[:300]
+        assert "missing" in r.json()["message"]
+        archive = _archive(live)
+        assert not _cached(archive, s.row["SeriesInstanceUID"])  # nothing of it cached
+    finally:
+        s3_store.client().upload_file(str(s.objects[key]), bucket, key)
+    again = requests.get(f"{base}/instances", timeout=60)
+    assert again.status_code == 200 and len(again.json()) == len(s.objects)  # fetched afresh
+
+
+def _cached(archive, series_uid: str) -> int:
+    from sqlalchemy import func, select
+
+    from gateway.archive.local.schema import instances, series
+    with archive.index.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(
+            instances.join(series, instances.c.series_pk == series.c.pk))
+            .where(series.c.series_uid == series_uid)).scalar_one()
+
+
+def test_bucket_down_is_503_in_time_and_nothing_is_cached(live, twins, s3_store) -> None:
+    fetched = _archive(live)._fetched
+    s = next(t for t in sorted(twins.values(), key=lambda t: t.row["SeriesInstanceUID"])
+             if t.row["SeriesInstanceUID"] not in fetched)
+    url = (f"{live.url}/dicomweb/studies/{s.row['StudyInstanceUID']}/series/"
+           f"{s.row['SeriesInstanceUID']}/metadata")
+    s3_store.pause()
+    try:
+        t0 = time.monotonic()
+        r = requests.get(url, timeout=60)
+        took = time.monotonic() - t0
+        assert r.status_code == 503, r.text[:300]
+        assert r.headers.get("Retry-After")
+        assert took < 2.0 + 1.5, took
+        series = requests.get(f"{live.url}/dicomweb/studies/{s.row['StudyInstanceUID']}/series",
+                              timeout=30)
+        assert series.status_code == 200  # searches still answer from the index
+    finally:
+        s3_store.resume()
+    assert s.row["SeriesInstanceUID"] not in _archive(live)._fetched
+    assert not _cached(_archive(live), s.row["SeriesInstanceUID"])
+    r = requests.get(url, timeout=60)
+    assert r.status_code == 200 and len(r.json()) == len(s.objects)

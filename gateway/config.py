@@ -182,6 +182,9 @@ class Settings:
         "Pull-through cache: eviction starts above this fraction of CACHE_MAX_BYTES."))
     cache_low_watermark: float = field(default=0.7, metadata=_doc(
         "Pull-through cache: eviction stops below this fraction of CACHE_MAX_BYTES."))
+    cache_purge_delay: float = field(default=300.0, metadata=_doc(
+        "Pull-through cache: seconds between hiding an evicted series and deleting its files; "
+        "a series read meanwhile stays (the lease of a stream in progress)."))
 
     # --- collections (issue 13): which collections each DIMSE peer sees
     dimse_ae_collections: str = field(default="", metadata=_doc(
@@ -392,5 +395,6 @@ def _validate_scale(s: Settings) -> None:
     for key in ("s3_timeout", "s3_multipart_threshold", "cache_max_bytes"):
         if getattr(s, key) <= 0:
             raise SettingsError(f"{ENV_PREFIX}{key.upper()} must be positive")
-    if s.s3_orphan_grace < 0:
-        raise SettingsError(f"{ENV_PREFIX}S3_ORPHAN_GRACE must not be negative")
+    for key in ("s3_orphan_grace", "cache_purge_delay"):
+        if getattr(s, key) < 0:
+            raise SettingsError(f"{ENV_PREFIX}{key.upper()} must not be negative")

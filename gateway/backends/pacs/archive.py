@@ -22,7 +22,8 @@ from pynetdicom.events import Event
 from ...config import Settings, parse_hostport
 from ...dimse.identifiers import find_identifier, result_json
 from ...dimse.pool import Peer
-from .pullthrough import CacheState, CacheWriter, Flight
+from .pullthrough import CacheWriter, Flight
+from .sharedstate import SharedCacheState
 from .receiver import MoveReceiver
 from ...dimse.scu import Scu, ScuOptions, SubOperations
 from ...archive.status import Status, category
@@ -55,8 +56,10 @@ class RemoteArchive:
         self.ae_title = settings.ae_title
         self.mode = settings.pacs_retrieve
         self.max_wait = settings.pacs_retrieve_timeout
-        self.state = CacheState(Path(cache.files.root) / "pacs-cache",
-                                ttl=settings.pacs_cache_ttl)
+        self.state = SharedCacheState(
+            cache, Path(cache.files.root) / "pacs-cache", ttl=settings.pacs_cache_ttl,
+            max_bytes=settings.cache_max_bytes, high=settings.cache_high_watermark,
+            low=settings.cache_low_watermark, purge_delay=settings.cache_purge_delay)
         self._flights: dict[str, Flight] = {}
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(options.pool_size, thread_name_prefix="pacs-retrieve")
@@ -217,9 +220,10 @@ class RemoteArchive:
         error: ArchiveError | None = None
         try:
             with self.state.lock(series, timeout=self.max_wait):
-                if not self.state.complete("series", series):  # another process may have done it
+                if not self.state.complete("series", series):  # another node may have done it
                     count = self._retrieve(study, series, flight)
                     self.state.mark("series", series, {"study": study, "instances": count})
+            self.state.evict(keep=series)  # over the high watermark: LRU series go
         except ArchiveError as exc:
             error = exc
         except Exception as exc:  # never leave waiters hanging on an unexpected bug

@@ -1,0 +1,226 @@
+"""The pull-through cache's state in the index database: the same on every node.
+
+Completion markers (a series, a study's series list) are rows of ``pacs_cache_marks``, so
+a series one node retrieved is complete for all. Retrievals of one series take turns under
+a lock that spans nodes on PostgreSQL (a session advisory lock; on SQLite, one machine,
+the file lock of :class:`CacheState`): two nodes missing the same series cause one C-GET.
+
+The cache is bounded (CACHE_MAX_BYTES): once the cached instances' bytes pass the high
+watermark, whole series are evicted, least recently used first (``accessed_at``, written
+at most every ACCESS_EVERY seconds per series), in two phases: *hide* (the marker says
+hidden: new requests fetch the series again) then, CACHE_PURGE_DELAY later, *purge* (rows,
+then files). A series accessed within that delay is not purged: a stream that started on it
+keeps its files (the delay is its lease).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from sqlalchemy import Column, Float, MetaData, String, Table, Text, delete, func, select, text
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+
+from ...archive.errors import UpstreamTimeout
+from ...archive.local.archive import LocalArchive
+from ...archive.local.schema import instances, series, studies
+from ...archive.local.shared import schema_lock
+from .pullthrough import CacheState
+
+log = logging.getLogger(__name__)
+ACCESS_EVERY = 5.0  # seconds: accessed_at is refreshed lazily
+
+marks_meta = MetaData()
+marks = Table(
+    "pacs_cache_marks", marks_meta,
+    Column("kind", String(8), primary_key=True),
+    Column("uid", String(64), primary_key=True),
+    Column("content", Text, nullable=False),
+    Column("bytes", Float, nullable=False, default=0),
+    Column("marked_at", Float, nullable=False),
+    Column("accessed_at", Float, nullable=False),
+    Column("hidden_at", Float),
+)
+
+
+class SharedCacheState:
+    """CacheState's interface (complete, mark, clear, lock) on the index, plus eviction."""
+
+    def __init__(self, cache: LocalArchive, root: Path, *, ttl: float = 0.0,
+                 max_bytes: int = 0, high: float = 0.9, low: float = 0.7,
+                 purge_delay: float = 300.0) -> None:
+        self.cache, self.engine = cache, cache.index.engine
+        self.ttl, self.max_bytes, self.purge_delay = ttl, max_bytes, purge_delay
+        self.high = min(max(high, 0.01), 1.0)
+        self.low = min(max(low, 0.01), self.high)
+        self._files = CacheState(root, ttl)  # per-machine locks when the index is SQLite
+        with self.engine.begin() as conn:
+            schema_lock(conn)
+            marks_meta.create_all(conn)
+
+    # ------------------------------------------------------------- markers
+    def complete(self, kind: str, uid: str) -> dict[str, Any] | None:
+        """The marker's content if ``uid`` is fully cached, not hidden, younger than TTL."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(marks.c.content, marks.c.marked_at, marks.c.accessed_at)
+                               .where(marks.c.kind == kind, marks.c.uid == uid,
+                                      marks.c.hidden_at.is_(None))).first()
+            if row is None:
+                return None
+            now = time.time()
+            if self.ttl and now - row.marked_at > self.ttl:
+                return None
+            if now - row.accessed_at > ACCESS_EVERY:
+                conn.execute(update(marks).where(marks.c.kind == kind, marks.c.uid == uid)
+                             .values(accessed_at=now))
+                conn.commit()
+        return json.loads(row.content)
+
+    def mark(self, kind: str, uid: str, content: dict[str, Any]) -> None:
+        """Complete (and visible again, if it was hidden), after the data is in the cache."""
+        now = time.time()
+        size = self._series_bytes(uid) if kind == "series" else 0
+        values = dict(content=json.dumps(content), bytes=size, marked_at=now, accessed_at=now,
+                      hidden_at=None)
+        with self.engine.begin() as conn:
+            done = conn.execute(update(marks).where(marks.c.kind == kind, marks.c.uid == uid)
+                                .values(**values)).rowcount
+            if not done:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(marks.insert().values(kind=kind, uid=uid, **values))
+                except IntegrityError:
+                    conn.execute(update(marks).where(marks.c.kind == kind, marks.c.uid == uid)
+                                 .values(**values))
+
+    def clear(self, kind: str, uid: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(marks).where(marks.c.kind == kind, marks.c.uid == uid))
+
+    def _series_bytes(self, uid: str) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(
+                select(func.coalesce(func.sum(instances.c.size), 0))
+                .select_from(instances.join(series, instances.c.series_pk == series.c.pk))
+                .where(series.c.series_uid == uid)).scalar() or 0)
+
+    # ------------------------------------------------------------- the lock
+    @contextlib.contextmanager
+    def lock(self, uid: str, timeout: float) -> Iterator[None]:
+        """One retrieval of ``uid`` at a time on every node (PostgreSQL advisory lock)."""
+        if self.engine.dialect.name != "postgresql":
+            with self._files.lock(uid, timeout):
+                yield
+            return
+        key = int.from_bytes(hashlib.sha256(uid.encode()).digest()[:8], "big", signed=True)
+        with self.engine.connect() as conn:
+            deadline = time.monotonic() + timeout
+            while not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+                conn.rollback()
+                if time.monotonic() > deadline:
+                    raise UpstreamTimeout(f"series {uid} has been retrieving on another node "
+                                          f"for over {timeout:g} s")
+                time.sleep(0.05)
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+
+    # ------------------------------------------------------------- eviction
+    def cached_bytes(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.coalesce(func.sum(instances.c.size), 0)))
+                       .scalar() or 0)
+
+    def evict(self, keep: str = "") -> tuple[int, int]:
+        """Hide LRU series above the high watermark (down to the low one; never ``keep``,
+        just retrieved), purge the hidden ones past their delay: (hidden, purged)."""
+        if not self.max_bytes:
+            return 0, 0
+        hidden = self._hide(keep)
+        return hidden, self.purge()
+
+    def _hide(self, keep: str) -> int:
+        total = self.cached_bytes()
+        with self.engine.connect() as conn:
+            hidden_bytes = float(conn.execute(select(func.coalesce(func.sum(marks.c.bytes), 0))
+                                              .where(marks.c.kind == "series",
+                                                     marks.c.hidden_at.is_not(None))).scalar() or 0)
+        live = total - hidden_bytes
+        if live <= self.high * self.max_bytes:
+            return 0
+        target, count = self.low * self.max_bytes, 0
+        with self.engine.begin() as conn:
+            lru = conn.execute(select(marks.c.uid, marks.c.bytes).where(
+                marks.c.kind == "series", marks.c.hidden_at.is_(None), marks.c.uid != keep)
+                .order_by(marks.c.accessed_at)).all()
+            for row in lru:
+                if live <= target:
+                    break
+                conn.execute(update(marks).where(marks.c.kind == "series",
+                                                 marks.c.uid == row.uid)
+                             .values(hidden_at=time.time()))
+                live -= row.bytes
+                count += 1
+        if count:
+            log.info("pull-through cache: %d series hidden (%.0f of %d bytes live)", count,
+                     live, self.max_bytes)
+        return count
+
+    def purge(self) -> int:
+        """Remove hidden series whose delay has passed and that nobody accessed meanwhile:
+        rows first, then files (a row never points at a missing file)."""
+        limit = time.time() - self.purge_delay
+        with self.engine.connect() as conn:
+            due = conn.execute(select(marks.c.uid).where(
+                marks.c.kind == "series", marks.c.hidden_at < limit,
+                marks.c.accessed_at < limit)).scalars().all()
+        purged = 0
+        for uid in due:
+            try:
+                with self.lock(uid, timeout=0.5):
+                    purged += self._purge_one(uid, limit)
+            except UpstreamTimeout:
+                continue  # being retrieved again right now: it stays
+        return purged
+
+    def _purge_one(self, uid: str, limit: float) -> int:
+        with self.engine.begin() as conn:
+            still = conn.execute(select(marks.c.uid).where(
+                marks.c.kind == "series", marks.c.uid == uid, marks.c.hidden_at < limit,
+                marks.c.accessed_at < limit).with_for_update()).first()
+            if still is None:
+                return 0
+            pk_study = conn.execute(select(series.c.pk, series.c.study_pk)
+                                    .where(series.c.series_uid == uid)).first()
+            paths: list[str] = []
+            if pk_study is not None:
+                paths = list(conn.execute(select(instances.c.path).where(
+                    instances.c.series_pk == pk_study.pk)).scalars())
+                conn.execute(delete(instances).where(instances.c.series_pk == pk_study.pk))
+                conn.execute(delete(series).where(series.c.pk == pk_study.pk))
+                _recount_study(conn, pk_study.study_pk)
+            conn.execute(delete(marks).where(marks.c.kind == "series", marks.c.uid == uid))
+        for path in paths:  # after the commit: no row points at them any more
+            try:
+                self.cache.files.delete(path)
+            except Exception as exc:  # an object left behind is swept as an orphan later
+                log.warning("pull-through cache: cannot delete %s: %s", path, exc)
+        return 1
+
+
+def _recount_study(conn: Any, study_pk: int) -> None:
+    of = series.c.study_pk == study_pk
+    left = conn.execute(select(func.count()).where(of)).scalar()
+    conn.execute(update(studies).where(studies.c.pk == study_pk).values(
+        num_series=left,
+        num_instances=select(func.coalesce(func.sum(series.c.num_instances), 0)).where(of)
+        .scalar_subquery(),
+        version=studies.c.version + 1))

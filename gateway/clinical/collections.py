@@ -58,24 +58,34 @@ def idc_version() -> str:
 
 
 def load_facts(cache_dir: Path) -> dict[str, CollectionFacts]:
-    """Every collection of the installed idc-index-data by name ({} when it is missing)."""
+    """Every collection of the installed idc-index-data by name ({} when it is missing): the
+    copy packaged with the gateway for that version, else the data dir's, else the parquet
+    file (then cached in ``cache_dir``)."""
     version = idc_version()
     if not version:
         return {}
-    cached = cache_dir / f"collections-idc-{version}.json"
-    try:
-        return {k: CollectionFacts(**v) for k, v in json.loads(cached.read_text()).items()}
-    except (OSError, ValueError, TypeError):
-        pass
+    name = f"collections-idc-{version}.json"
+    for candidate in (Path(__file__).with_name(name), cache_dir / name):
+        try:
+            return {k: CollectionFacts(**v) for k, v in json.loads(candidate.read_text()).items()}
+        except (OSError, ValueError, TypeError):
+            continue
     facts = _read_parquet()
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({k: asdict(v) for k, v in facts.items()}))
-        os.replace(tmp, cached)
+        write_facts(facts, cache_dir / name)
     except OSError:
         pass  # a read-only data dir: read the parquet again next time
     return facts
+
+
+def write_facts(facts: dict[str, CollectionFacts], path: Path) -> None:
+    """The JSON form (also how the packaged copy is made, after an idc-index-data upgrade:
+    ``write_facts(_read_parquet(), Path("gateway/clinical/collections-idc-<version>.json"))``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({k: asdict(v) for k, v in sorted(facts.items())},
+                              separators=(",", ":"), ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
 
 
 def _read_parquet() -> dict[str, CollectionFacts]:

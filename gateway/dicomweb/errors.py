@@ -19,7 +19,8 @@ from .multipart import MultipartError
 
 log = logging.getLogger(__name__)
 
-REASONS = {400: "Bad Request", 404: "Not Found", 406: "Not Acceptable", 409: "Conflict",
+REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 406: "Not Acceptable",
+           409: "Conflict", 501: "Not Implemented",
            413: "Payload Too Large", 415: "Unsupported Media Type", 500: "Internal Server Error",
            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
            507: "Insufficient Storage"}

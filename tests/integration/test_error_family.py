@@ -18,8 +18,8 @@ from pynetdicom import AE
 
 from gateway import create_app
 from gateway.archive import errors
-from gateway.archive.errors import (ArchiveError, InvalidQuery, NotAcceptable, NotFound,
-                                    Unavailable, UpstreamError, UpstreamTimeout)
+from gateway.archive.errors import (ArchiveError, Forbidden, InvalidQuery, NotAcceptable, NotFound,
+                                    NotSupported, Unavailable, UpstreamError, UpstreamTimeout)
 from gateway.archive.local import LocalArchive, open_local
 from gateway.archive.local.index import IndexWriteError
 from gateway.archive.protocol import Query, SearchResult
@@ -37,6 +37,9 @@ TABLE = {NotFound:        (404, "not-found",      0xC000),
          Unavailable:     (503, "transient",      0xA700),
          UpstreamError:   (502, "exception",      0xC000),
          UpstreamTimeout: (504, "timeout",        0xC000),
+         # a write outside the caller's scope; a scope the backend cannot keep (collections)
+         Forbidden:       (403, "forbidden",      0x0124),
+         NotSupported:    (501, "not-supported",  0xC000),
          # the embedded index refusing a write (read-only, unreachable, disk full)
          IndexWriteError: (503, "transient",      0xA700)}
 

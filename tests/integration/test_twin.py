@@ -179,3 +179,20 @@ def test_fast_reader_equals_pydicom_on_every_series(twin) -> None:
             assert fast.doc["00131010"] == {"vr": "LO", "Value": [twin[0]]}  # CTP block
             syntaxes.add(fast.meta["TransferSyntaxUID"])
     assert syntaxes == {r["TransferSyntaxUID"] for r in twin[3]}
+
+
+def test_import_indexes_every_instance_with_its_collection(twin, tmp_path) -> None:
+    """The acceptance line: the whole twin imports, every instance with its collection (from
+    the CTP ProjectName), and the download's metadata.csv and LICENSE are skipped."""
+    from gateway.archive.local import open_local
+    from gateway.config import Settings
+    from gateway.ingest.importer import run_import
+    name, summary, _mine, _ = twin
+    patients, studies, series, instances = COLLECTIONS[name]
+    archive = open_local(Settings().replace(data_dir=tmp_path / "data"))
+    report = run_import(archive, [summary.root.parent], workers=2, progress=False)
+    assert report.new == instances and not report.rejected
+    assert {Path(s).name for s in report.skipped} >= {"metadata.csv", "LICENSE"}
+    assert archive.index.collection_counts() == {name: {
+        "patients": patients, "studies": studies, "series": series, "instances": instances}}
+    archive.close()

@@ -11,8 +11,9 @@ cache does, then the series is marked fetched; a later read makes no bucket call
 A series enters the cache whole or not at all: its instances are indexed in one
 transaction after every object arrived and parsed, so a missing object (502) or a bucket
 that does not answer (503) leaves nothing behind. One retrieval per series: requests of
-this process share a :class:`Flight`, processes on this data dir take turns on a per-series
-file lock and find the series fetched when their turn comes.
+this process share a :class:`Flight`; processes and nodes take turns on the pull-through
+cache's per-series lock (a PostgreSQL advisory lock, or a file lock on SQLite) and find the
+series fetched when their turn comes.
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ from ...archive.local.archive import LocalArchive, Prepared
 from ...archive.local.schema import patients, studies
 from ...archive.protocol import Level, Query, SearchResult, StoredInstance, UidPath
 from ...archive.scope import EVERYTHING, Scope
-from ..pacs.pullthrough import CacheState, Flight
+from ..pacs.pullthrough import Flight
+from ..pacs.sharedstate import SharedCacheState
 from .bucket import Bucket, BucketObject
 from .catalog import idc_series
 
@@ -46,7 +48,9 @@ class IdcArchive(LocalArchive):
     def attach(self, bucket: Bucket, *, max_wait: float) -> None:
         """Give the archive its bucket (after LocalArchive's own construction)."""
         self.bucket, self.max_wait = bucket, max_wait
-        self.state = CacheState(Path(self.files.root) / "idc-cache")
+        # its lock: one fetch of a series at a time on every node (PostgreSQL advisory lock;
+        # on SQLite, a file lock per series on this machine)
+        self.state = SharedCacheState(self, Path(self.files.root) / "idc-cache")
         self._fetched: set[str] = set()
         self._flights: dict[str, Flight] = {}
         self._flights_lock = threading.Lock()

@@ -174,3 +174,19 @@ def test_bucket_down_is_503_in_time_and_nothing_is_cached(live, twins, s3_store)
     assert not _cached(_archive(live), s.row["SeriesInstanceUID"])
     r = requests.get(url, timeout=60)
     assert r.status_code == 200 and len(r.json()) == len(s.objects)
+
+
+def test_research_study_per_collection_from_collections_index(live) -> None:
+    bundle = requests.get(f"{live.url}/fhir/ResearchStudy", timeout=30,
+                          headers={"Accept": "application/fhir+json"}).json()
+    studies = {e["resource"]["id"]: e["resource"] for e in bundle.get("entry", [])}
+    assert set(studies) == set(COLLECTIONS)
+    ar = studies["COVID-19-AR"]
+    assert {"system": "https://doi.org", "value": "10.7937/tcia.2020.py71-5978",
+            "type": {"text": "DOI"}} in ar["identifier"]
+    kinds = {a["type"]: a for a in ar["relatedArtifact"]}
+    assert "CC BY 4.0" in kinds["documentation"]["display"]
+    assert "10.7937/tcia.2020.py71-5978" in kinds["citation"]["citation"].lower()
+    from fhir.resources.R4B.researchstudy import ResearchStudy
+    ResearchStudy.model_validate(ar) if hasattr(ResearchStudy, "model_validate") \
+        else ResearchStudy.parse_obj(ar)

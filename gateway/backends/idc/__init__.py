@@ -10,7 +10,10 @@ from pathlib import Path
 
 from ...archive.local import open_local
 from ...archive.local.store import FileStore
+from ...clinical import collections as C
 from ...clinical.collections import load_facts
+from ...clinical.repository import Repository
+from ...clinical.resources import InvalidResource, validate
 from ...config import Settings, SettingsError
 from .archive import IdcArchive
 from .bucket import Bucket, bucket_client, parse_bucket_url
@@ -46,10 +49,30 @@ def open_idc(settings: Settings) -> IdcArchive:
     path = Path(settings.idc_index) if settings.idc_index else default_index()
     if not path.is_file():
         raise SettingsError(f"GATEWAY_IDC_INDEX={str(path)!r}: no such parquet file")
-    names = {f.collection_id: n for n, f in load_facts(settings.data_dir / "cache").items()}
-    ensure_loaded(archive.index.engine, path, selected_collections(settings, names),
-                  settings.data_dir, names=names)
+    facts = load_facts(settings.data_dir / "cache")
+    names = {f.collection_id: n for n, f in facts.items()}
+    done = ensure_loaded(archive.index.engine, path, selected_collections(settings, names),
+                         settings.data_dir, names=names)
+    if done.get("loaded"):
+        sync_research_studies(archive, facts)
     bucket = Bucket(bucket_client(settings), settings.idc_bucket_url,
                     timeout=settings.idc_timeout, workers=settings.idc_fetch_workers)
     archive.attach(bucket, max_wait=max(60.0, settings.idc_timeout * 6))
     return archive
+
+
+def sync_research_studies(archive: IdcArchive, facts: dict[str, C.CollectionFacts]) -> int:
+    """One ResearchStudy per collection the loaded index holds (DOI, title, description,
+    citation, licence from ``collections_index``), as an import makes them; how many."""
+    resources = []
+    for name in sorted(archive.collections()):
+        resource = C.research_study(name, facts.get(name))
+        try:
+            validate(resource)
+        except InvalidResource as exc:
+            log.warning("not stored: %s", exc)
+            continue
+        resources.append(resource)
+    repository = Repository(archive.index.engine)
+    repository.replace_shared(["ResearchStudy"], resources)
+    return len(resources)

@@ -190,3 +190,38 @@ def test_research_study_per_collection_from_collections_index(live) -> None:
     from fhir.resources.R4B.researchstudy import ResearchStudy
     ResearchStudy.model_validate(ar) if hasattr(ResearchStudy, "model_validate") \
         else ResearchStudy.parse_obj(ar)
+
+
+@pytest.fixture(scope="module")
+def scp(live):
+    from gateway.scp import server as scp_server
+    from tests.support.procs import free_port
+    port = free_port()
+    settings = live.app.extensions["tcia_gateway"]["settings"]
+    srv = scp_server.start(settings, _archive(live), bind=f"127.0.0.1:{port}")
+    yield settings.ae_title, port
+    srv.shutdown()
+
+
+def test_dimse_find_from_the_index_and_get_fetches_once(live, scp, twins, tmp_path) -> None:
+    from tests.support.dcmtk import findscu, getscu
+    aet, port = scp
+    before = _calls(live)
+    found = findscu(aet, port, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": "",
+                                "ModalitiesInStudy": ""}, tmp_path / "find")
+    assert {str(ds.StudyInstanceUID) for ds in found.responses} == {
+        s.row["StudyInstanceUID"] for s in twins.values()}
+    assert _calls(live) == before  # C-FIND from the index
+    fetched = _archive(live)._fetched
+    s = max((t for t in twins.values() if t.row["SeriesInstanceUID"] not in fetched),
+            key=lambda t: len(t.objects))
+    getscu(aet, port, {"QueryRetrieveLevel": "SERIES",
+                       "StudyInstanceUID": s.row["StudyInstanceUID"],
+                       "SeriesInstanceUID": s.row["SeriesInstanceUID"]}, tmp_path / "get")
+    import pydicom
+    got = {str(pydicom.dcmread(p).SOPInstanceUID) for p in (tmp_path / "get").iterdir()}
+    want = {str(pydicom.dcmread(p).SOPInstanceUID) for p in s.objects.values()}
+    assert got == want
+    after = _calls(live)
+    assert after.get("GetObject", 0) - before.get("GetObject", 0) == len(s.objects)
+    assert after.get("ListObjectsV2", 0) - before.get("ListObjectsV2", 0) == 1

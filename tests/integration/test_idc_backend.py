@@ -225,3 +225,32 @@ def test_dimse_find_from_the_index_and_get_fetches_once(live, scp, twins, tmp_pa
     after = _calls(live)
     assert after.get("GetObject", 0) - before.get("GetObject", 0) == len(s.objects)
     assert after.get("ListObjectsV2", 0) - before.get("ListObjectsV2", 0) == 1
+
+
+def test_gunicorn_workers_share_one_loaded_index_and_serve_a_cold_series(
+        tmp_path, s3_store, bucket, index, twins, artifacts_dir) -> None:
+    """The real entry: `serve` (gunicorn, 2 workers) with BACKEND=idc from GATEWAY_*; the
+    workers load the index once between them; concurrent first reads of one series agree."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.support.procs import start_gateway
+    from tests.support.seaweed import ACCESS_KEY, REGION, SECRET_KEY
+    env = {"GATEWAY_BACKEND": "idc", "GATEWAY_IDC_BUCKET_URL": f"s3://{bucket}",
+           "GATEWAY_IDC_ENDPOINT_URL": s3_store.endpoint_url, "GATEWAY_IDC_REGION": REGION,
+           "GATEWAY_IDC_ACCESS_KEY_ID": ACCESS_KEY, "GATEWAY_IDC_SECRET_ACCESS_KEY": SECRET_KEY,
+           "GATEWAY_IDC_INDEX": str(index), "GATEWAY_IDC_TIMEOUT": "5"}
+    server = start_gateway(tmp_path / "data", artifacts_dir / "logs", workers=2, env=env)
+    try:
+        assert requests.get(f"{server.url}/readyz", timeout=30).status_code == 200
+        s = _biggest(twins, "CT")
+        url = (f"{server.url}/dicomweb/studies/{s.row['StudyInstanceUID']}/series/"
+               f"{s.row['SeriesInstanceUID']}/metadata")
+        with ThreadPoolExecutor(4) as ex:
+            answers = list(ex.map(lambda _i: requests.get(url, timeout=60), range(4)))
+        assert [a.status_code for a in answers] == [200] * 4
+        assert all(a.json() == answers[0].json() for a in answers)
+        assert len(answers[0].json()) == len(s.objects)
+        studies = requests.get(f"{server.url}/dicomweb/studies", timeout=30).json()
+        assert len(studies) == len({t.row["StudyInstanceUID"] for t in twins.values()})
+    finally:
+        server.stop()

@@ -18,6 +18,7 @@ from ...config import Settings, SettingsError
 from .archive import IdcArchive
 from .bucket import Bucket, bucket_client, parse_bucket_url
 from .catalog import default_index, ensure_loaded
+from .evict import Evictor
 
 __all__ = ["IdcArchive", "open_idc", "selected_collections"]
 log = logging.getLogger(__name__)
@@ -57,7 +58,10 @@ def open_idc(settings: Settings) -> IdcArchive:
         sync_research_studies(archive, facts)
     bucket = Bucket(bucket_client(settings), settings.idc_bucket_url,
                     timeout=settings.idc_timeout, workers=settings.idc_fetch_workers)
-    archive.attach(bucket, max_wait=max(60.0, settings.idc_timeout * 6))
+    evictor = Evictor(archive, max_bytes=settings.cache_max_bytes,
+                      high=settings.cache_high_watermark, low=settings.cache_low_watermark,
+                      lease=settings.cache_purge_delay)
+    archive.attach(bucket, max_wait=max(60.0, settings.idc_timeout * 6), evictor=evictor)
     return archive
 
 

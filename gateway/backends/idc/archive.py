@@ -36,6 +36,7 @@ from ..pacs.pullthrough import Flight
 from ..pacs.sharedstate import SharedCacheState
 from .bucket import Bucket, BucketObject
 from .catalog import idc_series
+from .evict import Evictor
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,10 @@ class IdcArchive(LocalArchive):
 
     bucket: Bucket
 
-    def attach(self, bucket: Bucket, *, max_wait: float) -> None:
-        """Give the archive its bucket (after LocalArchive's own construction)."""
-        self.bucket, self.max_wait = bucket, max_wait
+    def attach(self, bucket: Bucket, *, max_wait: float, evictor: Evictor | None = None) -> None:
+        """Give the archive its bucket (after LocalArchive's own construction) and the
+        bounded cache's evictor."""
+        self.bucket, self.max_wait, self.evictor = bucket, max_wait, evictor
         # its lock: one fetch of a series at a time on every node (PostgreSQL advisory lock;
         # on SQLite, a file lock per series on this machine)
         self.state = SharedCacheState(self, Path(self.files.root) / "idc-cache")
@@ -91,8 +93,14 @@ class IdcArchive(LocalArchive):
         for uid, folder, expected in self._unfetched(where, scope):
             self._ensure_series(uid, folder, expected)
 
+    def forget(self, uid: str) -> None:
+        """``uid`` was evicted: the next read looks in the index again (and fetches)."""
+        self._fetched.discard(uid)
+
     def _unfetched(self, where: UidPath, scope: Scope) -> list[tuple[str, str, int]]:
         if where.series and where.series in self._fetched:
+            if self.evictor is not None:
+                self.evictor.touch(where.series)
             return []
         stmt = (select(idc_series.c.series_uid, idc_series.c.folder, idc_series.c.instances,
                        idc_series.c.fetched, studies.c.collection, patients.c.patient_id)
@@ -108,6 +116,8 @@ class IdcArchive(LocalArchive):
         for uid, folder, expected, fetched, collection, patient_id in rows:
             if fetched is not None:
                 self._fetched.add(uid)
+                if self.evictor is not None:
+                    self.evictor.touch(uid)
             elif scope.unrestricted or (scope.sees_collection(collection)
                                         and scope.sees_patient(patient_id)):
                 out.append((uid, folder, expected))
@@ -134,6 +144,8 @@ class IdcArchive(LocalArchive):
                 if not self._is_fetched(uid):  # another process may have fetched it
                     self._fetch(uid, folder, expected)
             self._fetched.add(uid)
+            if self.evictor is not None:
+                self.evictor.evict(keep=uid)  # over the high watermark: LRU series go
         except ArchiveError as exc:
             error = exc
         except Exception as exc:  # never leave waiters hanging on an unexpected bug
@@ -178,8 +190,9 @@ class IdcArchive(LocalArchive):
             raise UpstreamError(f"series {uid} from IDC: {len(failed)} instance(s) not "
                                 f"cached: {failed[0].message}")
         with self.index.engine.begin() as conn:
+            now = time.time()
             conn.execute(update(idc_series).where(idc_series.c.series_uid == uid)
-                         .values(fetched=time.time()))
+                         .values(fetched=now, accessed=now))
         log.info("IDC series %s: %d objects fetched in %.2f s", uid, len(objects),
                  time.monotonic() - started)
 

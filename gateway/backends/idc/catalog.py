@@ -39,6 +39,7 @@ idc_series = Table(
     Column("instances", Integer, nullable=False),
     Column("size_mb", Float),
     Column("fetched", Float),  # time the whole series entered the cache; NULL: not fetched
+    Column("accessed", Float),  # last read (lazily), for eviction
 )
 idc_meta = Table(
     "idc_meta", idc_tables,
@@ -63,6 +64,7 @@ def ensure_loaded(engine: Engine, path: Path, collections: list[str] | None,
     the collection's name, as studies.collection records it) unless this exact file and
     selection was loaded already; what was done."""
     idc_tables.create_all(engine)
+    _upgrade(engine)
     stat = path.stat()
     wanted = f"{path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}|" + \
         ",".join(sorted(collections or []))
@@ -77,6 +79,14 @@ def ensure_loaded(engine: Engine, path: Path, collections: list[str] | None,
         counts.update(loaded=True, seconds=round(time.monotonic() - started, 2))
         log.info("IDC index %s loaded: %s", path, counts)
         return counts
+
+
+def _upgrade(engine: Engine) -> None:
+    """``idc_series.accessed`` (added with eviction) on a table made before it."""
+    from sqlalchemy import inspect
+    if "accessed" not in {c["name"] for c in inspect(engine).get_columns("idc_series")}:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE idc_series ADD COLUMN accessed FLOAT"))
 
 
 def _loaded(engine: Engine) -> str:

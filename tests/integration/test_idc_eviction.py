@@ -1,0 +1,64 @@
+"""BACKEND=idc with a bounded cache (CACHE_MAX_BYTES): fetched series are evicted least
+recently read first, the bytes stay under the cap, searches still answer an evicted series
+from the index, and an evicted series is fetched again on demand, byte for byte."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+
+from gateway.archive.protocol import UidPath
+from tests.support.idc import IdcSeries, LiveApp, idc_settings, scan, serve, synth_twin, upload, write_index
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory) -> dict[str, IdcSeries]:
+    root = synth_twin(tmp_path_factory.mktemp("evict-twin") / "AR", "COVID-19-AR", patients=2)
+    return scan(root, "COVID-19-AR")
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, s3_store, twins) -> Iterator[LiveApp]:
+    bucket = s3_store.create_bucket("idc-evict")
+    upload(s3_store, bucket, list(twins.values()))
+    index = write_index(list(twins.values()), tmp_path_factory.mktemp("evict-idx") / "i.parquet")
+    cap = int(1.5 * max(_bytes(s) for s in twins.values()))
+    settings = idc_settings(s3_store, tmp_path_factory.mktemp("evict-data"), bucket, index,
+                            cache_max_bytes=cap, cache_high_watermark=0.9,
+                            cache_low_watermark=0.5, cache_purge_delay=0.0)
+    yield from serve(settings)
+
+
+def _bytes(s: IdcSeries) -> int:
+    return sum(p.stat().st_size for p in s.objects.values())
+
+
+def _digests(archive, s: IdcSeries) -> set[str]:
+    where = UidPath(s.row["StudyInstanceUID"], s.row["SeriesInstanceUID"])
+    return {hashlib.sha256(b"".join(i.chunks())).hexdigest() for i in archive.instances(where)}
+
+
+def test_bytes_stay_under_the_cap_and_an_evicted_series_comes_back_identical(live, twins) -> None:
+    archive = live.app.extensions["tcia_gateway"]["archive"]
+    cap = archive.evictor.max_bytes
+    order = sorted(twins.values(), key=lambda s: -_bytes(s))[:4]
+    for s in order:
+        r = requests.get(f"{live.url}/dicomweb/studies/{s.row['StudyInstanceUID']}/series/"
+                         f"{s.row['SeriesInstanceUID']}/metadata", timeout=60)
+        assert r.status_code == 200 and len(r.json()) == len(s.objects)
+        assert archive.evictor.cached_bytes() <= max(cap, _bytes(s))
+        on_disk = sum(f.stat().st_size for f in Path(archive.files.files).rglob("*") if f.is_file())
+        assert on_disk <= max(cap, _bytes(s))  # the evicted series' files are gone too
+    first = order[0]
+    assert first.row["SeriesInstanceUID"] not in archive._fetched  # evicted by the later ones
+    listed = requests.get(f"{live.url}/dicomweb/studies/{first.row['StudyInstanceUID']}/series",
+                          timeout=30).json()
+    mine = next(x for x in listed if x["0020000E"]["Value"][0] == first.row["SeriesInstanceUID"])
+    assert mine["00201209"]["Value"] == [len(first.objects)]  # the index's count stays
+    gets = archive.bucket.calls.get("GetObject", 0)
+    assert _digests(archive, first) == {hashlib.sha256(p.read_bytes()).hexdigest()
+                                        for p in first.objects.values()}
+    assert archive.bucket.calls.get("GetObject", 0) - gets == len(first.objects)  # fetched again

@@ -62,3 +62,29 @@ def test_bytes_stay_under_the_cap_and_an_evicted_series_comes_back_identical(liv
     assert _digests(archive, first) == {hashlib.sha256(p.read_bytes()).hexdigest()
                                         for p in first.objects.values()}
     assert archive.bucket.calls.get("GetObject", 0) - gets == len(first.objects)  # fetched again
+
+
+def test_on_postgresql_the_index_loads_and_a_series_is_fetched(
+        tmp_path, postgres, s3_store, twins) -> None:
+    """The same backend with DATABASE_URL on PostgreSQL (bulk load through psycopg, the
+    advisory locks of the load and of the fetch)."""
+    from gateway.backends.idc import open_idc
+    bucket = s3_store.create_bucket("idc-pg")
+    upload(s3_store, bucket, list(twins.values()))
+    index = write_index(list(twins.values()), tmp_path / "i.parquet")
+    settings = idc_settings(s3_store, tmp_path / "data", bucket, index,
+                            database_url=postgres.create_database("idc_pg"))
+    archive = open_idc(settings)
+    try:
+        assert archive.index.counts()["series"] == len(twins)
+        s = max(twins.values(), key=lambda t: len(t.objects))
+        where = UidPath(s.row["StudyInstanceUID"], s.row["SeriesInstanceUID"])
+        assert len(list(archive.instances(where))) == len(s.objects)
+        assert archive.bucket.calls["GetObject"] == len(s.objects)
+        again = open_idc(settings)  # a second process: the index is loaded already
+        try:
+            assert again.index.counts() == archive.index.counts()
+        finally:
+            again.close()
+    finally:
+        archive.close()

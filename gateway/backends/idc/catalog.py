@@ -22,8 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (Column, Float, Integer, MetaData, String, Table, func, insert, select,
-                        text)
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, func, select, text
 from sqlalchemy.engine import Connection, Engine
 
 from ...archive.local.schema import patients, series, studies
@@ -224,5 +223,17 @@ class _Rows:
         for table, rows in ((patients, list(self.patients.values())),
                             (studies, list(self.studies.values())), (series, self.series),
                             (idc_series, self.idc)):
-            for i in range(0, len(rows), 20000):
-                conn.execute(insert(table), rows[i:i + 20000])
+            bulk_insert(conn, table, rows)
+
+
+def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Rows as the driver's own executemany of tuples: on a million series SQLAlchemy's
+    per-row parameter processing took longer than SQLite's inserting (profiled: 30 of 51 s)."""
+    if not rows:
+        return
+    names = list(rows[0])
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (f"INSERT INTO {table.name} ({', '.join(names)}) "
+           f"VALUES ({', '.join([mark] * len(names))})")
+    for i in range(0, len(rows), 20000):
+        conn.exec_driver_sql(sql, [tuple(r[n] for n in names) for r in rows[i:i + 20000]])

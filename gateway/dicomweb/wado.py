@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Hashable, Iterable, Iterator
+from pathlib import Path
 
 from flask import Response
 
@@ -53,6 +54,26 @@ def _body(inst: StoredInstance, target: str) -> Iterable[bytes]:
     return transcode.lazy(inst.local(), target)
 
 
+def _local_file(inst: StoredInstance) -> Path | None:
+    """The instance's local file: the stored file, or the object store's hot copy."""
+    return inst.remote.cached(inst.key) if inst.remote is not None else inst.path
+
+
+def _objects_response(parts: list[tuple[str, StoredInstance, str]], boundary: str) -> Response:
+    """A retrieve from an object store: objects fetched a few ahead of the one being sent,
+    the first before the status line (a store down is a 503), the length known."""
+    remote = parts[0][1].remote
+    assert remote is not None
+    bodies = remote.bodies([(i.key, i.size) for _ct, i, _t in parts], CHUNK)
+    first = primed(next(bodies))
+    response = Response(multipart.stream(
+        ((ct, body) for (ct, _i, _t), body in zip(parts, itertools.chain([first], bodies), strict=True)),
+        boundary), direct_passthrough=True)
+    response.content_length = multipart.stream_length(((ct, i.size) for ct, i, _t in parts),
+                                                      boundary)
+    return response
+
+
 def primed(chunks: Iterator[bytes]) -> Iterator[bytes]:
     """``chunks`` with its first chunk read now: an object store that is down or hung
     answers 503 before the status line, not a cut 200."""
@@ -70,17 +91,14 @@ def retrieve_response(instances: list[StoredInstance], choices: list[SyntaxChoic
     zerocopy.check_stored(instances)
     boundary = multipart.new_boundary()
     parts = [(part_type(DICOM, target), inst, target) for inst, target in plan]
-    if parts and all(t == i.transfer_syntax and i.remote is not None for _ct, i, t in parts):
-        bodies = [primed(i.chunks(CHUNK)) if n == 0 else i.chunks(CHUNK)
-                  for n, (_ct, i, _t) in enumerate(parts)]
-        response: Response = Response(multipart.stream(
-            ((ct, body) for (ct, _i, _t), body in zip(parts, bodies, strict=True)), boundary),
-            direct_passthrough=True)
-        response.content_length = multipart.stream_length(
-            ((ct, i.size) for ct, i, _t in parts), boundary)  # objects streamed, length known
-    elif parts and all(t == i.transfer_syntax and i.remote is None for _ct, i, t in parts):
-        response = FilesResponse(multipart.segments(
-            ((ct, FilePart(i.path, i.size)) for ct, i, _t in parts), boundary))
+    as_stored = bool(parts) and all(t == i.transfer_syntax for _ct, i, t in parts)
+    local = [_local_file(i) for _ct, i, _t in parts] if as_stored else []
+    if as_stored and all(local):  # files (or an object store's hot copies): sendfile
+        response: Response = FilesResponse(multipart.segments(
+            ((ct, FilePart(path, i.size)) for (ct, i, _t), path in zip(parts, local, strict=True)
+             if path is not None), boundary))
+    elif as_stored and all(i.remote is not None for _ct, i, _t in parts):
+        response = _objects_response(parts, boundary)
     else:
         response = Response(multipart.stream(((ct, _body(i, t)) for ct, i, t in parts),
                                              boundary), direct_passthrough=True)

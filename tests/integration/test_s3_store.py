@@ -118,7 +118,7 @@ def test_objects_are_written_once(archive) -> None:
     inst = _instances(archive)[0]
     spool = archive.files.spool()
     spool.write(b"other bytes")
-    archive.files.put(spool.finish(), inst.key)  # If-None-Match: * refuses, silently
+    archive.files.put_now(spool.finish(), inst.key)  # If-None-Match: * refuses, silently
     assert hashlib.sha256(b"".join(inst.chunks())).hexdigest() == _sha(archive, inst.sop_uid)
 
 
@@ -129,7 +129,7 @@ def test_orphans_are_swept_after_their_grace_and_a_retried_store_succeeds(
         path = make_file(tmp_path / "a.dcm", study="ORPH")
         received = arch.files.receive(path)
         key = arch.files.key("", "", "", received.sha256)
-        arch.files.put(received, key)  # a node that died after its PUT, before its commit
+        arch.files.put_now(received, key)  # a node that died after its PUT, before its commit
         assert arch.sweep_orphans(3600) == 0 and arch.files.exists(key)  # young: kept
         first = arch.store(path)  # the client's retry
         assert first.ok and first.outcome.value == "stored"

@@ -183,3 +183,42 @@ def test_a_fourth_node_added_under_load_serves_at_once(topo, tmp_path) -> None:
                              .content.replace(n.url.encode(), b"")).hexdigest()
               for n in [topo.nodes[0], topo.nodes[2], topo.nodes[3]]}  # links name the node
     assert len(digest) == 1  # the same answer from every live node
+
+
+def test_postgresql_restarted_under_the_nodes(tmp_path, artifacts_dir, s3_store) -> None:
+    """Writes fail cleanly while the index is down (503, nothing stored), reads of the index
+    too; once it is back every node serves and takes writes again, without a restart."""
+    from tests.support.postgres import start_postgres
+    from tests.support.topology import restart_postgres
+    pg = start_postgres(artifacts_dir / "logs")
+    bucket = s3_store.create_bucket("pg-restart")
+    t = topology(tmp_path / "t", artifacts_dir / "logs", pg.create_database("restart"),
+                 s3_store, bucket)
+    try:
+        t.start_nodes(2)
+        files = [make_file(tmp_path / f"r{i}.dcm", study="PGR", series="PGRS", sop=f"R{i}")
+                 for i in range(4)]
+        study = uid("study", "PGR")
+        assert _stow(t.nodes[0].url, files[:2]).status_code == 200
+        pids = [n.proc.pid for n in t.nodes]
+        seen: dict[str, object] = {}
+
+        def while_down() -> None:
+            r = _stow(t.nodes[1].url, files[2:], timeout=30)
+            seen["stow"] = (r.status_code, r.headers.get("Retry-After"))
+            ready = requests.get(f"{t.nodes[0].url}/readyz", timeout=30)
+            seen["readyz"] = (ready.status_code, ready.json().get("reason", ""))
+
+        restart_postgres(pg, artifacts_dir / "logs", while_down=while_down)
+        assert seen["stow"][0] == 503 and seen["stow"][1], seen
+        assert seen["readyz"][0] == 503 and "index" in seen["readyz"][1], seen
+        for node in t.nodes:  # nothing of the failed STOW, the first one whole
+            assert _count(node.url, study) == 2
+            assert requests.get(f"{node.url}/readyz", timeout=30).status_code == 200
+        assert _stow(t.nodes[1].url, files[2:]).status_code == 200  # the retry
+        assert all(_count(n.url, study) == 4 for n in t.nodes)
+        assert [n.proc.pid for n in t.nodes] == pids and all(
+            n.proc.popen.poll() is None for n in t.nodes)  # no node restarted
+    finally:
+        t.stop()
+        pg.stop()

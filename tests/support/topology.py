@@ -31,7 +31,7 @@ class Topology:
     def add_node(self, workers: int = 1) -> GatewayServer:
         """One more node: its own DATA_DIR (temp files, hot cache), the shared index/bucket."""
         data = self.root / f"node{len(self.nodes) + 1}"
-        data.mkdir()
+        data.mkdir(parents=True)
         node = start_gateway(data, self.log_dir, workers=workers, env=self.env)
         self.nodes.append(node)
         return node
@@ -42,7 +42,7 @@ class Topology:
             dirs = []
             for n in range(count):
                 d = self.root / f"node{len(self.nodes) + n + 1}"
-                d.mkdir()
+                d.mkdir(parents=True)
                 dirs.append(d)
             futures = [pool.submit(start_gateway, d, self.log_dir, workers=1, env=self.env)
                        for d in dirs]
@@ -85,3 +85,27 @@ def topology(root: Path, log_dir: Path, database_url: str, store: Any, bucket: s
     env = {**s3_env(store, f"s3://{bucket}/archive", **settings),
            "GATEWAY_DATABASE_URL": database_url, "GATEWAY_TRUST_PROXY": "true"}
     return Topology(root, log_dir, env)
+
+
+def restart_postgres(pg: Any, log_dir: Path, *, down_for: float = 0.0,
+                     while_down: Any = None) -> None:
+    """Fast shutdown (SIGINT: clients are cut, as a crash or a failover does), ``while_down``
+    run, then the same server again on its data dir and port."""
+    import psycopg
+
+    from tests.support.postgres import _as_postgres, _bin
+    os.killpg(pg.proc.pid, signal.SIGINT)
+    pg.proc.popen.wait(timeout=30)
+    if while_down is not None:
+        while_down()
+    time.sleep(down_for)
+    argv = _as_postgres([_bin("postgres"), "-D", str(pg.root / "pgdata"), "-p", str(pg.port),
+                         "-c", "listen_addresses=127.0.0.1", "-c",
+                         f"unix_socket_directories={pg.root}", "-c", "fsync=off"])
+    pg.proc = Proc(argv, log_dir / f"postgres-{pg.port}-again.log").start()
+
+    def ready() -> bool:
+        with psycopg.connect(pg.url(), connect_timeout=2):
+            return True
+
+    wait_until(ready, timeout=60, what="postgres again", proc=pg.proc)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from typing import Any, Callable
 
@@ -35,7 +36,24 @@ def open_local(settings: Settings, *, sweep: bool = True) -> LocalArchive:
                 log.warning("removed %d temp file(s) older than TEMP_MAX_AGE=%gs from %s "
                             "(left by a crash)", removed, settings.temp_max_age,
                             archive.files.tmp)
+        if archive.object_store:
+            threading.Thread(target=_sweep_orphans, args=(archive, settings.s3_orphan_grace),
+                             name="orphan-sweeper", daemon=True).start()
     return archive
+
+
+def _sweep_orphans(archive: LocalArchive, grace: float) -> None:
+    """Objects a dead node left between its PUT and its commit, older than the grace
+    period: removed in the background (one prefix per archive: another index's objects
+    under the same prefix would look like orphans)."""
+    try:
+        removed = archive.sweep_orphans(grace)
+    except Exception as exc:  # the store or the index not up: the next start sweeps
+        log.warning("orphan sweep skipped: %s", exc)
+        return
+    if removed:
+        log.warning("removed %d object(s) no index row points at, older than "
+                    "S3_ORPHAN_GRACE=%gs", removed, grace)
 
 
 def _object_store(settings: Settings, index: Index) -> Callable[[FileStore], Any] | None:

@@ -85,6 +85,11 @@ class LocalArchive:
         if self._remote is not None:
             self.files.close()
 
+    @property
+    def object_store(self) -> bool:
+        """The files are in an object store (STORE_URL=s3://)."""
+        return self._remote is not None
+
     def sweep_orphans(self, grace: float) -> int:
         """Objects of the object store no index row points at, older than ``grace`` seconds
         (a node died between its PUT and its commit): removed; how many. 0 on a file store,
@@ -244,6 +249,7 @@ class LocalArchive:
         placed = [(p, item) for p, (_r, item) in zip(batch, decided, strict=True)
                   if item is not None]
         try:
+            self.files.flush()  # every object is stored before its row (an object store)
             self.index.add([item for _p, item in placed])
         except IntegrityError:
             self._take_back(placed, restore=True)  # the retry places them again
@@ -258,7 +264,9 @@ class LocalArchive:
         except BaseException:
             self._take_back(placed, restore=False)
             raise
-        for _p, item in placed:
+        for p, item in placed:
+            if self._remote is not None:
+                p.received.path.unlink(missing_ok=True)  # uploaded and indexed
             if item.replace and item.replace.path != item.path:
                 self.files.delete(item.replace.path)
         return [r for r, _item in decided]
@@ -268,6 +276,11 @@ class LocalArchive:
         (identical bytes a lock-less writer indexed) stays; the rest go back to their temp
         name (``restore``, for a retry) or away."""
         if not placed:
+            return
+        if self._remote is not None:  # objects no row points at: the orphan sweeper's
+            for p, _item in placed:
+                if not restore:  # a retry uploads the spooled file again, to a fresh key
+                    p.received.path.unlink(missing_ok=True)
             return
         try:
             keep = self.index.paths_known([item.path for _p, item in placed]) if restore else set()
@@ -326,7 +339,11 @@ class LocalArchive:
         may be repeated). The fresh copy, verified by its digest, takes the stored file's
         place, so sending the original again repairs a file gone missing or damaged."""
         try:
-            if p.received.path.exists():
+            if self._remote is not None:  # an object store: sent again only if it is gone
+                if p.received.path.exists() and not self.files.exists(old.path):
+                    self.files.put_now(p.received, old.path)
+                p.received.path.unlink(missing_ok=True)
+            elif p.received.path.exists():
                 self.files.put(p.received, old.path)
         except OSError as exc:
             p.received.path.unlink(missing_ok=True)

@@ -209,6 +209,9 @@ class FileStore:
     def delete(self, key: str) -> None:
         (self.files / key).unlink(missing_ok=True)
 
+    def flush(self) -> None:
+        """Puts here are done when :meth:`put` returns (an object store's are not)."""
+
 
 def _locked(path: Path) -> bool:
     """Another open file description holds a lock on ``path`` (a live writer)."""

@@ -19,6 +19,7 @@ import contextlib
 import datetime
 import os
 import secrets
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Protocol, TypeVar
@@ -30,6 +31,9 @@ from .hot import HotCache
 
 T = TypeVar("T")
 CHUNK = 1 << 20
+UPLOADS = 8               # PUTs of one commit in flight at once
+AHEAD = 4                 # objects a retrieve fetches ahead of the one it sends
+AHEAD_MAX = 64 << 20      # larger objects are streamed, not fetched ahead into the hot cache
 PART_MIN = 5 << 20  # S3's smallest part but the last
 
 
@@ -72,7 +76,13 @@ class S3Store:
         self.part_size = max(PART_MIN, min(multipart_threshold, 64 << 20))
         self.multipart_threshold = multipart_threshold
         self.hot = hot
-        self._pool = concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix="s3")
+        self._pool = concurrent.futures.ThreadPoolExecutor(32, thread_name_prefix="s3")
+        # uploads of one commit run side by side (:meth:`flush` waits); reads run ahead
+        self._uploads = concurrent.futures.ThreadPoolExecutor(UPLOADS, thread_name_prefix="s3-put")
+        self._fetches = concurrent.futures.ThreadPoolExecutor(AHEAD * 2,
+                                                              thread_name_prefix="s3-get")
+        self._pending: list[concurrent.futures.Future[None]] = []
+        self._pending_lock = threading.Lock()
         self.url = f"s3://{bucket}/{prefix}"
 
     # ------------------------------------------------------- the bound on every call
@@ -105,7 +115,8 @@ class S3Store:
         self._call("HEAD bucket", self.client.head_bucket, Bucket=self.bucket)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self._uploads, self._fetches, self._pool):
+            pool.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------- the local side
     def spool(self) -> Any:
@@ -139,8 +150,25 @@ class S3Store:
         return f"{sha256[:2]}/{sha256[2:4]}/{sha256[:32]}-{secrets.token_hex(8)}"
 
     def put(self, received: Received, key: str) -> None:
-        """Upload the spooled file write-once, then drop it. An existing key is fine: only
-        the same digest is ever put under an existing key (a repeated instance)."""
+        """Start uploading the spooled file (write-once); :meth:`flush` waits for it. The
+        index row comes after the flush: object first, row last."""
+        future = self._uploads.submit(self.put_now, received, key)
+        with self._pending_lock:
+            self._pending.append(future)
+
+    def flush(self) -> None:
+        """Wait for every upload started by :meth:`put`; raise the first failure."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, []
+        errors = [f.exception() for f in pending]
+        for exc in errors:
+            if exc is not None:
+                raise exc
+
+    def put_now(self, received: Received, key: str) -> None:
+        """Upload the spooled file write-once (the archive drops the spooled file once the
+        row is committed). An existing key is fine: only the same digest is ever put under
+        an existing key (a repeated instance)."""
         try:
             if received.size < self.multipart_threshold:
                 with open(received.path, "rb") as fh:
@@ -151,7 +179,6 @@ class S3Store:
                 self._multipart(received, key)
         except FileExistsError:
             pass
-        received.path.unlink(missing_ok=True)
 
     def _multipart(self, received: Received, key: str) -> None:
         full = self.prefix + key
@@ -215,6 +242,27 @@ class S3Store:
         if left:
             raise OSError(f"object {key} of {self.url} has {size - left} bytes, not {size}")
 
+    def cached(self, key: str) -> Path | None:
+        """The object's file in the hot cache, if it is there."""
+        return self.hot.get(HotCache.name(key))
+
+    def bodies(self, items: Sequence[tuple[str, int]], chunk: int = CHUNK
+               ) -> Iterator[Iterator[bytes]]:
+        """The bodies of several objects in order (a series retrieve), each fetched into
+        the hot cache up to AHEAD objects ahead of the one being sent: the store's
+        latency is paid side by side, not once per instance."""
+        futures: dict[int, concurrent.futures.Future[Path]] = {}
+        for n, (key, size) in enumerate(items):
+            for j in range(n, min(n + AHEAD, len(items))):
+                if j not in futures and items[j][1] <= AHEAD_MAX:
+                    futures[j] = self._fetches.submit(self.local_copy, *items[j])
+            future = futures.pop(n, None)
+            path = future.result() if future is not None else None
+            if path is not None and path.exists():
+                yield _exact_chunks(path, size, chunk)
+            else:  # large, or evicted from a small hot cache meanwhile: streamed
+                yield self.chunks(key, size, chunk)
+
     def open(self, key: str) -> BinaryIO:
         return open(self.local_path(key), "rb")
 
@@ -247,9 +295,9 @@ class S3Store:
         if whole is not None:
             return _pread_all(whole, ranges)
         name = HotCache.name(key, "ranges", repr(list(ranges)))
-        cached = self.hot.get(name)
+        cached = self.hot.read(name)
         if cached is not None:
-            return cached.read_bytes()
+            return cached
         data = self._spans(key, ranges)
         self.hot.put(name, [data])
         return data
@@ -304,6 +352,15 @@ def _pread_all(path: Path, ranges: Sequence[tuple[int, int]]) -> bytes:
         return b"".join(os.pread(fd, n, o) for o, n in ranges)
     finally:
         os.close(fd)
+
+
+def _exact_chunks(path: Path, size: int, chunk: int) -> Iterator[bytes]:
+    left = size
+    for data in _file_chunks(path, chunk):
+        left -= len(data)
+        yield data
+    if left:
+        raise OSError(f"{path} ended {left} bytes short of {size}")
 
 
 def _file_chunks(path: Path, chunk: int) -> Iterator[bytes]:

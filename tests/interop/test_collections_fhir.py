@@ -4,6 +4,7 @@ and collection (validated by fhir.resources and read by fhirclient), Patients ma
 for subjects without a sheet, and ``Patient?_has:ResearchSubject:individual:study=...``."""
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -25,9 +26,14 @@ AR, RICORD = "COVID-19-AR", "MIDRC-RICORD-1C"
 SUBJECTS = {AR: ["COVID-19-AR-1", "COVID-19-AR-2"], RICORD: ["MIDRC-RICORD-1C-1"]}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path) -> Iterator[GatewayServer]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           artifacts_dir: Path) -> Iterator[GatewayServer]:
     src, data = tmp_path_factory.mktemp("cf-src"), tmp_path_factory.mktemp("cf-data")
+    env = {}
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres").create_database("cf" + uuid.uuid4().hex[:10])
+        env["GATEWAY_DATABASE_URL"] = url
     n = 0
     for coll, pids in SUBJECTS.items():
         for pid in pids:
@@ -35,11 +41,11 @@ def server(tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path) -> Ite
                 n += 1
                 make_file(src / f"{n}.dcm", patient=pid, study=f"{pid}-{study}", sop=str(n),
                           series=f"{pid}-{study}-1", collection=coll, PatientSex="F")
-    settings = Settings().replace(data_dir=data)
+    settings = Settings().replace(data_dir=data, database_url=env.get("GATEWAY_DATABASE_URL", ""))
     assert do_import(settings, [src], []).new == n
     again = do_import(settings, [src], [])  # idempotent: nothing new, no new versions
     assert again.new == 0
-    gw = start_gateway(data, artifacts_dir / "logs", workers=1)
+    gw = start_gateway(data, artifacts_dir / "logs", workers=1, env=env)
     yield gw
     gw.stop()
 

@@ -87,6 +87,53 @@ def index_rows(data_dir: Path, settings: Settings, n: int) -> tuple[dict[str, fl
     return out, series
 
 
+STUDY_COLUMNS = ("StudyInstanceUID, any_value(PatientID), any_value(StudyDate), "
+                 "any_value(StudyDescription), string_agg(DISTINCT Modality, '\\'), count(*), "
+                 "sum(instanceCount)")
+DUCK = {  # the same searches as SQL over the parquet in place (DuckDB), one row per study
+    "OHIF study list": f"SELECT {STUDY_COLUMNS} FROM idx GROUP BY 1 LIMIT 101",
+    "by PatientID": f"SELECT {STUDY_COLUMNS} FROM idx WHERE PatientID = $p GROUP BY 1",
+    "by date range": f"SELECT {STUDY_COLUMNS} FROM idx WHERE StudyDate BETWEEN '2012-01-01' "
+                     "AND '2012-01-31' GROUP BY 1 LIMIT 101",
+    "by modality": f"SELECT {STUDY_COLUMNS} FROM idx GROUP BY 1 HAVING bool_or(Modality = 'CT') "
+                   "LIMIT 101",
+    "by collection": f"SELECT {STUDY_COLUMNS} FROM idx WHERE collection_id = 'covid_19_ar' "
+                     "GROUP BY 1 LIMIT 101",
+}
+SEARCH = {  # the gateway's own searches in process (no HTTP), the same five
+    "OHIF study list": {}, "by PatientID": {"PatientID": "$p"},
+    "by date range": {"StudyDate": "20120101-20120131"}, "by modality": {"ModalitiesInStudy": "CT"},
+    "by collection": None,
+}
+
+
+def in_place(data_dir: Path, patient: str, n: int) -> dict[str, dict[str, float]]:
+    """Index tables (archive.search, in process) vs DuckDB on the parquet, full size."""
+    import duckdb
+    from gateway.archive.local import open_local
+    from gateway.archive.protocol import Level, Query
+    from gateway.archive.scope import Scope
+    from gateway.backends.idc.catalog import default_index
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW idx AS SELECT * FROM read_parquet('{default_index()}')")
+    archive = open_local(Settings().replace(data_dir=data_dir), sweep=False)
+    out: dict[str, dict[str, float]] = {}
+    try:
+        for name, sql in DUCK.items():
+            args = {"p": patient} if "$p" in sql else {}
+            duck = p50(lambda: con.execute(sql, args).fetchall(), n)  # noqa: B023
+            filters = {k: patient if v == "$p" else v for k, v in (SEARCH[name] or {}).items()}
+            scope = Scope(collections=frozenset({"COVID-19-AR"})) if SEARCH[name] is None \
+                else None
+            query = Query(Level.STUDY, filters=filters, limit=101)
+            target = archive.scoped(scope) if scope else archive
+            index = p50(lambda: target.search(query), n)  # noqa: B023
+            out[name] = {"index tables": index, "duckdb on parquet": duck}
+    finally:
+        archive.close()
+    return out
+
+
 def load(data_dir: Path, collections: str) -> float:
     from gateway.backends.idc import open_idc
     t0 = time.monotonic()
@@ -165,6 +212,9 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--ct-size", type=int, default=64)
     ap.add_argument("--skip-s3", action="store_true")
+    ap.add_argument("--duckdb", action="store_true", help="index tables vs DuckDB in place")
+    ap.add_argument("--pg", nargs=2, metavar=("SMALL_URL", "LARGE_URL"),
+                    help="the query table on PostgreSQL databases loaded already")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="idc-bench-"))
     (work / "logs").mkdir()
@@ -176,15 +226,27 @@ def main() -> None:
         large, chosen = work / "large", large_collections()
         result["load large s"] = round(load(large, chosen), 2)
     base = Settings().replace(backend="idc")
-    small_p50, small_n = index_rows(small, base.replace(idc_collections="COVID-19-AR"),
-                                    args.requests)
-    large_p50, large_n = index_rows(large, base.replace(idc_collections=chosen), args.requests)
+    small_s = base.replace(idc_collections="COVID-19-AR")
+    large_s = base.replace(idc_collections=chosen)
+    if args.pg:
+        small_s = small_s.replace(database_url=args.pg[0])
+        large_s = large_s.replace(database_url=args.pg[1])
+    small_p50, small_n = index_rows(small, small_s, args.requests)
+    large_p50, large_n = index_rows(large, large_s, args.requests)
     print(f"| query (p50 ms) | COVID-19-AR ({small_n:,} series) | large ({large_n:,} series) "
           f"| ratio |\n|---|---|---|---|")
     for k in small_p50:
         print(f"| {k} | {small_p50[k]:.1f} | {large_p50[k]:.1f} | "
               f"{large_p50[k] / small_p50[k]:.2f}x |")
     result.update(small=small_p50, large=large_p50, series=[small_n, large_n])
+    if args.duckdb:
+        patient = "COVID-19-AR-16406488"
+        table = in_place(large, patient, args.requests)
+        result["in place"] = table
+        print("\n| full index, in process (p50 ms) | index tables | DuckDB on the parquet |\n"
+              "|---|---|---|")
+        for k, v in table.items():
+            print(f"| {k} | {v['index tables']:.2f} | {v['duckdb on parquet']:.2f} |")
     if not args.skip_s3:
         s3 = s3_part(args.reps, args.ct_size, work)
         result["s3"] = s3

@@ -130,7 +130,10 @@ class Bucket:
             yield from ex.map(fn, objects)
 
     def ping(self) -> None:
-        self._call("HEAD bucket", self.client.head_bucket, Bucket=self.bucket)
+        """Ready: a one-key listing answers (what IDC documents for anonymous access,
+        ``aws s3 ls --no-sign-request``; HeadBucket needs the same permission)."""
+        self._call("a listing", self.client.list_objects_v2, Bucket=self.bucket,
+                   Prefix=self.prefix, MaxKeys=1)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

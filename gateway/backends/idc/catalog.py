@@ -133,7 +133,12 @@ def _date(value: str | None) -> str | None:
 
 
 def _cut(value: Any, size: int) -> str | None:
-    return str(value)[:size] if value not in (None, "") else None
+    """A text value within its column, without NULs (IDC's index has descriptions padded
+    with NUL bytes, which PostgreSQL text refuses: found loading the full index)."""
+    if value in (None, ""):
+        return None
+    text_ = str(value).replace("\x00", "").strip()
+    return text_[:size] or None
 
 
 def _number(value: Any) -> int | None:
@@ -175,7 +180,7 @@ class _Rows:
         if not uid or uid in self.known_series:
             return
         self.known_series.add(uid)
-        pid = str(r["PatientID"] or "")[:64]
+        pid = _cut(r["PatientID"], 64) or ""
         patient_pk = self.known_patients.get(pid)
         if patient_pk is None:
             patient_pk = self.known_patients[pid] = self._pk("patients")

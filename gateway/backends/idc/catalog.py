@@ -72,6 +72,7 @@ def ensure_loaded(engine: Engine, path: Path, collections: list[str] | None,
             return {"loaded": False}
         started = time.monotonic()
         counts = _load(engine, path, collections, names)
+        _analyze(engine)
         with engine.begin() as conn:
             conn.execute(idc_meta.delete().where(idc_meta.c.key == "index"))
             conn.execute(idc_meta.insert().values(key="index", value=wanted[:2048]))
@@ -86,6 +87,16 @@ def _upgrade(engine: Engine) -> None:
     if "accessed" not in {c["name"] for c in inspect(engine).get_columns("idc_series")}:
         with engine.begin() as conn:
             conn.execute(text("ALTER TABLE idc_series ADD COLUMN accessed FLOAT"))
+
+
+def _analyze(engine: Engine) -> None:
+    """Planner statistics after a bulk load: PostgreSQL's autovacuum has not seen the new
+    rows yet, and without them ``ModalitiesInStudy=CT`` on the full index took 235 ms
+    instead of 7.6 (measured)."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            for table in ("patients", "studies", "series", "idc_series"):
+                conn.execute(text(f"ANALYZE {table}"))
 
 
 def _loaded(engine: Engine) -> str:

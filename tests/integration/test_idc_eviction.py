@@ -90,3 +90,30 @@ def test_on_postgresql_the_index_loads_and_a_series_is_fetched(
             again.close()
     finally:
         archive.close()
+
+
+def test_a_series_evicted_by_another_process_is_fetched_again_not_404(
+        tmp_path, s3_store, twins) -> None:
+    """Two archives on one data dir (two workers): what one remembers as fetched, the other
+    evicts; the first one's next read fetches it again."""
+    from gateway.backends.idc import open_idc
+    bucket = s3_store.create_bucket("idc-evict-two")
+    upload(s3_store, bucket, list(twins.values()))
+    index = write_index(list(twins.values()), tmp_path / "i.parquet")
+    order = sorted(twins.values(), key=lambda s: -_bytes(s))[:3]
+    settings = idc_settings(s3_store, tmp_path / "data", bucket, index,
+                            cache_max_bytes=int(1.2 * _bytes(order[0])),
+                            cache_low_watermark=0.5, cache_purge_delay=0.0)
+    one, two = open_idc(settings), open_idc(settings)
+    try:
+        first = order[0]
+        where = UidPath(first.row["StudyInstanceUID"], first.row["SeriesInstanceUID"])
+        assert len(list(one.instances(where))) == len(first.objects)
+        for s in order[1:]:  # the other worker's reads push the first series out
+            two.metadata(UidPath(s.row["StudyInstanceUID"], s.row["SeriesInstanceUID"]))
+        assert first.row["SeriesInstanceUID"] in one._fetched  # stale in the first worker
+        assert len(list(one.instances(where))) == len(first.objects)
+        assert one.bucket.calls["GetObject"] == 2 * len(first.objects)
+    finally:
+        one.close()
+        two.close()

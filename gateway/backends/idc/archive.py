@@ -22,11 +22,11 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator, TypeVar
 
 from sqlalchemy import select, update
 
-from ...archive.errors import ArchiveError, UpstreamError
+from ...archive.errors import ArchiveError, NotFound, UpstreamError
 from ...archive.files import Received
 from ...archive.local.archive import LocalArchive, Prepared
 from ...archive.local.schema import patients, studies
@@ -39,6 +39,7 @@ from .catalog import idc_series
 from .evict import Evictor
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class IdcArchive(LocalArchive):
@@ -59,12 +60,24 @@ class IdcArchive(LocalArchive):
 
     # ------------------------------------------------------------ reads that fetch
     def instances(self, where: UidPath, scope: Scope = EVERYTHING) -> Iterator[StoredInstance]:
-        self.ensure(where, scope)
-        return super().instances(where, scope)
+        return self._read(lambda: super(IdcArchive, self).instances(where, scope), where, scope)
 
     def metadata(self, where: UidPath, scope: Scope = EVERYTHING) -> bytes:
+        return self._read(lambda: super(IdcArchive, self).metadata(where, scope), where, scope)
+
+    def _read(self, read: Callable[[], T], where: UidPath, scope: Scope) -> T:
+        """``read()`` once the series under ``where`` are cached. This process remembers
+        what it saw fetched; another process may have evicted it since: then a NotFound
+        sends it to the index (and the bucket) once more."""
         self.ensure(where, scope)
-        return super().metadata(where, scope)
+        try:
+            return read()
+        except NotFound:
+            if not (where.series and where.series in self._fetched):
+                raise
+        self._fetched.discard(where.series)
+        self.ensure(where, scope)
+        return read()
 
     def search(self, query: Query, scope: Scope = EVERYTHING) -> SearchResult:
         """Patient, study, series: from the index at once. Instances of a named series or

@@ -1,14 +1,15 @@
 """file:// against s3:// (SeaweedFS) on the viewer's hot paths, side by side, in one run,
 plus 1 against 3 nodes behind nginx on PostgreSQL + SeaweedFS.
 
-    python bench/s3_bench.py [--requests 30] [--seconds 4] [--out bench/out]
+    python bench/s3_bench.py [--seconds 4] [--out bench/out]
 
 Builds a small cohort (4 patients, a 60-slice 512x512 CT for half of them, fixed seed),
 imports it twice (DATA_DIR/files; a SeaweedFS bucket), starts one gateway on each (gunicorn,
 2 workers, SQLite index) and runs each workload on both alternately after a warm-up:
-latency rows with one keep-alive client (median), retrieve as MB/s with curl, STOW as
-instances/s. Then the same cohort on PostgreSQL + SeaweedFS behind nginx with 1 and 3 nodes
-(wrk -t2 -c8). S3 requests and bytes per instance are counted in-process on the store's
+latency rows with one keep-alive client per gateway (median), retrieve as MB/s with curl,
+STOW as instances/s; the two gateways alternate request by request. Then the same cohort on PostgreSQL + SeaweedFS behind nginx with 1 and 3 nodes
+(wrk -t2 -c8). "retrieve" is the median of seven runs after a warm-up (the warm-up fills
+the s3 node's hot cache, the runs are sent from it); "retrieve cold" empties it first. S3 requests and bytes per instance are counted in-process on the store's
 own client. On 2 cores the 3-node row shows overhead, not scale. Takes about 3 minutes.
 """
 from __future__ import annotations
@@ -54,43 +55,38 @@ def _paths(archive: Any) -> dict[str, Any]:
     raise RuntimeError("no CT series in the cohort")
 
 
-def _latency(client: Client, path: str, headers: dict[str, str], n: int) -> float:
-    client.timed(path, headers)  # warm
-    return statistics.median(client.timed(path, headers)[0] for _ in range(n))
-
-
-def _workloads(ct: dict[str, Any], n: int) -> dict[str, Callable[[GatewayServer], float]]:
+def _workloads(ct: dict[str, Any], clients: dict[str, Client]
+               ) -> dict[str, tuple[int, Callable[[str, GatewayServer], float]]]:
+    """Each workload: (repetitions, one measurement on one gateway). The driver alternates
+    the gateways request by request, so a burst of load on the machine hits both."""
     base = f"/dicomweb/studies/{ct['study']}/series/{ct['series']}"
     hot = ct["insts"][len(ct["insts"]) // 2].sop_uid
-    state = {"cold": 0}
+    cold = {kind: iter(ct["insts"]) for kind in clients}
 
-    def cold_frames(gw: GatewayServer) -> float:  # each instance's frame read for the first time
-        c = Client(gw.url)
-        picks = ct["insts"][state["cold"]:state["cold"] + 5]
-        ms = [c.timed(f"{base}/instances/{i.sop_uid}/frames/1", OCTET)[0] for i in picks]
-        c.close()
-        return statistics.median(ms)
+    def lat(path: str, headers: dict[str, str]) -> Callable[[str, GatewayServer], float]:
+        return lambda kind, gw: clients[kind].timed(path, headers)[0]
 
-    def retrieve(gw: GatewayServer) -> float:
-        runs = [curl_mbps(gw.url + base, DICOM) for _ in range(3)]
-        return statistics.median(nbytes / ms / 1000 for ms, nbytes in runs)
+    def cold_frame(kind: str, gw: GatewayServer) -> float:  # an instance never read before
+        inst = next(cold[kind])
+        return clients[kind].timed(f"{base}/instances/{inst.sop_uid}/frames/1", OCTET)[0]
 
-    def lat(path: str, headers: dict[str, str]) -> Callable[[GatewayServer], float]:
-        def run(gw: GatewayServer) -> float:
-            c = Client(gw.url)
-            try:
-                return _latency(c, path, headers, n)
-            finally:
-                c.close()
-        return run
+    def retrieve(kind: str, gw: GatewayServer) -> float:
+        ms, nbytes = curl_mbps(gw.url + base, DICOM)
+        return nbytes / ms / 1000
 
-    return {"qido": lat("/dicomweb/studies?limit=100", JSON),
-            "metadata": lat(f"{base}/metadata", JSON),
-            "frame (hot)": lat(f"{base}/instances/{hot}/frames/1", OCTET),
-            "frame (cold)": cold_frames,
-            "rendered": lat(f"{base}/instances/{hot}/frames/1/rendered",
-                            {"Accept": "image/jpeg"}),
-            "retrieve MB/s": retrieve}
+    def retrieve_cold(kind: str, gw: GatewayServer) -> float:  # the s3 node's hot cache emptied
+        for entry in (gw.data_dir / "hot").glob("*"):
+            entry.unlink(missing_ok=True)
+        return retrieve(kind, gw)
+
+    return {"qido": (40, lat("/dicomweb/studies?limit=100", JSON)),
+            "metadata": (40, lat(f"{base}/metadata", JSON)),
+            "frame (hot)": (40, lat(f"{base}/instances/{hot}/frames/1", OCTET)),
+            "frame (cold)": (min(20, len(ct["insts"]) - 1), cold_frame),
+            "rendered": (30, lat(f"{base}/instances/{hot}/frames/1/rendered",
+                                 {"Accept": "image/jpeg"})),
+            "retrieve MB/s": (7, retrieve),
+            "retrieve cold MB/s": (3, retrieve_cold)}
 
 
 def _stow_rate(gw: GatewayServer, work: Path, tag: str, count: int = 20) -> float:
@@ -111,7 +107,7 @@ def _worker_rss(gw: GatewayServer) -> float:
     return max((rss_mb(p) for p in children(gw.proc.pid)), default=0.0)
 
 
-def compare(work: Path, cohort: Any, store: Seaweed, n: int) -> dict[str, Any]:
+def compare(work: Path, cohort: Any, store: Seaweed) -> dict[str, Any]:
     """The file and the s3 gateway, each workload alternately on both."""
     bucket = store.create_bucket("bench")
     file_dir, s3_dir = work / "file", work / "s3"
@@ -128,16 +124,21 @@ def compare(work: Path, cohort: Any, store: Seaweed, n: int) -> dict[str, Any]:
            "s3": start_gateway(s3_dir, logs, workers=2,
                                env=s3_env(store, f"s3://{bucket}/a", s3_timeout=5))}
     rows: dict[str, dict[str, float]] = {}
+    clients = {kind: Client(gw.url) for kind, gw in gws.items()}
     try:
-        for name, run in _workloads(ct, n).items():
+        for name, (count, run) in _workloads(ct, clients).items():
             values: dict[str, list[float]] = {"file": [], "s3": []}
-            for _round in range(2):  # A B A B
+            for i in range(count + 1):  # the first of each is a warm-up (not for cold rows)
                 for kind, gw in gws.items():
-                    values[kind].append(run(gw))
+                    value = run(kind, gw)
+                    if i or "cold" in name:
+                        values[kind].append(value)
             rows[name] = {k: statistics.median(v) for k, v in values.items()}
         rows["STOW inst/s"] = {k: _stow_rate(gw, work, k) for k, gw in gws.items()}
         rss = {k: _worker_rss(gw) for k, gw in gws.items()}
     finally:
+        for c in clients.values():
+            c.close()
         for gw in gws.values():
             gw.stop()
     return {"rows": rows, "worker_rss_mb": rss, "store_rss_mb": store.rss_bytes() / 2**20}
@@ -171,7 +172,9 @@ def per_instance(work: Path, cohort: Any, store: Seaweed) -> dict[str, float]:
     objects = store.client().list_objects_v2(Bucket=bucket)["Contents"]
     ratio = sum(o["Size"] for o in objects) / sum(p.stat().st_size for p in files)
     archive.close()
-    return {"STOW requests/instance": sum(stored.values()) / len(files),
+    return {"STOW PUTs/instance": stored.get("PutObject", 0) / len(files),
+            "STOW other requests/instance": (sum(stored.values()) - stored.get("PutObject", 0))
+            / len(files),
             "retrieve requests/instance": sum(got.values()) / len(insts),
             "cold frame requests": sum(cold.values()) / len(insts),
             "hot frame requests": hot / len(insts), "stored bytes / file bytes": ratio}
@@ -226,14 +229,13 @@ def report(result: dict[str, Any]) -> str:
         lines.append(f"{k}: {v:.2f}")
     for k, v in result["nodes"].items():
         lines.append(f"nginx + {k}: " + ", ".join(f"{m} {x:.0f}" for m, x in v.items()))
-    lines.append("(2 cores for clients, nginx, nodes, PostgreSQL and SeaweedFS: the 3-node row "
-                 "shows the overhead of more processes, not scale)")
+    lines.append("(one worker per node; 2 cores for clients, nginx, nodes, PostgreSQL and "
+                 "SeaweedFS: more nodes add processes, not cores, so no row here shows scale)")
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--requests", type=int, default=30)
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--out", type=Path, default=Path("bench/out"))
     args = ap.parse_args()
@@ -245,7 +247,7 @@ def main() -> None:
                               ct_fraction=0.5)
         store = start_seaweed(work / "logs")
         try:
-            result = {"compare": compare(work, cohort, store, args.requests),
+            result = {"compare": compare(work, cohort, store),
                       "per_instance": per_instance(work, cohort, store),
                       "nodes": nodes(work, cohort, store, args.seconds)}
         finally:

@@ -127,8 +127,8 @@ def _verify(archive: LocalArchive, rows: list[Row], digests: bool) -> Iterator[t
 
 
 def _fault(archive: LocalArchive, row: Row, digests: bool) -> tuple[str, str] | None:
-    path = archive.files.local_path(row.path)
     try:
+        path = archive.files.local_path(row.path)  # an object store: fetched (hot cache)
         size = path.stat().st_size
         if size != row.size:
             return "corrupt", (f"{size} bytes, the index says {row.size} "

@@ -193,3 +193,24 @@ def test_hung_store_is_503_with_retry_after_within_the_timeout_and_recovers(
         r = call(cold[n % len(cold)])
         assert r.status_code == 200, (what, r.status_code, r.text[:200])
     assert server.proc.pid == pid and server.proc.popen.poll() is None  # no restart
+
+
+def test_the_hot_cache_stays_under_its_cap(tmp_path, data, archive, s3_store, bucket) -> None:
+    """Every object read once through a hot cache of ~3 objects (another node: its own
+    DATA_DIR, the same index and bucket): it never holds more than the cap plus the entry
+    being added, and the newest stay."""
+    insts = _instances(archive)
+    cap = 3 * max(i.size for i in insts)
+    node = open_local(s3_settings(s3_store, tmp_path / "node", f"s3://{bucket}/arch",
+                                  database_url=f"sqlite:///{data / 'index.sqlite'}",
+                                  cache_max_bytes=cap), sweep=False)
+    try:
+        hot = tmp_path / "node" / "hot"
+        for inst in _instances(node):
+            assert inst.local().read_bytes()[128:132] == b"DICM"
+            assert sum(p.stat().st_size for p in hot.iterdir()) <= cap + inst.size
+        last = _instances(node)[-1]
+        assert node.files.cached(last.key) is not None  # the most recent entry stayed
+        assert 0 < len(list(hot.iterdir())) < len(insts)
+    finally:
+        node.close()

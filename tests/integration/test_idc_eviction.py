@@ -117,3 +117,25 @@ def test_a_series_evicted_by_another_process_is_fetched_again_not_404(
     finally:
         one.close()
         two.close()
+
+
+def test_fetched_series_go_into_the_gateways_own_object_store(tmp_path, s3_store, twins) -> None:
+    """STORE_URL=s3://: the series fetched from IDC's bucket land as objects of the gateway's
+    own bucket (one per instance), and read back byte for byte."""
+    from gateway.backends.idc import open_idc
+    from tests.support.s3gateway import s3_changes
+    source = s3_store.create_bucket("idc-source-own")
+    own = s3_store.create_bucket("gateway-own")
+    upload(s3_store, source, list(twins.values()))
+    index = write_index(list(twins.values()), tmp_path / "i.parquet")
+    settings = idc_settings(s3_store, tmp_path / "data", source, index,
+                            **s3_changes(s3_store, f"s3://{own}/cache"))
+    archive = open_idc(settings)
+    try:
+        s = max(twins.values(), key=lambda t: len(t.objects))
+        assert _digests(archive, s) == {hashlib.sha256(p.read_bytes()).hexdigest()
+                                        for p in s.objects.values()}
+        listed = s3_store.client().list_objects_v2(Bucket=own, Prefix="cache/")
+        assert listed.get("KeyCount", 0) == len(s.objects)
+    finally:
+        archive.close()

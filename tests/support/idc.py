@@ -30,11 +30,13 @@ def collection_id(name: str) -> str:
     return name.lower().replace("-", "_").replace(" ", "_")
 
 
-def synth_twin(out: Path, collection: str, patients: int = 2) -> Path:
+def synth_twin(out: Path, collection: str, patients: int = 2, *, xr_size: int = 64,
+               ct_size: int = 64) -> Path:
     """``synth OUT --collection NAME --patients N --xr-size 64 --ct-size 64`` (the real CLI)."""
     subprocess.run([sys.executable, "-m", "gateway", "synth", str(out), "--collection",
-                    collection, "--patients", str(patients), "--xr-size", "64",
-                    "--ct-size", "64"], check=True, cwd=REPO, capture_output=True, timeout=300)
+                    collection, "--patients", str(patients), "--xr-size", str(xr_size),
+                    "--ct-size", str(ct_size)], check=True, cwd=REPO, capture_output=True,
+                   timeout=300)
     return out
 
 
@@ -111,6 +113,14 @@ def upload(store: Seaweed, bucket: str, series: list[IdcSeries]) -> int:
             client.upload_file(str(path), bucket, key)
             n += 1
     return n
+
+
+def idc_env(store: Seaweed, bucket: str, index: Path) -> dict[str, str]:
+    """The same as GATEWAY_* variables, for a gateway under gunicorn."""
+    return {"GATEWAY_BACKEND": "idc", "GATEWAY_IDC_BUCKET_URL": f"s3://{bucket}",
+            "GATEWAY_IDC_ENDPOINT_URL": store.endpoint_url, "GATEWAY_IDC_REGION": REGION,
+            "GATEWAY_IDC_ACCESS_KEY_ID": ACCESS_KEY, "GATEWAY_IDC_SECRET_ACCESS_KEY": SECRET_KEY,
+            "GATEWAY_IDC_INDEX": str(index), "GATEWAY_IDC_TIMEOUT": "5"}
 
 
 def idc_settings(store: Seaweed, data_dir: Path, bucket: str, index: Path,

@@ -6,7 +6,8 @@ a SIGSTOPped store made boto3 wait twice its read timeout), so a bucket that doe
 is :class:`Unavailable` (503, Retry-After) in time, and a missing object is
 :class:`UpstreamError` (502). Requests are unsigned unless credentials are given: the public
 bucket ``s3://idc-open-data`` needs no account. The client counts the calls it makes
-(``calls``), so tests and the bench can show what a request cost in bucket requests.
+(``calls``; ``requests`` with botocore's retries), so tests and the bench can show what a
+request cost in bucket calls.
 """
 from __future__ import annotations
 
@@ -65,16 +66,23 @@ class Bucket:
         self.client = client
         self.bucket, self.prefix = parse_bucket_url(url)
         self.url, self.timeout, self.workers = url.rstrip("/"), timeout, max(1, workers)
-        self.calls: Counter[str] = Counter()  # S3 operation → requests sent (retries too)
+        self.calls: Counter[str] = Counter()  # S3 operation → API calls made
+        self.requests: Counter[str] = Counter()  # S3 operation → HTTP requests (retries too)
         self._calls_lock = threading.Lock()
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max(2, workers + 1), thread_name_prefix="idc-bucket")
-        client.meta.events.register("before-send.s3.*", self._count)
+        client.meta.events.register("before-call.s3.*", self._count_call)
+        client.meta.events.register("before-send.s3.*", self._count_request)
 
-    def _count(self, event_name: str = "", **_: Any) -> None:
+    def _count_call(self, event_name: str = "", **_: Any) -> None:
+        """botocore ``before-call.s3.<Operation>``: one API call (its retries not counted)."""
+        with self._calls_lock:
+            self.calls[event_name.rsplit(".", 1)[-1] or "call"] += 1
+
+    def _count_request(self, event_name: str = "", **_: Any) -> None:
         """botocore ``before-send.s3.<Operation>``: one HTTP request about to go out."""
         with self._calls_lock:
-            self.calls[event_name.rsplit(".", 1)[-1] or "request"] += 1
+            self.requests[event_name.rsplit(".", 1)[-1] or "request"] += 1
 
     def _call(self, what: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
         future = self._pool.submit(fn, **kwargs)

@@ -129,8 +129,8 @@ class Settings:
         "Gzipped JSON response bodies kept per process (warm metadata is never compressed "
         "twice)."))
     fhir_cache_bytes: int = field(default=16 * MiB, metadata=_doc(
-        "Finished FHIR search results kept per process (SQLite index only; dropped when an "
-        "import changes the resources)."))
+        "Finished FHIR search results kept per process (dropped when an import changes the "
+        "resources; on PostgreSQL a counter row read per search tells every node)."))
     fhir_cache_items: int = field(default=2048, metadata=_doc(
         "FHIR search plans, and results, kept per process (each)."))
     render_cache_items: int = field(default=4096, metadata=_doc(

@@ -7,8 +7,10 @@ token there before and after each commit that changes resources
 memory read, no system call (``gateway.fhir.results`` keeps results under the token read
 before their query ran).
 
-Only for a SQLite file database: a server database (PostgreSQL) may be written from other
-hosts, and there is no token (and no result cache).
+On a server database (PostgreSQL), written from many nodes, the token is a counter row in
+the database itself (:class:`DbGeneration`): a writer bumps it before and after its commit,
+a reader reads it with one primary-key SELECT before its search, so a result cached on one
+node is dropped the moment another node's change is committed.
 """
 from __future__ import annotations
 
@@ -18,7 +20,11 @@ import os
 import time
 from pathlib import Path
 
+from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from ..archive.local.shared import schema_lock
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +46,10 @@ class Generation:
 
     @classmethod
     def of(cls, engine: Engine) -> Generation | None:
-        """The token file of a SQLite file database; None for any other database."""
+        """The token file of a SQLite file database, the counter row of PostgreSQL; None for
+        any other database."""
+        if engine.dialect.name == "postgresql":
+            return DbGeneration(engine)
         database = engine.url.database
         if engine.dialect.name != "sqlite" or not database or database == ":memory:" \
                 or database.startswith("file:"):
@@ -93,3 +102,49 @@ class Generation:
             return mmap.mmap(fd, TOKEN_SIZE, access=mmap.ACCESS_READ), (st.st_dev, st.st_ino)
         finally:
             os.close(fd)
+
+
+_generation = Table("fhir_generation", MetaData(),
+                    Column("id", Integer, primary_key=True),
+                    Column("value", BigInteger, nullable=False))
+
+
+class DbGeneration(Generation):
+    """The change token as a counter row in the database: shared by every node."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(Path("/dev/null"))
+        self.engine = engine
+        self._ready = False
+
+    def _ensure(self) -> None:
+        if self._ready:
+            return
+        with self.engine.begin() as conn:  # nodes starting at once take turns
+            schema_lock(conn)
+            _generation.metadata.create_all(conn)
+            if conn.execute(select(_generation.c.value).where(_generation.c.id == 1)).first() is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(_generation.insert().values(id=1, value=0))
+                except IntegrityError:
+                    pass  # another node made it
+        self._ready = True
+
+    def token(self) -> bytes | None:
+        """The counter now (None if the database does not answer: no caching)."""
+        try:
+            self._ensure()
+            with self.engine.connect() as conn:
+                value = conn.execute(select(_generation.c.value).where(
+                    _generation.c.id == 1)).scalar()
+        except SQLAlchemyError:
+            return None
+        return None if value is None else int(value).to_bytes(8, "big", signed=True)
+
+    def bump(self) -> None:
+        """Count one change (its own transaction: visible to every node at once)."""
+        self._ensure()
+        with self.engine.begin() as conn:
+            conn.execute(update(_generation).where(_generation.c.id == 1)
+                         .values(value=_generation.c.value + 1))

@@ -214,3 +214,16 @@ def test_the_hot_cache_stays_under_its_cap(tmp_path, data, archive, s3_store, bu
         assert 0 < len(list(hot.iterdir())) < len(insts)
     finally:
         node.close()
+
+
+def test_file_url_names_where_the_files_go(tmp_path) -> None:
+    from gateway.config import Settings
+    where = tmp_path / "elsewhere"
+    arch = open_local(Settings().replace(data_dir=tmp_path / "d", store_url=f"file://{where}"))
+    try:
+        assert arch.store(make_file(tmp_path / "a.dcm", study="FILEURL")).ok
+        inst = next(arch.instances(UidPath()))
+        assert inst.path.is_relative_to(where) and inst.path.exists()
+        assert not list((tmp_path / "d" / "files").rglob("*.dcm"))
+    finally:
+        arch.close()

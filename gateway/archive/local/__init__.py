@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from pathlib import Path
 from typing import Any, Callable
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -25,7 +26,8 @@ def open_local(settings: Settings, *, sweep: bool = True) -> LocalArchive:
     archive = LocalArchive(settings.data_dir, settings.index_url,
                            duplicate_policy=settings.duplicate_policy,
                            metadata_cache_bytes=settings.metadata_cache_bytes, index=index,
-                           objects=_object_store(settings, index))
+                           objects=_object_store(settings, index),
+                           files_dir=_files_dir(settings.store_url))
     if sweep:
         try:
             removed = archive.files.sweep(settings.temp_max_age)
@@ -54,6 +56,13 @@ def _sweep_orphans(archive: LocalArchive, grace: float) -> None:
     if removed:
         log.warning("removed %d object(s) no index row points at, older than "
                     "S3_ORPHAN_GRACE=%gs", removed, grace)
+
+
+def _files_dir(url: str) -> Path | None:
+    """STORE_URL=file:///PATH: the files there instead of DATA_DIR/files."""
+    if url.startswith("file://") and url[len("file://"):].strip("/"):
+        return Path(url[len("file://"):])
+    return None
 
 
 def _object_store(settings: Settings, index: Index) -> Callable[[FileStore], Any] | None:

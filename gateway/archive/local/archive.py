@@ -37,8 +37,9 @@ class LocalArchive:
 
     def __init__(self, data_dir: Path, index_url: str, *, duplicate_policy: str = "reject",
                  index: Index | None = None, metadata_cache_bytes: int = 128 << 20,
-                 objects: Callable[[FileStore], Any] | None = None) -> None:
-        local = FileStore(Path(data_dir))
+                 objects: Callable[[FileStore], Any] | None = None,
+                 files_dir: Path | None = None) -> None:
+        local = FileStore(Path(data_dir), files_dir)
         # ``objects``: an object store over the local spool (STORE_URL=s3://, gateway/archive/s3)
         remote = objects(local) if objects else None
         self.files: Any = remote if remote is not None else local

@@ -91,9 +91,9 @@ def _digest(path: Path, *, sync: bool) -> Received:
 class FileStore:
     """Files under ``root/files``, keyed by their path below it; temp files in ``root/tmp``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, files: Path | None = None) -> None:
         self.root = root
-        self.files = root / "files"
+        self.files = files or root / "files"  # STORE_URL=file://PATH names another place
         self.tmp = root / "tmp"
         self.files.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)

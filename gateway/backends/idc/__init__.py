@@ -46,7 +46,8 @@ def open_idc(settings: Settings) -> IdcArchive:
     archive = IdcArchive(settings.data_dir, settings.index_url,
                          duplicate_policy=settings.duplicate_policy,
                          metadata_cache_bytes=settings.metadata_cache_bytes, index=base.index,
-                         objects=None if isinstance(store, FileStore) else (lambda _l: store))
+                         objects=None if isinstance(store, FileStore) else (lambda _l: store),
+                         files_dir=Path(store.files))  # STORE_URL=file://PATH as open_local
     path = Path(settings.idc_index) if settings.idc_index else default_index()
     if not path.is_file():
         raise SettingsError(f"GATEWAY_IDC_INDEX={str(path)!r}: no such parquet file")

@@ -258,6 +258,35 @@ class Settings:
         "Pull-through cache: seconds between hiding an evicted series and deleting its files; "
         "a series read meanwhile stays (the lease of a stream in progress)."))
 
+    # --- IDC backend (issue 16, docs/idc.md): the public archive from NCI Imaging Data
+    # Commons' buckets, searches from its series index, series fetched on first use.
+    backend: str = field(default="", metadata=_doc(
+        "`idc`: serve NCI Imaging Data Commons' public buckets (below). Empty: the embedded "
+        "archive, or the PACS when PACS is set.", choices=("", "idc")))
+    idc_bucket_url: str = field(default="s3://idc-open-data", metadata=_doc(
+        "The bucket holding one folder per series (`<crdc_series_uuid>/<instance>.dcm`); "
+        "read anonymously unless IDC_ACCESS_KEY_ID is set."))
+    idc_endpoint_url: str = field(default="", metadata=_doc(
+        "S3 endpoint of the bucket (a local copy in tests). Empty: AWS's own."))
+    idc_region: str = field(default="us-east-1", metadata=_doc(
+        "Region of the bucket (idc-open-data is in us-east-1)."))
+    idc_access_key_id: str = field(default="", metadata=_doc(
+        "Access key for a bucket that needs one. Empty: unsigned (anonymous) requests."))
+    idc_secret_access_key: str = field(default="", metadata=_doc(
+        "Secret key, with IDC_ACCESS_KEY_ID."))
+    idc_index: str = field(default="", metadata=_doc(
+        "Series-level index (parquet, the `idc_index` schema). Empty: the one shipped by "
+        "the installed `idc-index-data`."))
+    idc_collections: str = field(default="", metadata=_doc(
+        "Comma-separated collections to serve (names like `COVID-19-AR` or ids like "
+        "`covid_19_ar`). Empty: every collection of the index."))
+    idc_timeout: float = field(default=10.0, metadata=_doc(
+        "Seconds one bucket call (a listing, one object's GET) may take as a whole; a "
+        "bucket that does not answer in time is 503 with Retry-After."))
+    idc_fetch_workers: int = field(default=8, metadata=_doc(
+        "Objects of one series fetched in parallel."))
+    # --- end of IDC backend
+
     # ---------------------------------------------------------------- derived
     @property
     def index_url(self) -> str:

@@ -339,7 +339,7 @@ class Settings:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 # GATEWAY_* variables that are not settings: the config file, and knobs of the test tools.
-NOT_SETTINGS = frozenset({"CONFIG", "SCHEMATHESIS_EXAMPLES", "FUZZ_SECONDS"})
+NOT_SETTINGS = frozenset({"CONFIG", "SCHEMATHESIS_EXAMPLES", "FUZZ_SECONDS", "TEST_STORE"})
 READ_LIMITS = ("max_frames_per_request", "max_rendered_pixels", "max_qido_results",
                "max_fhir_count")
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Iterator
 
+import orjson
 import pydicom
 import pytest
 import requests
@@ -204,6 +206,40 @@ def test_q6_first_chest_radiograph_of_each_patient_with_bmi_40_or_more(smart, fh
                            sort=("patient", "-started"))
     assert [r["id"] for r in latest] == [s.uid for s in sorted(
         expected, key=lambda s: (s.patient, tuple(-ord(c) for c in s.date + s.time)))]
+
+
+MEMBER_FILTER = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/member-filter"
+
+
+def test_q7_men_over_65_with_an_icu_stay_as_a_group_exported(smart, fhirpy, truth, server):
+    """Bulk Cohort: fhirpy creates the Group from three member-filters, fhirclient reads it,
+    and its Bulk Data $export carries exactly those patients."""
+    filters = ["Patient?gender=male", f"Observation?code-value-quantity={LOINC}|30525-0$gt65",
+               f"Encounter?type={ICU}"]
+    group = fhirpy.resource("Group", type="person", actual=True, name="q7", modifierExtension=[
+        {"url": MEMBER_FILTER, "valueExpression": {"language": "application/x-fhir-query",
+                                                   "expression": q}} for q in filters])
+    group.save()
+    want = {pid for pid, row in truth.patients.items()
+            if row["sex"] == "M" and float(row["age"]) > 65 and truth.icu(pid)}
+    from fhirclient.models.group import Group
+    read = Group.read(group.id, smart.server)
+    assert want and {m.entity.reference[8:] for m in read.member} == want
+    kick = requests.get(f"{server.url}/fhir/Group/{group.id}/$export", timeout=30,
+                        params={"_type": "Patient"},
+                        headers={"Prefer": "respond-async", "Accept": "application/fhir+json"})
+    assert kick.status_code == 202, kick.text
+    status = kick.headers["Content-Location"]
+    for _ in range(600):
+        poll = requests.get(status, timeout=30)
+        if poll.status_code != 202:
+            break
+        time.sleep(0.1)
+    assert poll.status_code == 200, poll.text
+    (output,) = poll.json()["output"]
+    lines = requests.get(output["url"], timeout=30).text.splitlines()
+    assert output["type"] == "Patient" and output["count"] == len(want)
+    assert {orjson.loads(line)["id"] for line in lines} == want
 
 
 def test_q8_reports_whose_findings_mention_consolidation_or_ground_glass(smart, fhirpy, truth):

@@ -205,15 +205,18 @@ def _writer() -> Callable[[str, Spec, Path], int]:
     return write
 
 
+def _chunks(patients: list[str] | None) -> list[list[str] | None]:
+    """The patients in pages of _PAGE; ``[None]`` for every patient (a system export)."""
+    if patients is None:
+        return [None]
+    return [patients[i: i + _PAGE] for i in range(0, len(patients), _PAGE)]
+
+
 def _write_stored(service: FhirService, kind: str, spec: Spec, out: BinaryIO) -> int:
     """One SELECT per chunk of patients (all at once for a system or Patient export)."""
     repository = service.repository
-    chunks = [None] if spec.patients is None else [
-        spec.patients[i: i + _PAGE] for i in range(0, len(spec.patients), _PAGE)]
     count = 0
-    for chunk in chunks:
-        if chunk == []:
-            continue
+    for chunk in _chunks(spec.patients):
         sql, params = _stored_sql(kind, spec, chunk, repository.bind_style)
         conn = repository.engine.raw_connection()
         try:
@@ -265,12 +268,8 @@ def _write_studies(service: FhirService, archive: Archive, spec: Spec, out: Bina
         for resource in found:
             out.write(orjson.dumps(resource) + b"\n")
         return len(found)
-    chunks = [None] if spec.patients is None else [
-        spec.patients[i: i + _PAGE] for i in range(0, len(spec.patients), _PAGE)]
     count = 0
-    for chunk in chunks:
-        if chunk == []:
-            continue
+    for chunk in _chunks(spec.patients):
         offset = 0
         while True:
             args = [("_count", str(_PAGE)), ("_offset", str(offset))]

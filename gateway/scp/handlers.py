@@ -101,15 +101,22 @@ def handle_get(event: Event, archive: Archive, gate: Gate) -> Iterator:
     accepted = accepted_pairs(event.assoc.accepted_contexts)
     patients: dict[str, str | None] = {}
     try:
-        for inst in found:
-            if event.is_cancelled:
-                yield Status.CANCEL, None
-                return
-            ds = dataset_for(inst, accepted)
-            patients.setdefault(inst.study_uid, str(ds.get("PatientID", "")) or None)
-            yield Status.PENDING, ds
+        yield from _sub_operations(event, found, accepted, patients)
     finally:
         gate.auditor.transferred(_who(event, gate), "C-GET", found, patients)
+
+
+def _sub_operations(event: Event, found: list, accepted: set,
+                    patients: dict[str, str | None]) -> Iterator:
+    """One pending status and dataset per instance (PS3.4 C.4.2.1.3); noting each study's
+    patient for the audit record; Cancel stops at the next instance."""
+    for inst in found:
+        if event.is_cancelled:
+            yield Status.CANCEL, None
+            return
+        ds = dataset_for(inst, accepted)
+        patients.setdefault(inst.study_uid, str(ds.get("PatientID", "")) or None)
+        yield Status.PENDING, ds
 
 
 def handle_move(event: Event, archive: Archive, gate: Gate,
@@ -142,13 +149,7 @@ def handle_move(event: Event, archive: Archive, gate: Gate,
     patients: dict[str, str | None] = {}
     to = Actor(calling_ae=name, address=destination[0])
     try:
-        for inst in found:
-            if event.is_cancelled:
-                yield Status.CANCEL, None
-                return
-            ds = dataset_for(inst, accepted)
-            patients.setdefault(inst.study_uid, str(ds.get("PatientID", "")) or None)
-            yield Status.PENDING, ds
+        yield from _sub_operations(event, found, accepted, patients)
     finally:
         gate.auditor.transferred(_who(event, gate), "C-MOVE", found, patients, destination=to)
 

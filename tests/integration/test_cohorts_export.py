@@ -153,8 +153,12 @@ def test_delete_cancels_and_the_job_is_gone(server):
     assert gone.status_code == 404 and gone.json()["resourceType"] == "OperationOutcome"
     assert requests.delete(status_url, timeout=30).status_code == 404
     job = status_url.rsplit("/", 1)[1]
-    time.sleep(1.5)  # the runner sees the cancel between files and removes what it wrote
-    assert not (server.data_dir / "exports" / job).exists()
+    # the runner sees the cancel between files and removes what it wrote
+    folder = server.data_dir / "exports" / job
+    deadline = time.monotonic() + 60
+    while folder.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not folder.exists()
 
 
 @pytest.mark.parametrize("path, params, headers, names", [

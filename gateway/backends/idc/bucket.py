@@ -17,9 +17,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, TypeVar
-from urllib.parse import urlsplit
 
 from ...archive.errors import Unavailable, UpstreamError
+from ...archive.s3.store import parse_store_url
 from ...config import Settings
 
 T = TypeVar("T")
@@ -32,12 +32,8 @@ class BucketObject:
 
 
 def parse_bucket_url(url: str) -> tuple[str, str]:
-    """``s3://bucket[/prefix]`` → (bucket, ``prefix/`` or '')."""
-    parts = urlsplit(url)
-    if parts.scheme != "s3" or not parts.netloc:
-        raise ValueError(f"not an s3://bucket URL: {url!r}")
-    prefix = parts.path.strip("/")
-    return parts.netloc, (prefix + "/") if prefix else ""
+    """``s3://bucket[/prefix]`` → (bucket, ``prefix/`` or ''): as STORE_URL is read."""
+    return parse_store_url(url)
 
 
 def bucket_client(settings: Settings) -> Any:

@@ -72,7 +72,11 @@ def test_viewer_logs_in_lists_and_draws_behind_required(page: Page, secured, e2e
     _login(page, server.url)
     # What the provider's own development pages asked for (web fonts on the closed network)
     # is not the viewer's: count from the moment the viewer has the token.
-    ours = [f for f in page.watch.failed if f.split(" ", 2)[1].startswith(server.url)]
+    # The redirects of the login navigate away from /viewer/ while it still loads its lazy
+    # bundles: the browser aborts those (net::ERR_ABORTED, no answer was refused). Every
+    # answer the gateway gave must still be a success.
+    ours = [f for f in page.watch.failed if f.split(" ", 2)[1].startswith(server.url)
+            and not f.endswith("net::ERR_ABORTED")]
     assert not ours, f"the gateway failed requests during the login: {ours}"
     page.watch.failed.clear()
     page.watch.console_errors.clear()

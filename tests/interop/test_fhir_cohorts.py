@@ -353,7 +353,18 @@ def in_process(server):
     app = create_app(settings)
     counter = StatementCounter(app.extensions["tcia_fhir"].repository.engine,
                                app.extensions["tcia_gateway"]["archive"].index.engine)
-    return app.test_client(), counter
+    client = app.test_client()
+    assert client.get("/fhir/Patient?_count=1").status_code == 200  # tables made on first use
+    return client, counter
+
+
+def searched(statements: list[str]) -> list[str]:
+    """The statements of a search, without the cache's change-token probe: on PostgreSQL each
+    request reads the one-row FHIR generation (shared by every node) to know whether a
+    cached answer is still current; at most one per request, whatever the query."""
+    probes = [s for s in statements if "FROM fhir_generation" in s]
+    assert len(probes) <= 1, probes
+    return [s for s in statements if s not in probes]
 
 
 @pytest.mark.parametrize("query", ONE_STATEMENT)
@@ -361,7 +372,7 @@ def test_each_search_is_one_sql_statement(in_process, server, query):
     client, counter = in_process
     counter.take()
     response = client.get("/fhir/" + query)
-    statements = counter.take()
+    statements = searched(counter.take())
     assert response.status_code == 200, response.get_json()
     assert len(statements) == 1, statements
     assert statements[0].lstrip().upper().startswith("SELECT")
@@ -383,4 +394,4 @@ def test_the_count_sees_every_statement(in_process, query, expected):
     client, counter = in_process
     counter.take()
     assert client.get("/fhir/" + query).status_code == 200
-    assert len(counter.take()) == expected
+    assert len(searched(counter.take())) == expected

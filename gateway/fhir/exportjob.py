@@ -176,13 +176,12 @@ class Jobs:
             self._set(job_id, status="failed", error=f"export failed: {exc.__class__.__name__}")
 
     def _cancelled(self, job_id: str, progress: str) -> bool:
+        """One conditional UPDATE: a cancel that lands between a read and a write still wins."""
         with self.engine.begin() as conn:
-            status = conn.execute(select(jobs_t.c.status).where(jobs_t.c.id == job_id)).scalar()
-            if status == "cancelled":
-                return True
-            conn.execute(update(jobs_t).where(jobs_t.c.id == job_id).values(
-                status="in-progress", progress=progress, heartbeat=time.time()))
-        return False
+            moved = conn.execute(update(jobs_t).where(
+                jobs_t.c.id == job_id, jobs_t.c.status != "cancelled").values(
+                status="in-progress", progress=progress, heartbeat=time.time())).rowcount
+        return not moved
 
     def _finish(self, job_id: str, spec: Spec, outputs: list[dict]) -> None:
         job = self.get(job_id)

@@ -254,9 +254,9 @@ class Settings:
         "Pull-through cache: eviction starts above this fraction of CACHE_MAX_BYTES."))
     cache_low_watermark: float = field(default=0.7, metadata=_doc(
         "Pull-through cache: eviction stops below this fraction of CACHE_MAX_BYTES."))
-    cache_purge_delay: float = field(default=300.0, metadata=_doc(
-        "Pull-through cache: seconds between hiding an evicted series and deleting its files; "
-        "a series read meanwhile stays (the lease of a stream in progress)."))
+    cache_purge_delay: float = field(default=60.0, metadata=_doc(
+        "Pull-through cache: a series accessed within this many seconds is in use: neither "
+        "evicted nor purged (a stream in progress renews its series for as long as it lasts)."))
 
     # --- IDC backend (issue 16, docs/idc.md): the public archive from NCI Imaging Data
     # Commons' buckets, searches from its series index, series fetched on first use.

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from sqlalchemy import select
 
 from gateway.archive import Level, Query, UidPath
 from gateway.archive.local import open_local
 from gateway.backends.pacs.archive import RemoteArchive
+from gateway.backends.pacs.sharedstate import marks
 from tests.support.orthanc import Orthanc, dataset_bytes, start_orthanc
 from tests.support.remote import remote_settings
 from tests.support.s3gateway import s3_changes
@@ -69,6 +71,14 @@ def _small(sizes: dict[str, tuple[str, int]]) -> dict[str, tuple[str, int]]:
     return {k: v for k, v in sizes.items() if k != largest}
 
 
+def _visible(node: RemoteArchive, uid: str) -> bool:
+    """The series' marker says complete and not hidden (a look that refreshes nothing)."""
+    with node.state.engine.connect() as conn:
+        return conn.execute(select(marks.c.uid).where(
+            marks.c.kind == "series", marks.c.uid == uid, marks.c.hidden_at.is_(None))
+        ).first() is not None
+
+
 def _gets(nodes: list[RemoteArchive]) -> int:
     return sum(n.scu.stats["C-GET"] for n in nodes)
 
@@ -92,20 +102,39 @@ def test_two_nodes_missing_one_series_cause_one_c_get(nodes, sizes) -> None:
     assert nodes[1].state.complete("series", series) is not None  # every node sees it
 
 
+class Sampler:
+    """The cached bytes, polled every 10 ms in a thread: the peak is what stays under the cap."""
+
+    def __init__(self, node: RemoteArchive) -> None:
+        self.node, self.peak, self._stop = node, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, self.node.state.cached_bytes())
+
+    def __enter__(self) -> "Sampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def test_bytes_stay_under_the_cap_and_evicted_series_come_back_identical(
         nodes, sizes, pacs) -> None:
     a, b = nodes
     cap = a.state.max_bytes
     order = sorted(_small(sizes), key=lambda s: -sizes[s][1])
     first = order[0]
-    original = _bytes(a, sizes[first][0], first)
-    peak = 0
-    for series in order[1:]:
-        _bytes(a, sizes[series][0], series)
-        peak = max(peak, a.state.cached_bytes())
-        time.sleep(PURGE_DELAY + 0.2)
-        a.state.purge()
-        assert a.state.cached_bytes() <= cap, (series, a.state.cached_bytes(), cap)
+    with Sampler(a) as sampler:
+        original = _bytes(a, sizes[first][0], first)
+        for series in order[1:]:
+            time.sleep(PURGE_DELAY + 0.2)  # what was read before is no longer in use
+            _bytes(a, sizes[series][0], series)
+    # room is made before each batch is indexed: no explicit purge, no moment over the cap
+    assert 0 < sampler.peak <= cap, (sampler.peak, cap)
     assert a.state.complete("series", first) is None  # evicted (least recently used)
     gets = _gets(nodes)
     again = _bytes(b, sizes[first][0], first)  # the other node fetches it again
@@ -114,36 +143,57 @@ def test_bytes_stay_under_the_cap_and_evicted_series_come_back_identical(
     for sop, data in again.items():
         assert data == original[sop]
         assert dataset_bytes(data) == dataset_bytes(pacs.instance_file(sop))
-    print(f"cap {cap} bytes, peak {peak}, after purge {a.state.cached_bytes()}")
+    print(f"cap {cap} bytes, peak {sampler.peak}, now {a.state.cached_bytes()}")
 
 
-def test_a_series_being_read_is_not_cut_by_its_eviction(nodes, sizes) -> None:
+def test_a_series_being_streamed_is_never_cut_nor_evicted(nodes, sizes, pacs) -> None:
+    """A stream three purge delays long on node a, while node b fills the cache: the
+    stream's lease (renewed by a, seen by b in the shared index) keeps the series; once it
+    ends, the series can go like any other."""
     a, b = nodes
     order = sorted(_small(sizes), key=lambda s: -sizes[s][1])
-    reading = order[0]
+    reading, others = order[0], order[1:]
     study = sizes[reading][0]
-    stream = list(a.instances(UidPath(study, reading)))  # a retrieve has listed its parts
-    expected = {i.sop_uid: i.size for i in stream}
-    got: dict[str, int] = {}
+    got: dict[str, bytes] = {}
     errors: list[BaseException] = []
+    started = threading.Event()
 
     def slow_reader() -> None:
         try:
+            stream = a.instances(UidPath(study, reading))  # as a WADO-RS body iterates it
+            started.set()
+            count = len(a.cache.search(Query(Level.INSTANCE,
+                                             {"SeriesInstanceUID": reading})).matches)
             for inst in stream:
-                got[inst.sop_uid] = sum(len(c) for c in inst.chunks(16384))
-                time.sleep((PURGE_DELAY * 0.8) / len(stream))
+                got[inst.sop_uid] = b"".join(inst.chunks(16384))
+                time.sleep(3 * (PURGE_DELAY + 0.2) / count)
         except BaseException as exc:  # noqa: BLE001 - the assertion below says what
             errors.append(exc)
+        finally:
+            started.set()
 
     reader = threading.Thread(target=slow_reader)
-    reader.start()
-    for series in order[1:]:  # fills the cache: the series being read is hidden
-        _bytes(b, sizes[series][0], series)
-        b.state.purge()
-    reader.join()
-    assert not errors and got == expected
-    assert a.state.complete("series", reading) is None  # it was evicted meanwhile
+    with Sampler(b) as sampler:
+        reader.start()
+        started.wait(60)
+        for series in others:  # fills the cache while the stream goes on
+            if not reader.is_alive():
+                break
+            _bytes(b, sizes[series][0], series)
+            assert _visible(b, reading)  # in use: kept (read without touching it)
+            time.sleep(PURGE_DELAY + 0.2)
+        reader.join()
+    assert not errors
+    assert got and all(dataset_bytes(data) == dataset_bytes(pacs.instance_file(sop))
+                       for sop, data in got.items())
+    assert sampler.peak <= b.state.max_bytes, (sampler.peak, b.state.max_bytes)
+    # the stream is over: after the delay the series is evicted like any other
     time.sleep(PURGE_DELAY + 0.2)
-    b.state.purge()  # its lease is over: now its files go
+    for series in others:
+        if not _visible(b, reading):
+            break
+        _bytes(b, sizes[series][0], series)
+        time.sleep(PURGE_DELAY / 2)
+    assert b.state.complete("series", reading) is None
     assert not b.cache.search(Query(Level.SERIES, {"SeriesInstanceUID": reading})).matches
     assert b.state.cached_bytes() <= b.state.max_bytes

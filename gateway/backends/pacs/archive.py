@@ -23,7 +23,7 @@ from ...config import Settings, parse_hostport
 from ...dimse.identifiers import find_identifier, result_json
 from ...dimse.pool import Peer
 from .pullthrough import CacheWriter, Flight
-from .sharedstate import SharedCacheState
+from .sharedstate import Lease, SharedCacheState
 from .receiver import MoveReceiver
 from ...dimse.scu import Scu, ScuOptions, SubOperations
 from ...archive.status import Status, category
@@ -142,23 +142,35 @@ class RemoteArchive:
 
     def instances(self, where: UidPath) -> Iterator[StoredInstance]:
         """Series by series: the first is retrieved before this returns (errors surface
-        here, not mid-stream); later ones are retrieved as the iteration reaches them."""
+        here, not mid-stream); later ones are retrieved as the iteration reaches them.
+        Each series is leased while it streams: eviction never cuts it (sharedstate.py)."""
         if where.instance:
             return iter([self.instance(where)])
-        paths = self._series_paths(where)
+        leases: list[Lease] = []
+        paths = self._series_paths(where, leases)
         first = next(paths)
-        return self._stream(first, paths)
+        return self._stream(first, paths, leases)
 
-    def _stream(self, first: UidPath, rest: Iterator[UidPath]) -> Iterator[StoredInstance]:
-        yield from self.cache.instances(first)
-        for path in rest:
-            yield from self.cache.instances(path)
+    def _stream(self, first: UidPath, rest: Iterator[UidPath],
+                leases: list[Lease]) -> Iterator[StoredInstance]:
+        try:
+            yield from self.cache.instances(first)
+            for path in rest:  # leases the next series, then the one before is done
+                self.state.release(leases.pop(0))
+                yield from self.cache.instances(path)
+        finally:
+            for held in leases:
+                self.state.release(held)
+            leases.clear()
 
-    def _series_paths(self, where: UidPath) -> Iterator[UidPath]:
-        """Each series under ``where``, complete in the cache when yielded."""
+    def _series_paths(self, where: UidPath,
+                      leases: list[Lease] | None = None) -> Iterator[UidPath]:
+        """Each series under ``where``, complete in the cache when yielded (and leased
+        first, when ``leases`` collects them)."""
         where = self._locate(where)
         assert where.study
         if where.series:
+            self._hold(where.series, leases)
             self._ensure_series(where.study, where.series)
             yield UidPath(where.study, where.series)
             return
@@ -167,10 +179,15 @@ class RemoteArchive:
         if not series:
             raise NotFound(f"PACS {self.peer} has no study {where.study}")
         for uid in series:
+            self._hold(uid, leases)
             self._ensure_series(where.study, uid)
             yield UidPath(where.study, uid)
         if not marker:
             self.state.mark("study", where.study, {"series": series})
+
+    def _hold(self, uid: str, leases: list[Lease] | None) -> None:
+        if leases is not None:
+            leases.append(self.state.lease(uid))
 
     def instance(self, where: UidPath) -> StoredInstance:
         """From the cache at once if it is there (even while its series still arrives)."""
@@ -218,6 +235,7 @@ class RemoteArchive:
 
     def _fly(self, flight: Flight, study: str, series: str) -> None:
         error: ArchiveError | None = None
+        held = self.state.lease(series)  # not purged while it is (re)retrieved
         try:
             with self.state.lock(series, timeout=self.max_wait):
                 if not self.state.complete("series", series):  # another node may have done it
@@ -230,13 +248,16 @@ class RemoteArchive:
             log.exception("retrieving series %s from %s", series, self.peer)
             error = UpstreamError(f"retrieving series {series} from PACS {self.peer} failed: {exc}")
         finally:
+            self.state.release(held)
             with self._lock:
                 self._flights.pop(series, None)
             flight.finish(error)
 
     def _get(self, ident: Dataset, flight: Flight) -> SubOperations:
         """C-GET into a CacheWriter; the writer is drained before the outcome counts."""
-        writer = CacheWriter(self.cache, flight, self.prepare_pool)
+        series = str(ident.SeriesInstanceUID)
+        writer = CacheWriter(self.cache, flight, self.prepare_pool,
+                             room=lambda size: self.state.make_room(size, keep=series))
         try:
             result = self.scu.get(ident, writer.sink)
         except BaseException:
@@ -281,7 +302,9 @@ class RemoteArchive:
 
     def _received(self, event: Event) -> int:
         """EVT_C_STORE of a retrieval: into the cache (atomically), then wake the waiters."""
-        result = self.cache.store(io.BytesIO(event.encoded_dataset()))
+        data = event.encoded_dataset()
+        self.state.make_room(len(data))  # the series arriving is leased by its flight
+        result = self.cache.store(io.BytesIO(data))
         if not result.ok and result.reason is not FailureReason.DUPLICATE_SOP_INSTANCE:
             log.warning("cache refused %s from %s: %s", result.sop_uid, self.peer, result.message)
             return int(result.reason or Status.PROCESSING_FAILURE)
@@ -340,6 +363,7 @@ class RemoteArchive:
         """Retrieval threads, cache helpers, our C-MOVE destination, the pooled associations
         (A-RELEASE: the PACS sees a clean end) and the cache's connections."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self.state.close()
         self.prepare_pool.close()
         if self.receiver is not None:
             self.receiver.stop()

@@ -147,8 +147,9 @@ class CacheWriter:
     """
 
     def __init__(self, cache: LocalArchive, flight: Flight, pool: PreparePool, *,
-                 depth: int = 16) -> None:
+                 depth: int = 16, room: Callable[[int], None] | None = None) -> None:
         self.cache, self.flight, self.pool = cache, flight, pool
+        self.room = room  # called with a batch's bytes before it is indexed (the cap)
         self._queue: queue.Queue[bytes | None] = queue.Queue(depth)
         self._prepared: list[Prepared] = []
         self._last_commit = 0.0  # the first instance is indexed at once: a viewer waits for it
@@ -212,6 +213,8 @@ class CacheWriter:
         batch, self._prepared = self._prepared, []
         self._last_commit = time.monotonic()
         try:
+            if self.room is not None:
+                self.room(sum(p.received.size for p in batch))
             results = self.cache.commit(batch)
         except Exception as exc:  # index unavailable: the files were taken away again
             self._fail(f"cannot index the cache: {exc.__class__.__name__}")

@@ -12,6 +12,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..cache import BoundedCache
 from .errors import InsufficientScope, MissingCredentials
 from .principal import ANONYMOUS, Principal
 from .scopes import IMAGING, DicomOp, decide, dicom_permissions, scope_string
@@ -49,6 +50,9 @@ class Policy:
         self.mode = AuthMode(mode)
         self.validator = validator
         self.restricted = frozenset(restricted_collections)
+        # a token's grants never change: its permits are decided once per worker (a hit
+        # is one dict lookup on every request of a viewer; the key is the token's digest)
+        self._permits: BoundedCache[tuple[str, str, str], Permit] = BoundedCache(4096)
         if self.mode is not AuthMode.OFF and validator is None:
             raise ValueError(f"AUTH_MODE={self.mode.value} needs a token validator (AUTH_ISSUER)")
 
@@ -70,6 +74,19 @@ class Policy:
             return Permit(principal)
         if principal.anonymous:
             return self._anonymous(principal, resource, permissions)
+        key = (principal.token_hash, resource, permissions) \
+            if principal.token_hash and categories is None else None
+        if key is not None:
+            known = self._permits.get(key)  # type: ignore[arg-type]
+            if known is not None and known.principal is principal:
+                return known
+        permit = self._decide(principal, resource, permissions, categories)
+        if key is not None:
+            self._permits.put(key, permit)  # type: ignore[arg-type]
+        return permit
+
+    def _decide(self, principal: Principal, resource: str, permissions: str,
+                categories: Iterable[str] | None) -> Permit:
         wanted = list(categories) if categories is not None else None
         decision = decide(principal.grants, resource, permissions, wanted)
         if not decision.allowed:

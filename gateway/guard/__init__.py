@@ -151,12 +151,19 @@ def _after(response: Response) -> Response:
     if state is None:
         return response
     principal = state.principal
-    control = response.headers.get("Cache-Control", "")
-    if "no-store" not in control:
+    headers = response.headers
+    # one pass over the few headers (a missed Headers.get raises and catches a KeyError)
+    control = vary = None
+    for name, value in headers.items():
+        low = name.lower()
+        if low == "cache-control":
+            control = value
+        elif low == "vary":
+            vary = value
+    if control is None or "no-store" not in control:
         if not principal.anonymous:
-            _private(response, control)
-        vary = response.headers.get("Vary")
-        response.headers["Vary"] = f"{vary}, Authorization" if vary else "Authorization"
+            _private(response, control or "")
+        headers["Vary"] = f"{vary}, Authorization" if vary else "Authorization"
     auditing.record(state, response.status_code)
     return response
 

@@ -69,9 +69,10 @@ def record(state: Guarded, status: int) -> None:
     principal = state.principal
     denied = state.denied if isinstance(state.denied, AccessError) else None
     if denied is None and status < 400 and rule.action in (Action.QUERY, Action.READ):
-        what = ((request.view_args or {}).get("study") if request.endpoint in AGGREGATED
-                else request.query_string)
-        key = (principal.token_hash or request.remote_addr, request.endpoint, request.path,
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        what = ((req.view_args or {}).get("study") if req.endpoint in AGGREGATED
+                else req.query_string)
+        key = (principal.token_hash or req.remote_addr, req.endpoint, req.path,
                what, int(time.time() // REPEAT_WINDOW))
         if audit.recent.get(key):
             return  # the same caller asked the same again within the window

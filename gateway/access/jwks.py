@@ -80,10 +80,13 @@ class JwksCache:
 
     def knows(self, kid: str | None) -> bool:
         """Is `kid` still published, as of the last refresh? (No fetch: for cached tokens.)"""
-        with self._lock:
-            if self._keys is not None and self._stale():
-                self._refresh(required=False)
-            return any(k.kid == kid for k in self._keys or ())
+        keys = self._keys  # one read of the published tuple: no lock on every request
+        if keys is not None and self._stale():
+            with self._lock:
+                if self._keys is not None and self._stale():
+                    self._refresh(required=False)
+                keys = self._keys
+        return any(k.kid == kid for k in keys or ())
 
     def metadata(self) -> dict[str, Any]:
         """The issuer's discovery document (fetched once)."""

@@ -117,7 +117,7 @@ class Policy:
 
     def hidden_collections(self, principal: Principal) -> frozenset[str]:
         """The restricted collections this caller may not see (to narrow a search)."""
-        if self.mode is AuthMode.OFF:
+        if self.mode is AuthMode.OFF or not self.restricted:
             return frozenset()
         return self.restricted - (frozenset() if principal.anonymous else principal.collections)
 

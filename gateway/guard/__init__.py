@@ -96,7 +96,6 @@ def _guard(policy: Policy, replaces: bool = False) -> Response | None:
             "scope", scope=scope_string("system", rule.resource_of(req.view_args),
                                         rule.permissions))
         return answer(rule, state.denied)
-    scope = _scope(policy, state.permit)
     if scope is not None:
         _refuse_hidden_root(scope)
         context.narrow(scope)  # meets a collection root's scope (dicomweb/roots.py)

@@ -174,7 +174,8 @@ def handle_store(event: Event, archive: Archive, gate: Gate) -> int | object:
         patient, study = None, ""
     sop_class = str(event.request.AffectedSOPClassUID)
     try:
-        _, view, scope = gate.enter(event.assoc, Service.STORE, DicomOp.C_STORE, archive)
+        _, view, scope = gate.enter(event.assoc, Service.STORE, DicomOp.C_STORE, archive,
+                                    replaces=gate.replaces)
         if scope.patients is not None and (patient is None or patient not in scope.patients):
             raise gate.outside(patient)
     except AccessError as exc:

@@ -90,6 +90,9 @@ class Gate:
         self.allowed = [x.strip() for x in settings.dimse_allowed_aes.split(",") if x.strip()]
         self.hosts: PeerHosts = parse_peer_hosts(settings.dimse_peer_hosts)
         self.permissions = parse_ae_permissions(settings.dimse_ae_permissions)
+        # C-STORE may replace a stored instance only under DUPLICATE_POLICY=overwrite: there
+        # it asks for `u` as well as `c`, as STOW does (docs/security.md)
+        self.replaces = settings.duplicate_policy == "overwrite"
         self._sessions: weakref.WeakKeyDictionary[Association, Session] = (
             weakref.WeakKeyDictionary())
         self._lock = threading.Lock()

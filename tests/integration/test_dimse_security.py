@@ -385,6 +385,23 @@ def test_scope_missing_and_anonymous_writes_are_0124(start, forged_issuer, tmp_p
     assert len(denials) == 4 and all(e["outcome"] == "4" for e in denials)
 
 
+def test_c_store_under_overwrite_asks_for_update_as_stow_does(start, forged_issuer,
+                                                              tmp_path) -> None:
+    """DUPLICATE_POLICY=overwrite: a C-STORE may replace, so it needs `c` and `u`."""
+    scp_ = start(**issuer_settings(forged_issuer, auth_mode="required"),
+                 duplicate_policy="overwrite")
+    new = make_file(tmp_path / "new.dcm", patient="P1", study="st-P1", series="se-P1", sop="z")
+    create_only = associate(scp_.port, token=forged_issuer.forge.token("user/ImagingStudy.c"))
+    assert store(create_only, new) == 0x0124
+    create_only.release()
+    assert scp_.archive.index.counts()["instances"] == 6                 # nothing stored
+    both = associate(scp_.port, token=forged_issuer.forge.token("user/ImagingStudy.cu"))
+    assert store(both, new) == 0
+    assert store(both, scp_.files["P2"][0]) == 0                          # a replacement
+    both.release()
+    assert scp_.archive.index.counts()["instances"] == 7
+
+
 def test_audit_one_query_event_per_patient_found(start, forged_issuer) -> None:
     scp_ = start(**issuer_settings(forged_issuer, auth_mode="required"))
     assoc = associate(scp_.port, token=forged_issuer.forge.token(SYSTEM, sub="dr-who"))

@@ -19,13 +19,27 @@ from .errors import (
     MissingCredentials,
     ServiceNotPermitted,
 )
-from .fetch import Fetcher
-from .introspection import Introspector
-from .jwks import JwksCache
+from typing import TYPE_CHECKING, Any
+
 from .policy import AuthMode, Permit, Policy
 from .principal import ANONYMOUS, Principal
 from .settings import AccessSettings
-from .validator import TokenValidator
+
+if TYPE_CHECKING:
+    from .fetch import Fetcher
+    from .validator import TokenValidator
+
+# The token machinery (PyJWT, cryptography: ~8 MB per worker) loads only when a validator
+# is built: AUTH_MODE=off never pays for it.
+_LAZY = {"Fetcher": "fetch", "Introspector": "introspection", "JwksCache": "jwks",
+         "TokenValidator": "validator"}
+
+
+def __getattr__(name: str) -> Any:  # PEP 562
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["ANONYMOUS", "AccessError", "AccessSettings", "AuthMode", "CallingAeRefused",
            "ExpiredToken", "IdentityRefused", "InsufficientScope", "InvalidRequest",
@@ -37,6 +51,10 @@ __all__ = ["ANONYMOUS", "AccessError", "AccessSettings", "AuthMode", "CallingAeR
 def build_validator(settings: AccessSettings, public_url: str,
                     fetcher: Fetcher | None = None) -> TokenValidator:
     """The validator for AUTH_ISSUER / AUTH_AUDIENCE, with introspection when configured."""
+    from .fetch import Fetcher
+    from .introspection import Introspector
+    from .jwks import JwksCache
+    from .validator import TokenValidator
     fetcher = fetcher or Fetcher()
     audience = settings.audience(public_url)
     jwks = JwksCache(settings.auth_issuer, fetcher) if settings.auth_issuer else None

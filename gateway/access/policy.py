@@ -11,12 +11,15 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..cache import BoundedCache
 from .errors import InsufficientScope, MissingCredentials
 from .principal import ANONYMOUS, Principal
 from .scopes import IMAGING, DicomOp, decide, dicom_permissions, scope_string
-from .validator import TokenValidator
+
+if TYPE_CHECKING:
+    from .validator import TokenValidator
 
 READS = frozenset("rs")
 TOKEN_ONLY = frozenset({"AuditEvent"})  # never served to anonymous callers

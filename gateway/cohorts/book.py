@@ -17,7 +17,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import insert, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,7 +26,7 @@ from ..cache import BoundedCache
 from ..fhir.service import FhirService
 from ..synth.layout import LicenseFacts
 from . import nbia, resolve
-from .schema import cohorts_t, crc_t, ensure, patients_t, series_t
+from .schema import cohorts_t, crc_t, ensure, patients_t, pg_insert, series_t
 
 log = logging.getLogger(__name__)
 UNKNOWN_COLLECTION = "Unknown"
@@ -206,7 +205,7 @@ class CohortBook:
         self.ready()
         if not crcs:
             return
-        dialect = sqlite_insert if self.engine.dialect.name == "sqlite" else pg_insert
+        dialect = sqlite_insert if self.engine.dialect.name == "sqlite" else pg_insert()
         rows = [{"sha256": k, "crc32": v} for k, v in crcs.items()]
         with self.engine.begin() as conn:
             conn.execute(dialect(crc_t).on_conflict_do_nothing(), rows)

@@ -18,14 +18,13 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from .book import CohortBook, collection_of
 from .facetsql import FACETS, Selection, statement
 from .nbia import plain
-from .schema import collections_t
+from .schema import collections_t, pg_insert
 
 
 def counts(book: CohortBook, args: Mapping[str, list[str]]) -> dict[str, Any]:
@@ -65,7 +64,7 @@ def top_up_collections(conn: Connection) -> None:
         "FROM studies s LEFT JOIN cohort_study_collections sc ON sc.study_uid = s.study_uid "
         "WHERE sc.study_uid IS NULL")).all()
     if missing:  # two workers at once: the second one's rows are already there
-        insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+        insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert()
         conn.execute(insert(collections_t).on_conflict_do_nothing(), [
             {"study_uid": uid, "collection": collection_of(blob)} for uid, blob in missing])
 

@@ -8,6 +8,8 @@ that entry's file again (zipstream.py).
 """
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (BigInteger, Column, Index, Integer, MetaData, String, Table, Text)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError, IntegrityError
@@ -68,3 +70,9 @@ def ensure(engine: Engine) -> None:
         metadata.create_all(engine)
     except (OperationalError, ProgrammingError, IntegrityError):
         metadata.create_all(engine)
+
+
+def pg_insert() -> Any:
+    """PostgreSQL's INSERT ... ON CONFLICT, imported on first use (SQLite nodes never load it)."""
+    from sqlalchemy.dialects.postgresql import insert
+    return insert

@@ -15,7 +15,7 @@ import logging
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pynetdicom.association import Association
 from pynetdicom.pdu_primitives import UserIdentityNegotiation
@@ -29,11 +29,13 @@ from ..access.policy import AuthMode, Policy
 from ..access.principal import ANONYMOUS, Principal
 from ..access.scopes import DicomOp
 from ..access.settings import startup_problems
-from ..access.validator import TokenValidator
 from ..archive.protocol import Archive
 from ..archive.scope import Scope
 from ..config import Settings, SettingsError
 from .auditing import Auditor
+
+if TYPE_CHECKING:
+    from ..access.validator import TokenValidator
 
 log = logging.getLogger(__name__)
 

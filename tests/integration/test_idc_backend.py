@@ -227,6 +227,34 @@ def test_dimse_find_from_the_index_and_get_fetches_once(live, scp, twins, tmp_pa
     assert after.get("ListObjectsV2", 0) - before.get("ListObjectsV2", 0) == 1
 
 
+def test_stow_and_c_store_are_refused_and_nothing_is_stored(live, scp, twins) -> None:
+    """IDC's bucket is read-only: STOW is 501 with the reason, C-STORE 0xC000, no row."""
+    import pydicom
+    from pydicom.uid import generate_uid
+    from pynetdicom import AE
+    s = next(iter(twins.values()))
+    ds = pydicom.dcmread(next(iter(s.objects.values())))
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    archive = _archive(live)
+    before = archive.index.counts()["instances"]
+    client = DICOMwebClient(f"{live.url}/dicomweb")
+    with pytest.raises(requests.HTTPError) as refused:
+        client.store_instances([ds])
+    assert refused.value.response.status_code == 501
+    assert "read-only" in refused.value.response.text
+    aet, port = scp
+    ae = AE(ae_title="SCU")
+    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", port, ae_title=aet)
+    assert assoc.is_established
+    try:
+        assert int(assoc.send_c_store(ds).Status) == 0xC000
+    finally:
+        assoc.release()
+    assert archive.index.counts()["instances"] == before
+    assert not archive.index.existing([str(ds.SOPInstanceUID)])
+
+
 def test_gunicorn_workers_share_one_loaded_index_and_serve_a_cold_series(
         tmp_path, s3_store, bucket, index, twins, artifacts_dir) -> None:
     """The real entry: `serve` (gunicorn, 2 workers) with BACKEND=idc from GATEWAY_*; the

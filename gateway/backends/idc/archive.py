@@ -26,7 +26,7 @@ from typing import IO, Any, Callable, Iterator, TypeVar
 
 from sqlalchemy import select, update
 
-from ...archive.errors import ArchiveError, NotFound, UpstreamError
+from ...archive.errors import ArchiveError, NotFound, NotSupported, UpstreamError
 from ...archive.files import Received
 from ...archive.local.archive import LocalArchive, Prepared
 from ...archive.local.schema import patients, studies
@@ -40,6 +40,8 @@ from .evict import Evictor
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+READ_ONLY = ("BACKEND=idc is read-only: IDC's public bucket takes no uploads (store into a "
+             "BACKEND=local archive instead)")
 
 
 class IdcArchive(LocalArchive):
@@ -88,6 +90,19 @@ class IdcArchive(LocalArchive):
             if series and "\\" not in series or study and "\\" not in study and not series:
                 self.ensure(UidPath(study or None, series or None), scope)
         return super().search(query, scope)
+
+    # ------------------------------------------------------------ no writes
+    # IDC's bucket is public and read-only, and the cache is evictable: an instance stored
+    # here would be neither in IDC nor kept. STOW and C-STORE are refused before any byte
+    # is spooled (DICOMweb 501 with the reason, DIMSE 0xC000; docs/idc.md).
+    def spool(self) -> Any:
+        raise NotSupported(READ_ONLY)
+
+    def store(self, source: Any, **kwargs: Any) -> Any:
+        raise NotSupported(READ_ONLY)
+
+    def store_batch(self, sources: Any, **kwargs: Any) -> Any:
+        raise NotSupported(READ_ONLY)
 
     def ping(self) -> None:
         """Ready: the index and cache store as the embedded archive, and the bucket answers."""

@@ -154,7 +154,7 @@ class Settings:
         "Largest FHIR `_count`; a larger one is reduced to it (the Bundle's `next` link pages "
         "on) and an OperationOutcome entry in the Bundle says so."))
 
-    # --- Access control and audit, HTTP side (DESIGN.md section 8, docs/security.md): the
+    # --- Access control and audit, HTTP side (docs/security.md): the
     # gateway as an OAuth 2.0 resource server with SMART scopes; one audit trail.
     auth_mode: str = field(default="off", metadata=_doc(
         "`off` (no access control, as before), `public-read` (anonymous reads; a token for "
@@ -192,7 +192,7 @@ class Settings:
         "PEM CA bundle that signs the syslog collector's certificate (default: system CAs)."))
     # --- end of access control and audit, HTTP side
 
-    # --- DIMSE security (DESIGN.md section 8, docs/security.md "DIMSE"): DICOM TLS
+    # --- DIMSE security (docs/security.md "DIMSE"): DICOM TLS
     # (PS3.15 B.12), peer hosts, per-AE services, User Identity (PS3.7 D.3.3.7).
     dimse_tls_bind: str = field(default="", metadata=_doc(
         "HOST:PORT of a DICOM TLS listener beside DIMSE_BIND (PS3.15 B.12: TLS 1.2+; 2762 is "
@@ -225,7 +225,7 @@ class Settings:
         "every AE not listed. Empty: every AE sees every collection."))
     # --- end of collections
 
-    # Object storage and many nodes (DESIGN.md section 11, docs/scale.md): files in an S3
+    # Object storage and many nodes (docs/scale.md): files in an S3
     # bucket, a node-local hot cache, the bounded pull-through cache of the PACS mode.
     store_url: str = field(default="", metadata=_doc(
         "Where instance files live: empty or `file://PATH` (default `DATA_DIR/files`), or "

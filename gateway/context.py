@@ -27,7 +27,7 @@ def archive() -> Archive:
     return base if scope is None else base.scoped(scope)
 
 
-@dataclass
+@dataclass(slots=True)
 class Touched:
     """What a request touched, noted by the faces for its audit record."""
 
@@ -35,7 +35,7 @@ class Touched:
     studies: list[tuple[str, str | None]] = field(default_factory=list)  # (study UID, patient)
 
 
-@dataclass
+@dataclass(slots=True)
 class Guarded:
     """What the access guard (gateway/guard) decided for one request, in ``g.tcia``; the
     scope it found is applied with :func:`narrow`."""

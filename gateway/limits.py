@@ -270,7 +270,10 @@ class BodyLimits:
         self.uploads = Uploads(BodyPolicy.of(settings))
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        coding = environ.get("HTTP_TRANSFER_ENCODING")
+        if not coding and not environ.get("CONTENT_LENGTH"):
+            return self.app(environ, start_response)  # no body: the common GET, at once
+        chunked = coding is not None and "chunked" in coding.lower()
         length = _content_length(environ)
         if not chunked and not length:
             return self.app(environ, start_response)

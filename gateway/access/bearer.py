@@ -28,6 +28,8 @@ def bearer_token(authorization: Iterable[str] | str | None,
     than once); `query` and `form` are the parameter names (or mappings) of the URI query
     and of an `application/x-www-form-urlencoded` body. Raises `InvalidRequest`.
     """
+    if isinstance(authorization, str) and not query and not form:
+        return _parse_header(authorization)  # one header, no parameters: every viewer request
     values = [authorization] if isinstance(authorization, str) else list(authorization or ())
     in_query, in_form = PARAMETER in _names(query), PARAMETER in _names(form)
     if in_query:

@@ -214,7 +214,7 @@ class Archive(Protocol):
         exist (NotFound, fewer matches, the narrowed total)."""
 
     def collections(self) -> dict[str, dict[str, int]]:
-        """The named collections the archive holds (TCIA's CTP ProjectName, DESIGN.md 10),
+        """The named collections the archive holds (TCIA's CTP ProjectName, docs/collections.md),
         each with its ``patients``, ``studies``, ``series`` and ``instances`` (as the scope
         sees them); a backend that cannot tell collections apart holds none."""
 

@@ -2,7 +2,7 @@
 
 The facts (title, DOI, licence, citation, description, subject count) are those of NCI
 Imaging Data Commons' ``collections_index`` as the installed ``idc-index-data`` ships it
-(DESIGN.md 10; nothing is fetched). Reading the parquet file costs seconds (pyarrow), so the
+(docs/collections.md; nothing is fetched). Reading the parquet file costs seconds (pyarrow), so the
 facts are kept as JSON in the data dir's cache, one file per idc-index-data version, and a
 process reads that JSON instead.
 
@@ -160,7 +160,7 @@ def research_subject(patient_id: str, collection: str) -> dict:
 
 
 def dicom_patient(patient_id: str, sex: str | None, collections: list[str]) -> dict:
-    """A subject without a clinical sheet, as its DICOM files describe it (DESIGN.md 4)."""
+    """A subject without a clinical sheet, as its DICOM files describe it (docs/mapping.md)."""
     return {"resourceType": "Patient", "id": patient_id,
             "meta": {"tag": [{"system": TCIA, "code": c, "display": f"TCIA collection {c}"}
                              for c in collections]},

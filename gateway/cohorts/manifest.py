@@ -1,6 +1,6 @@
 """A cohort's series as the manifests researchers' tools read.
 
-``tcia``: TCIA's ``.tcia`` manifest (DESIGN.md section 9): six header lines, then one
+``tcia``: TCIA's ``.tcia`` manifest (docs/cohorts.md): six header lines, then one
 SeriesInstanceUID per line, as the NBIA Data Retriever and ``tcia_utils.nbia.manifestToList``
 read it (the latter drops the first six lines). ``downloadServerUrl`` names this cohort's ZIP;
 ``databasketId`` is ``manifest-<ms>.tcia`` from the cohort's creation time, so a manifest never

@@ -1,5 +1,5 @@
 """The NBIA Data Retriever's download layout for a cohort: folder names, ``metadata.csv``,
-``<Collection>/LICENSE`` and ``CITATION`` (DESIGN.md section 9), as text from index rows.
+``<Collection>/LICENSE`` and ``CITATION`` (docs/cohorts.md), as text from index rows.
 
 The same names and columns as the synthetic twin's folders (gateway/synth/layout.py), so a
 cohort download and a twin look alike to every tool that reads one: ``<Collection>/<PatientID>/

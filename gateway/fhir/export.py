@@ -1,4 +1,4 @@
-"""Bulk Data Access 2.0 ``$export`` (DESIGN.md section 9): system, Patient and Group level.
+"""Bulk Data Access 2.0 ``$export`` (docs/cohorts.md): system, Patient and Group level.
 
 Kick-off ``GET|POST [base]/$export``, ``/Patient/$export``, ``/Group/{id}/$export`` with
 ``Prefer: respond-async``: 202 and ``Content-Location`` (the status URL). Polls answer 202 with

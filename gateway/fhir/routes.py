@@ -84,8 +84,11 @@ def _negotiate() -> None:
 
 def _caller() -> Caller:
     """The limits the access guard found for this request (docs/security.md)."""
-    permit, policy = context.permit(), context.policy()
-    if permit is None or policy is None:
+    policy = context.policy()
+    if policy is None:  # AUTH_MODE=off: one lookup, no request-context read
+        return EVERYONE
+    permit = context.permit()
+    if permit is None:
         return EVERYONE
 
     decided: dict[str, bool] = {}

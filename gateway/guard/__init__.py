@@ -112,8 +112,9 @@ def _refuse_hidden_root(scope: Scope) -> None:
 
 
 def _token(req: Request) -> str | None:
+    environ = req.environ
     form: list[str] = []
-    if req.method == "POST" and req.mimetype == "application/x-www-form-urlencoded":
+    if environ["REQUEST_METHOD"] == "POST" and req.mimetype == "application/x-www-form-urlencoded":
         form = list(req.form.keys())
     raw = req.query_string
     # Parse the query only when it can name access_token (as is or percent-encoded): a
@@ -121,7 +122,7 @@ def _token(req: Request) -> str | None:
     query = req.args.keys() if b"token" in raw or b"%" in raw else ()
     # WSGI servers join repeated Authorization headers into one value, which then fails
     # the b64token syntax (400), as two headers must.
-    header = req.environ.get("HTTP_AUTHORIZATION")
+    header = environ.get("HTTP_AUTHORIZATION")
     return bearer_token(header, query, form)
 
 
@@ -161,14 +162,20 @@ def _after(response: Response) -> Response:
             vary = value
     if control is None or "no-store" not in control:
         if not principal.anonymous:
-            _private(response, control or "")
-        headers["Vary"] = f"{vary}, Authorization" if vary else "Authorization"
+            _private(response, control)
+        if vary is None:
+            headers.add("Vary", "Authorization")  # absent: no scan to replace it
+        else:
+            headers["Vary"] = f"{vary}, Authorization" if vary else "Authorization"
     auditing.record(state, response.status_code)
     return response
 
 
-def _private(response: Response, control: str) -> None:
+def _private(response: Response, control: str | None) -> None:
     """A response made for one caller must not be kept by shared caches (RFC 9111 5.2.2.7)."""
+    if control is None:  # most answers: nothing to keep, nothing to replace
+        response.headers.add("Cache-Control", "private")
+        return
     current = [d.strip() for d in control.split(",")
                if d.strip() and d.strip().lower() not in ("public", "private")]
     response.headers["Cache-Control"] = ", ".join(["private", *current])

@@ -2,7 +2,7 @@
 
 After an import: one ResearchStudy per collection the index holds (facts from
 ``collections_index``), one ResearchSubject per patient and collection, and a Patient made
-from DICOM for each subject without clinical sheet rows (RICORD, NY-SBU: DESIGN.md 10), so
+from DICOM for each subject without clinical sheet rows (RICORD, NY-SBU: docs/collections.md), so
 ``Patient?_has:ResearchSubject:individual:study=ResearchStudy/<name>`` finds every subject.
 Unchanged resources keep their versionId; subjects of a collection no longer held go.
 """

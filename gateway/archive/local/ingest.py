@@ -210,7 +210,7 @@ def _implicit_vr(ds: pydicom.Dataset, raw: RawDataElement) -> str:
 
 def ctp_project(doc: dict) -> str | None:
     """The collection TCIA's CTP wrote into the file: ProjectName (0013,xx10) of the private
-    block whose creator (0013,00xx) is ``CTP`` (PS3.5 7.8.1; DESIGN.md 10), or None."""
+    block whose creator (0013,00xx) is ``CTP`` (PS3.5 7.8.1; docs/collections.md), or None."""
     for tag in doc:
         if tag.startswith("001300") and tag[6:] >= "10" and _text(doc, tag) == "CTP":
             return _value_text(doc.get(f"0013{tag[6:]}10", {})) or None

@@ -1,7 +1,7 @@
 """The IDC bucket: one folder per series, ``<crdc_series_uuid>/<crdc_instance_uuid>.dcm``.
 
 Reads only: a listing of a series folder and a GET per object. Every call is bounded as a
-whole by IDC_TIMEOUT (botocore's socket timeouts bound one read, not a call; DESIGN.md 11:
+whole by IDC_TIMEOUT (botocore's socket timeouts bound one read, not a call:
 a SIGSTOPped store made boto3 wait twice its read timeout), so a bucket that does not answer
 is :class:`Unavailable` (503, Retry-After) in time, and a missing object is
 :class:`UpstreamError` (502). Requests are unsigned unless credentials are given: the public

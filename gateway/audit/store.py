@@ -31,6 +31,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 metadata = MetaData()
 
@@ -93,7 +94,12 @@ class AuditStore:
         self.engine = engine
 
     def create(self) -> None:
-        metadata.create_all(self.engine)
+        """Two workers starting at once on SQLite both see no table, and the second CREATE
+        fails (pysqlite runs DDL outside a transaction): the second look sees the table."""
+        try:
+            metadata.create_all(self.engine)
+        except (OperationalError, ProgrammingError):
+            metadata.create_all(self.engine)
 
     def append(self, events: Iterable[dict]) -> int:
         """Insert AuditEvent resources (as `gateway.audit.fhir.to_fhir` makes them), in one

@@ -140,3 +140,51 @@ def test_an_encoder_failure_is_counted_and_the_rest_is_stored(store: AuditStore,
     assert (trail.stats.encode_failures, trail.stats.stored) == (1, 1)
     assert "cannot encode dimse security-alert" not in caplog.text
     assert "cannot encode dicomweb security-alert (request r1)" in caplog.text
+
+
+def test_two_workers_creating_the_tables_at_once_both_start(tmp_path: Path) -> None:
+    """The CI failure of this stop: two gunicorn workers on one SQLite file, the second's
+    CREATE TABLE after the first's ("table audit_events already exists"): the worker exited
+    with 3. The other worker's CREATE is made to land between this one's look and its own."""
+    from sqlalchemy import event
+
+    url = f"sqlite:///{tmp_path / 'index.sqlite'}"
+    mine, other = make_engine(url), make_engine(url)
+    raced: list[str] = []
+
+    @event.listens_for(mine, "before_cursor_execute")
+    def _other_worker_first(conn, cursor, statement, *args) -> None:
+        if statement.lstrip().upper().startswith("CREATE TABLE") and not raced:
+            raced.append(statement)
+            AuditStore(other).create()  # the other worker wins the race
+
+    store = AuditStore(mine)
+    store.create()
+    assert raced, "the race was not staged"
+    store.append(to_fhir(rec(Action.QUERY, ALICE, 1, patients=("P1",))))
+    with mine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM audit_events")).scalar() == 1
+
+
+def test_two_workers_creating_the_index_at_once_both_start(tmp_path: Path, caplog) -> None:
+    """The same race on the archive's own tables, on a data dir no import made yet: the
+    worker starts with its schema ready, not with "index database not reachable"."""
+    from sqlalchemy import event
+
+    from gateway.archive.local.index import Index
+
+    url = f"sqlite:///{tmp_path / 'index.sqlite'}"
+    mine = make_engine(url)
+    raced: list[str] = []
+
+    @event.listens_for(mine, "before_cursor_execute")
+    def _other_worker_first(conn, cursor, statement, *args) -> None:
+        if statement.lstrip().upper().startswith("CREATE TABLE") and not raced:
+            raced.append(statement)
+            Index(url)  # the other worker wins the race
+
+    with caplog.at_level(logging.WARNING, logger="gateway.archive.local.index"):
+        index = Index(url, engine=mine)
+    assert raced, "the race was not staged"
+    assert "not reachable" not in caplog.text
+    index.ping()  # ready: every table is there

@@ -261,8 +261,8 @@ def test_identity_required_rejects_an_association_without_one_1_1_1(start, forge
     assert sum(e["type"]["code"] == "110114" and e["outcome"] == "4" for e in logins) == 2
 
 
-@pytest.mark.parametrize("variant", ["expired", "alg_none", "wrong_audience", "wrong_issuer",
-                                     "tampered", "unknown_kid", "id_token",
+@pytest.mark.parametrize("variant", ["expired", "not_yet_valid", "alg_none", "wrong_audience",
+                                     "wrong_issuer", "tampered", "unknown_kid", "id_token",
                                      "hs256_with_public_key"])
 def test_bad_jwt_identity_is_rejected_1_1_1_even_when_not_required(start, forged_issuer,
                                                                    variant) -> None:
@@ -365,8 +365,10 @@ def test_per_ae_permissions_refuse_services_with_0124(start, tmp_path: Path) -> 
     other.release()
 
 
-def test_scope_missing_and_anonymous_writes_are_0124(start, forged_issuer, tmp_path) -> None:
-    scp_ = start(**issuer_settings(forged_issuer, auth_mode="public-read"))
+def test_scope_missing_and_anonymous_writes_are_0124(start, forged_issuer, tmp_path,
+                                                    destination) -> None:
+    dest, received = destination
+    scp_ = start(known_aes=dest, **issuer_settings(forged_issuer, auth_mode="public-read"))
     new = make_file(tmp_path / "new.dcm", patient="P1", study="st-P1", series="se-P1", sop="y")
     anonymous = associate(scp_.port)
     assert find(anonymous)[0] == 0                                # public-read: reads are open
@@ -379,10 +381,28 @@ def test_scope_missing_and_anonymous_writes_are_0124(start, forged_issuer, tmp_p
     observations = associate(scp_.port, token=forged_issuer.forge.token("user/Observation.rs"))
     assert find(observations)[0] == 0x0124
     assert get(observations, scp_.studies["P1"])[0] == 0x0124
+    assert move(observations, scp_.studies["P1"], "DEST")[0] == 0x0124
     observations.release()
+    assert received == []                                          # nothing was moved
     assert scp_.archive.index.counts()["instances"] == 6
     denials = [e for e in scp_.audit() if e["type"]["code"] == "110113"]
-    assert len(denials) == 4 and all(e["outcome"] == "4" for e in denials)
+    assert len(denials) == 5 and all(e["outcome"] == "4" for e in denials)
+
+
+def test_v1_scopes_at_the_scp(start, forged_issuer, tmp_path) -> None:
+    """SMART v1 scopes (``read``, ``write``, ``*``) as their v2 letters (App Launch 2.0 3.5)."""
+    scp_ = start(**issuer_settings(forged_issuer, auth_mode="required"))
+    new = make_file(tmp_path / "v1.dcm", patient="P1", study="st-P1", series="se-P1", sop="v1")
+    reader = associate(scp_.port, token=forged_issuer.forge.token("user/*.read"))
+    assert find(reader)[0] == 0 and len(find(reader)[1]) == 3
+    assert get(reader, scp_.studies["P1"]) == (0, 2)
+    assert store(reader, new) == 0x0124                             # read is not write
+    reader.release()
+    writer = associate(scp_.port, token=forged_issuer.forge.token("user/ImagingStudy.write"))
+    assert find(writer)[0] == 0x0124                                # write is not read
+    assert store(writer, new) == 0
+    writer.release()
+    assert scp_.archive.index.counts()["instances"] == 7
 
 
 def test_c_store_under_overwrite_asks_for_update_as_stow_does(start, forged_issuer,

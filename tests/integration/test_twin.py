@@ -154,9 +154,9 @@ def test_covid_19_ar_has_its_clinical_sheet(twin) -> None:
 
 
 def test_fast_reader_equals_pydicom_on_every_series(twin) -> None:
-    """First, middle and last file of every series (every kind, SOP class and syntax): the
-    fast reader's DICOM JSON is pydicom's, Implicit VR included; none is declined.
-    TWIN_EVERY_FILE=1 compares every file instead (minutes: pydicom reads 33,192 files)."""
+    """Every file of both twins (every kind, SOP class and syntax; 33,192 files, ~3.5 min):
+    the fast reader's DICOM JSON is pydicom's, Implicit VR included; none is declined.
+    TWIN_SAMPLE_FILES=1 compares the first, middle and last file of each series instead."""
     import orjson
 
     from gateway.archive.local import dicomjson, ingest
@@ -165,7 +165,7 @@ def test_fast_reader_equals_pydicom_on_every_series(twin) -> None:
     syntaxes = set()
     for series in mine:
         files = sorted(series["folder"].glob("*.dcm"))
-        if not os.environ.get("TWIN_EVERY_FILE"):
+        if os.environ.get("TWIN_SAMPLE_FILES"):
             files = sorted({files[0], files[len(files) // 2], files[-1]})
         for path in files:
             fast = dicomjson.read(path, lambda tag: "{BULK}/" + tag)

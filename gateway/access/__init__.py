@@ -19,6 +19,7 @@ from .errors import (
     MissingCredentials,
     ServiceNotPermitted,
 )
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .policy import AuthMode, Permit, Policy
@@ -60,9 +61,10 @@ def build_validator(settings: AccessSettings, public_url: str,
     jwks = JwksCache(settings.auth_issuer, fetcher) if settings.auth_issuer else None
     introspector = None
     if settings.auth_client_id and settings.auth_client_secret:
-        url = settings.auth_introspection_url
+        url: str | Callable[[], str] = settings.auth_introspection_url
         if not url and jwks is not None:
-            url = lambda: str(jwks.metadata().get("introspection_endpoint", ""))
+            found = jwks  # the issuer's introspection_endpoint, read when first needed
+            url = lambda: str(found.metadata().get("introspection_endpoint", ""))  # noqa: E731
         if url:
             introspector = Introspector(url, settings.auth_client_id, settings.auth_client_secret,
                                         audience=audience, issuer=settings.auth_issuer or None,

@@ -20,10 +20,11 @@ class Answer:
 
 
 def fhir_answer(error: AccessError, realm: str = REALM) -> Answer:
-    issue = {"severity": "error", "code": error.fhir_code, "diagnostics": error.description}
+    issue: dict[str, object] = {"severity": "error", "code": error.fhir_code,
+                                 "diagnostics": error.description}
     if error.scope:
         issue["details"] = {"text": f"scope needed: {error.scope}"}
-    body = {"resourceType": "OperationOutcome", "issue": [issue]}
+    body: dict[str, object] = {"resourceType": "OperationOutcome", "issue": [issue]}
     return Answer(error.status, _headers(error, realm), body)
 
 

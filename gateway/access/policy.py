@@ -80,12 +80,12 @@ class Policy:
         key = (principal.token_hash, resource, permissions) \
             if principal.token_hash and categories is None else None
         if key is not None:
-            known = self._permits.get(key)  # type: ignore[arg-type]
+            known = self._permits.get(key)
             if known is not None and known.principal is principal:
                 return known
         permit = self._decide(principal, resource, permissions, categories)
         if key is not None:
-            self._permits.put(key, permit)  # type: ignore[arg-type]
+            self._permits.put(key, permit)
         return permit
 
     def _decide(self, principal: Principal, resource: str, permissions: str,

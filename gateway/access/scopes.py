@@ -123,7 +123,8 @@ def decide(grants: Grants, resource: str, permissions: str,
            categories: Iterable[str] | None = None) -> Decision:
     """Do `grants` cover every letter of `permissions` on `resource` (for `categories`)?"""
     wanted = frozenset(categories) if categories is not None else None
-    missing, compartment_only, used = "", False, []
+    missing, compartment_only = "", False
+    used: list[str] = []
     narrowed: frozenset[str] | None = None
     for letter in permissions:
         scopes = grants.granting(resource, letter, wanted)

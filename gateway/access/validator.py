@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 
 import jwt
@@ -92,7 +93,7 @@ class TokenValidator:
                                           collections_claim=self.collections_claim)
         return _Verified(principal, signing.kid)
 
-    def _decode(self, token: str, key: object, alg: str) -> dict:
+    def _decode(self, token: str, key: Any, alg: str) -> dict:
         try:
             return jwt.decode(token, key, algorithms=[alg], audience=self.audience,
                               issuer=self.issuer, leeway=self.leeway,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 from xml.etree import ElementTree as ET
 
-from .events import Action, AuditRecord, Face, is_ip
+from .events import Action, AuditRecord, Face, Study, is_ip
 from .fhir import instant
 
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
@@ -96,7 +96,9 @@ def _participants(r: AuditRecord) -> list[ET.Element]:
                           aes=who.calling_ae, address=who.address)
     out = [gateway, client] if alert else [client, gateway]
     if r.destination is not None:  # A.5.3.7: the receiving process; the requestor is "other"
-        client.remove(client.find("RoleIDCode"))
+        role_code = client.find("RoleIDCode")
+        if role_code is not None:
+            client.remove(role_code)
         dest = r.destination
         out.append(_participant(dest.calling_ae or dest.address or "unknown", requestor=False,
                                 role=DESTINATION, aes=dest.calling_ae, address=dest.address))
@@ -173,7 +175,7 @@ def _alert_subject(r: AuditRecord) -> ET.Element:
     return po
 
 
-def _study(study) -> ET.Element:
+def _study(study: Study) -> ET.Element:
     po = _po(study.uid, "2", "3", ("110180", "DCM", "Study Instance UID"))
     for sop_class, count in study.sop_classes:
         ET.SubElement(po, "SOPClass", UID=sop_class, NumberOfInstances=str(count))

@@ -203,7 +203,7 @@ def _drafts(rng: np.random.Generator, a: _Allocation) -> list[_Draft]:
     timeline = _timeline(rng, a.xr_studies, a.ct, a.icu)
     severities = _severities(rng, len(timeline), a.icu)
     drafts = []
-    for (hours, kind), severity in zip(timeline, severities):
+    for (hours, kind), severity in zip(timeline, severities, strict=False):
         views: tuple[str, ...]
         if kind == "CT":
             description, views = _pick(rng, T.CT_STUDY_TYPES), ("AXIAL",)

@@ -54,7 +54,7 @@ class ChestPhantom:
         self.rl = [_radius(self.x, self.y, c * 0.49 * self.a, 10.0, 0.36 * self.a, 0.72 * self.b)
                    for c in (-1.0, 1.0)]
         self.dome = [base - 0.20 * np.clip(1.0 - r * r, 0.0, 1.0)
-                     for base, r in zip((0.86, 0.90), self.rl)]
+                     for base, r in zip((0.86, 0.90), self.rl, strict=False)]
         self.rheart = _radius(self.x, self.y, 0.16 * self.a, -0.18 * self.b, 0.40 * self.a,
                               0.46 * self.b)
         self.theta = np.arctan2(self.y - 8.0, self.x)
@@ -89,7 +89,7 @@ class ChestPhantom:
         size = np.sqrt(np.clip((zf - LUNG_TOP) / 0.28, 0.0, 1.0))
         heart = self.rheart < np.sqrt(np.clip(1.0 - ((zf - 0.70) / 0.22) ** 2, 0.0, 1.0))
         lungs = np.zeros(self.rb.shape, bool)
-        for r, dome in zip(self.rl, self.dome):
+        for r, dome in zip(self.rl, self.dome, strict=False):
             lungs |= (r < size) & (zf < dome)
         return lungs & ~heart
 
@@ -155,7 +155,7 @@ class ChestPhantom:
         img[(rb > fe - 0.07) & (rb <= fe)] = MUSCLE_HU
         if mediastinum:
             img[m["inner"] & m["mediastinum"]] = -80.0
-        for (name, _, _), shown in zip(_GREAT_VESSELS, vessels):
+        for (name, _, _), shown in zip(_GREAT_VESSELS, vessels, strict=False):
             if shown:
                 img[m[name]] = 40.0
         if stomach:  # under the left dome: fluid below, air above (patient supine)

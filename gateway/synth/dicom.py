@@ -11,10 +11,12 @@ General Study (C.7.2.1), Patient Study (C.7.2.2), General Series (C.7.3.1), Gene
 from __future__ import annotations
 
 import struct
+from datetime import datetime, timedelta
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.filebase import DicomBytesIO
@@ -138,8 +140,7 @@ def _study_series_modules(ds: Dataset, p: PatientSpec, s: StudySpec, series: Ser
     ds.InstitutionName = ""
 
 
-def series_time(s: StudySpec, series: SeriesSpec):
-    from datetime import timedelta
+def series_time(s: StudySpec, series: SeriesSpec) -> datetime:
     return s.when + timedelta(minutes=series.minutes)
 
 
@@ -264,6 +265,14 @@ _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b
 Values = dict[str, str | list[str]]
 
 
+def _element(ds: Dataset, keyword: str) -> DataElement:
+    """The element named ``keyword`` of ``ds``, which the first instance always holds."""
+    elem = ds.data_element(keyword)
+    if elem is None:
+        raise KeyError(keyword)
+    return elem
+
+
 class Template:
     """A series' instances differ in a few text elements and the pixels: the rest is encoded once.
 
@@ -275,7 +284,7 @@ class Template:
     def __init__(self, ds: Dataset, syntax: str, varying: list[str]) -> None:
         self.implicit, self.syntax = syntax == IMPLICIT_VR_LE, syntax
         self.charset = ds.get("SpecificCharacterSet", "ISO_IR 6")
-        self.vrs = {ds.data_element(k).tag: ds.data_element(k).VR.encode() for k in varying}
+        self.vrs = {int(_element(ds, k).tag): _element(ds, k).VR.encode() for k in varying}
         self.parts: list[bytes | int] = []
         run = Dataset()
         for elem in ds:
@@ -289,7 +298,7 @@ class Template:
                 run.add(elem)
         if len(run):
             self.parts.append(self._bytes(run))
-        self.keywords = {int(ds.data_element(k).tag): k for k in varying}
+        self.keywords = {int(_element(ds, k).tag): k for k in varying}
         self.sop_class, self.pixel_vr = str(ds.SOPClassUID), ds["PixelData"].VR.encode()
 
     def _bytes(self, ds: Dataset) -> bytes:
@@ -335,7 +344,8 @@ class SeriesWriter:
     """Writes a series' instances: the first sets up the template, every one goes through it."""
 
     def __init__(self, ds: Dataset, syntax: str) -> None:
-        self.ds, self.syntax, self.template = ds, syntax, None
+        self.ds, self.syntax = ds, syntax
+        self.template: Template | None = None
         self.bytes = 0
 
     def write(self, path: Path, values: Values, pixels: np.ndarray | list[np.ndarray]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -229,8 +230,8 @@ def render_emission_mip(scan: Scan, series: SeriesSpec, target: Path) -> int:
     return writer.bytes
 
 
-def _content(relationship: str, value_type: str, concept: tuple[str, str, str], **value
-             ) -> Dataset:
+def _content(relationship: str, value_type: str, concept: tuple[str, str, str],
+             **value: Any) -> Dataset:
     item = Dataset()
     item.RelationshipType, item.ValueType = relationship, value_type
     item.ConceptNameCodeSequence = [code_item(*concept)]

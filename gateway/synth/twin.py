@@ -187,16 +187,18 @@ def _patient(seed: int, index: int, pid: str, rows: list[RealSeries], race: str,
     groups = _studies(rows)
     times = _times(rng, groups, shift)
     diagnosis = times[0] - timedelta(minutes=int(rng.integers(-24 * 60, 30 * 60)))
-    studies, suffixes = [], set()
+    studies: list = []
+    suffixes: set[str] = set()
     for k, (srows, when, severity) in enumerate(zip(groups, times,
-                                                     _severities(rng, len(groups), icu))):
+                                                     _severities(rng, len(groups), icu),
+                                                     strict=False)):
         uid = _unique(seed, suffixes, pid, "study", k)
         xr = srows[0].modality in ("CR", "DX")
         pool = (T.XR_FINDINGS if xr else T.CT_FINDINGS)[severity]
         finding = pool[int(rng.integers(len(pool)))]
         hours = round((when - diagnosis).total_seconds() / 3600.0, 1)
         when = diagnosis + timedelta(hours=hours)  # the sheet's hours give StudyTime exactly
-        span, names = _span(srows), set()
+        span, names = _span(srows), set[str]()
         series = tuple(_series(seed, _unique(seed, names, uid, "series", j), j, r, full, span)
                        for j, r in enumerate(srows))
         studies.append(StudySpec(

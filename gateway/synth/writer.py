@@ -12,6 +12,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import tables as T
 from .cohort import COLLECTION, build_cohort
@@ -53,7 +54,7 @@ class CohortSummary:
     license: Path | None = None
 
 
-def _progress_bar(total: int, enabled: bool):  # tqdm is optional at run time
+def _progress_bar(total: int, enabled: bool) -> Any:  # tqdm is optional at run time
     if not enabled:
         return None
     from tqdm import tqdm
@@ -96,7 +97,8 @@ def _write(cohort: Cohort, out: Path, workers: int | None, progress: bool) -> tu
     return root, instances, size
 
 
-def _summary(cohort: Cohort, root: Path, instances: int, size: int, sheets, **paths
+def _summary(cohort: Cohort, root: Path, instances: int, size: int,
+             sheets: tuple[Path | None, Path | None, Path | None], **paths: Any
              ) -> CohortSummary:
     studies = cohort.studies
     ct = sum(1 for s in studies if "CT" in s.modalities)

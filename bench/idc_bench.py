@@ -168,7 +168,7 @@ def bare_download(client: Any, bucket: str, folder: str, workers: int = 8) -> in
 def s3_part(reps: int, ct_size: int, work: Path) -> dict[str, float]:
     store = start_seaweed(work / "logs")
     try:
-        twin = synth_twin(work / "twin", "COVID-19-AR", patients=2)
+        twin = synth_twin(work / "twin", "COVID-19-AR", patients=2, ct_size=ct_size)
         series = scan(twin, "COVID-19-AR")
         bucket = store.create_bucket("idc-bench")
         upload(store, bucket, list(series.values()))

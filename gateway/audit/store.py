@@ -31,7 +31,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from ..dbschema import create_all
 
 metadata = MetaData()
 
@@ -94,12 +95,8 @@ class AuditStore:
         self.engine = engine
 
     def create(self) -> None:
-        """Two workers starting at once on SQLite both see no table, and the second CREATE
-        fails (pysqlite runs DDL outside a transaction): the second look sees the table."""
-        try:
-            metadata.create_all(self.engine)
-        except (OperationalError, ProgrammingError):
-            metadata.create_all(self.engine)
+        """The tables (two workers may start at once: ``dbschema.create_all``)."""
+        create_all(self.engine, metadata)
 
     def append(self, events: Iterable[dict]) -> int:
         """Insert AuditEvent resources (as `gateway.audit.fhir.to_fhir` makes them), in one

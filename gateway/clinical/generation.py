@@ -24,6 +24,7 @@ from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, select, upd
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from ..dbschema import create_all
 from ..archive.local.shared import schema_lock
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ class DbGeneration(Generation):
             return
         with self.engine.begin() as conn:  # nodes starting at once take turns
             schema_lock(conn)
-            _generation.metadata.create_all(conn)
+            create_all(conn, _generation.metadata)
             if conn.execute(select(_generation.c.value).where(_generation.c.id == 1)).first() is None:
                 try:
                     with conn.begin_nested():

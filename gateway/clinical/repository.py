@@ -16,8 +16,9 @@ from typing import Any, Iterable, Sequence
 import orjson
 from sqlalchemy import and_, delete, select
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
+from ..dbschema import create_all
 from . import reindex
 from .connections import SqliteConnections
 from .extract import patient_of
@@ -60,10 +61,7 @@ class Repository:
     def _ensure_schema(self) -> None:
         if self._schema_ready:
             return
-        try:
-            metadata.create_all(self.engine)
-        except OperationalError:  # another worker created them at the same moment
-            metadata.create_all(self.engine)
+        create_all(self.engine, metadata)  # another worker may create them at the same moment
         if reindex.ensure_current(self.engine) and self.generation is not None:
             self.generation.bump()  # results cached under the old index are stale
         self._schema_ready = True

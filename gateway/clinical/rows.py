@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import Column, Engine, Index, Integer, String, Table, Text, UniqueConstraint, select
 
+from ..dbschema import create_all
 from .schema import metadata
 
 clinical_rows = Table(
@@ -32,7 +33,7 @@ def replace(engine: Engine, sheet: str, source: str, rows: Iterable[tuple[str, i
     """Replace the rows of ``sheet`` of every patient present in ``rows``; how many."""
     items = list(rows)
     pids = sorted({pid for pid, _n, _d in items})
-    metadata.create_all(engine, tables=[clinical_rows])
+    create_all(engine, metadata, [clinical_rows])
     with engine.begin() as conn:
         if pids:
             conn.execute(clinical_rows.delete().where(
@@ -50,7 +51,7 @@ def load(engine: Engine, patient_ids: Iterable[str] | None = None) -> Rows:
                                                  clinical_rows.c.row_number)
     if patient_ids is not None:
         stmt = stmt.where(clinical_rows.c.patient_id.in_(list(patient_ids)))
-    metadata.create_all(engine, tables=[clinical_rows])
+    create_all(engine, metadata, [clinical_rows])
     out: Rows = defaultdict(lambda: {"patients": [], "imaging": []})
     with engine.connect() as conn:
         for sheet, pid, number, data in conn.execute(stmt):

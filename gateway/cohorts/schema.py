@@ -12,7 +12,8 @@ from typing import Any
 
 from sqlalchemy import (BigInteger, Column, Index, Integer, MetaData, String, Table, Text)
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError, IntegrityError
+
+from ..dbschema import create_all
 
 metadata = MetaData()
 
@@ -66,10 +67,7 @@ crc_t = Table(
 
 def ensure(engine: Engine) -> None:
     """Create the tables; two workers starting at once may race (the second sees them)."""
-    try:
-        metadata.create_all(engine)
-    except (OperationalError, ProgrammingError, IntegrityError):
-        metadata.create_all(engine)
+    create_all(engine, metadata)
 
 
 def pg_insert() -> Any:

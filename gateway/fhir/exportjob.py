@@ -23,7 +23,9 @@ from typing import Any, Callable
 import orjson
 from sqlalchemy import Column, MetaData, String, Table, Text, Float, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..dbschema import create_all
 
 log = logging.getLogger(__name__)
 metadata = MetaData()
@@ -87,10 +89,7 @@ class Jobs:
     def ready(self) -> None:
         if self._ready:
             return
-        try:
-            metadata.create_all(self.engine)
-        except (OperationalError, ProgrammingError, IntegrityError):  # another worker did
-            metadata.create_all(self.engine)
+        create_all(self.engine, metadata)  # another worker may at the same moment
         self._ready = True
 
     def start(self, request_url: str, spec: Spec, write: Writer) -> str:

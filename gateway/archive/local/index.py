@@ -15,8 +15,9 @@ from typing import Any, Iterator, Sequence
 from sqlalchemy import (Table, and_, bindparam, case, create_engine, func, or_, select, text, true,
                         update)
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from ...dbschema import create_all
 from ..errors import NotFound, Unavailable
 from .ingest import InstanceRecord
 from ..protocol import UidPath
@@ -72,18 +73,15 @@ class Index:
 
     def _ensure_schema(self) -> None:
         if not self._schema_ready:
-            try:
-                self._create_tables()
-            except OperationalError:  # SQLite: another worker's CREATE between look and ours
-                self._create_tables()
+            self._create_tables()
             migrate.upgrade(self.engine)  # idempotent, safe beside another process
             self._schema_ready = True
 
     def _create_tables(self) -> None:
         with self.engine.begin() as conn:  # one node at a time (PostgreSQL advisory lock)
             schema_lock(conn)
-            metadata.create_all(conn)
-            shared.create_all(conn)
+            create_all(conn, metadata)  # another worker may create them at the same moment
+            create_all(conn, shared)
 
     # ------------------------------------------------------------------ reads
     def ping(self) -> None:

@@ -11,6 +11,8 @@ from sqlalchemy import Column, MetaData, String, Table, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from ...dbschema import create_all
+
 SCHEMA_LOCK = 0x7C1A_5C4E  # pg_advisory_xact_lock key of schema creation (any constant)
 
 shared = MetaData()
@@ -30,7 +32,7 @@ def schema_lock(conn: Connection) -> None:
 
 def recorded_store(engine: Engine) -> str:
     """The STORE_URL recorded when the archive was first opened ('' if none)."""
-    shared.create_all(engine)
+    create_all(engine, shared)
     with engine.connect() as conn:
         value = conn.execute(select(archive_meta.c.value).where(
             archive_meta.c.key == "store_url")).scalar()

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, func, select, text
 from sqlalchemy.engine import Connection, Engine
 
+from ...dbschema import create_all
 from ...archive.local.schema import patients, series, studies
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def ensure_loaded(engine: Engine, path: Path, collections: list[str] | None,
     """Load ``path`` (only the collection ids ``collections``, if given; ``names``: id →
     the collection's name, as studies.collection records it) unless this exact file and
     selection was loaded already; what was done."""
-    idc_tables.create_all(engine)
+    create_all(engine, idc_tables)
     _upgrade(engine)
     stat = path.stat()
     wanted = f"{path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}|" + \

@@ -32,6 +32,7 @@ from sqlalchemy import Column, Float, MetaData, String, Table, Text, delete, fun
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from ...dbschema import create_all
 from ...archive.errors import UpstreamTimeout
 from ...archive.local.archive import LocalArchive
 from ...archive.local.schema import instances, series, studies
@@ -82,7 +83,7 @@ class SharedCacheState:
         self._renewer: threading.Thread | None = None
         with self.engine.begin() as conn:
             schema_lock(conn)
-            marks_meta.create_all(conn)
+            create_all(conn, marks_meta)
 
     # ------------------------------------------------------------- markers
     def complete(self, kind: str, uid: str) -> dict[str, Any] | None:

@@ -70,6 +70,8 @@ def _rows(url: str) -> dict[str, tuple[str, dict[str, str]]]:
         "single frame": (f"{base}/instances/{sop}/frames/1",
                          {"Accept": 'multipart/related; type="application/octet-stream"'}),
         "rendered JPEG": (f"{base}/instances/{sop}/rendered", {"Accept": "image/jpeg"}),
+        "whole-series retrieve": (base, {
+            "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}),
         "FHIR Observation?patient&category": (
             f"/fhir/Observation?patient={fhir_patient}&category=laboratory", {}),
         "FHIR Patient read": (f"/fhir/Patient/{fhir_patient}", {}),

@@ -99,6 +99,16 @@ def test_viewer_logs_in_lists_and_draws_behind_required(page: Page, secured, e2e
             page.goto(server.url + "/viewer/")  # the signed-in user is kept by the tab
             expect(ui.study_rows(page, study.accession).first).to_be_visible(timeout=60_000)
             ui.skip_tour(page)
+    # Going back to the list navigates away while the viewer may still load a lazy bundle:
+    # the browser aborts that static file (no answer was refused; CI of stop 18 saw one).
+    page.watch.failed[:] = [f for f in page.watch.failed if not _aborted_bundle(f)]
     page.watch.assert_clean()  # no failed request, no HTTP error (401/403 included)
     log = server.proc.log.read_text()
     assert "Bearer ey" not in log and "access_token=ey" not in log
+
+
+def _aborted_bundle(failure: str) -> bool:
+    """A static file of the viewer the browser gave up on (net::ERR_ABORTED): not an answer."""
+    url = failure.split(" ", 2)[1].rstrip(":").split("?")[0]
+    return (failure.endswith("net::ERR_ABORTED") and "/viewer/" in url
+            and url.endswith((".js", ".css", ".wasm", ".map")))

@@ -49,10 +49,10 @@ def create_app(settings: Settings | None = None, *, archive: Archive | None = No
                                  "archive": archive or open_archive(settings),
                                  "closers": []}  # what close_app releases besides the archive
     from . import cors, errors, guard, health, limits
+    guard.install(app, settings)  # its WSGI edge innermost: headers before CORS adds its own
     cors.install(app)  # WSGI middleware, inside the body limits (limits.py)
     limits.install(app, settings)
     errors.register(app)
-    guard.install(app, settings)
     app.register_blueprint(health.bp)
     for register in _feature_blueprints():
         register(app)

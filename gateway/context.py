@@ -31,7 +31,7 @@ def archive() -> Archive:
 class Touched:
     """What a request touched, noted by the faces for its audit record."""
 
-    patients: list[str] = field(default_factory=list)
+    patients: list[str | None] = field(default_factory=list)  # empty ones dropped when recorded
     studies: list[tuple[str, str | None]] = field(default_factory=list)  # (study UID, patient)
 
 
@@ -45,6 +45,9 @@ class Guarded:
     permit: Permit | None = None
     denied: Exception | None = None
     touched: Touched = field(default_factory=Touched)
+    # objects the faces derive from the decision alone, shared by every request that
+    # reuses it (guard/memo.py): FHIR's Caller
+    derived: dict = field(default_factory=dict)
 
 
 def guarded() -> Guarded | None:
@@ -68,9 +71,9 @@ def touched(patients: Iterable[str | None] = (),
     state: Guarded | None = g.get("tcia") if has_request_context() else None
     if state is None:
         return
-    notes = state.touched
-    notes.patients.extend(p for p in patients if p)
-    notes.studies.extend(s for s in studies if s[0])
+    notes = state.touched  # as given (C-speed extend): empty ones are dropped when recorded
+    notes.patients.extend(patients)
+    notes.studies.extend(studies)
 
 
 def whole_archive() -> Archive:

@@ -59,6 +59,8 @@ class JwksCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._keys: list[SigningKey] | None = None
+        self._kids: frozenset[str | None] = frozenset()  # of _keys: one set lookup a request
+        self._check_at = float("-inf")  # before it, no key set can be stale (knows)
         self._fetched_at = float("-inf")   # last successful fetch
         self._attempted_at = float("-inf")  # last attempt, successful or not
         self._metadata: dict[str, Any] | None = None
@@ -80,13 +82,11 @@ class JwksCache:
 
     def knows(self, kid: str | None) -> bool:
         """Is `kid` still published, as of the last refresh? (No fetch: for cached tokens.)"""
-        keys = self._keys  # one read of the published tuple: no lock on every request
-        if keys is not None and self._stale():
-            with self._lock:
+        if self._clock() >= self._check_at and self._keys is not None and self._stale():
+            with self._lock:  # no lock, one clock read on every other request
                 if self._keys is not None and self._stale():
                     self._refresh(required=False)
-                keys = self._keys
-        return any(k.kid == kid for k in keys or ())
+        return kid in self._kids
 
     def metadata(self) -> dict[str, Any]:
         """The issuer's discovery document (fetched once)."""
@@ -99,7 +99,12 @@ class JwksCache:
 
     def _stale(self) -> bool:
         """Older than max_age, and not just retried: a dead issuer is asked once per interval."""
-        return self._clock() - self._fetched_at >= self.max_age and self._may_retry()
+        now = self._clock()
+        # the earliest moment this can turn true (a refresh moves it later, never earlier)
+        self._check_at = max(self._fetched_at + self.max_age,
+                             self._attempted_at + self.min_refresh_interval)
+        return now - self._fetched_at >= self.max_age and \
+            now - self._attempted_at >= self.min_refresh_interval
 
     def _find(self, kid: str | None, alg: str) -> SigningKey | None:
         keys = [k for k in self._keys or () if k.usable_for(alg)]
@@ -128,6 +133,7 @@ class JwksCache:
             log.warning("JWKS of %s has no usable signing key; keeping the known ones", self.issuer)
             return
         self._keys, self._fetched_at = keys, self._attempted_at
+        self._kids = frozenset(k.kid for k in keys)
         log.info("JWKS of %s: %d signing keys (%s)", self.issuer, len(keys),
                  ", ".join(str(k.kid) for k in keys))
 

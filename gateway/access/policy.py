@@ -118,6 +118,16 @@ class Policy:
             return True
         return not principal.anonymous and collection in principal.collections
 
+    def reusable(self, principal: Principal, now: float) -> bool:
+        """May a decision about this caller be reused now? Only for a JWT not expired whose
+        signing key is still published (so a removed key stops it at the next JWKS
+        refresh, as the token cache does); never for introspected or anonymous callers."""
+        expires, kid = principal.expires_at, principal.kid
+        if kid is None or expires is None or expires <= now or self.validator is None:
+            return False
+        jwks = self.validator.jwks
+        return jwks is not None and jwks.knows(kid)
+
     def hidden_collections(self, principal: Principal) -> frozenset[str]:
         """The restricted collections this caller may not see (to narrow a search)."""
         if self.mode is AuthMode.OFF or not self.restricted:

@@ -39,6 +39,7 @@ class Principal:
     token_hash: str | None = None
     expires_at: float | None = None     # epoch seconds
     source: str = "anonymous"           # "jwt", "introspection", or "anonymous"
+    kid: str | None = None              # the JWKS key that signed the JWT
 
     @property
     def anonymous(self) -> bool:
@@ -59,7 +60,8 @@ ANONYMOUS = Principal()
 
 
 def principal_from_claims(claims: Mapping[str, Any], *, token: str, source: str,
-                          collections_claim: str = COLLECTIONS_CLAIM) -> Principal:
+                          collections_claim: str = COLLECTIONS_CLAIM,
+                          kid: str | None = None) -> Principal:
     """A Principal from verified JWT claims or an RFC 7662 introspection answer."""
     scope = claims.get("scope", claims.get("scp"))
     patient = claims.get("patient")
@@ -75,6 +77,7 @@ def principal_from_claims(claims: Mapping[str, Any], *, token: str, source: str,
         token_hash=token_hash(token),
         expires_at=float(exp) if isinstance(exp, (int, float)) else None,
         source=source,
+        kid=kid,
     )
 
 

@@ -90,7 +90,8 @@ class TokenValidator:
         if not (claims.get("client_id") or claims.get("azp")):
             raise InvalidToken("the access token has no client_id (RFC 9068 2.2)")
         principal = principal_from_claims(claims, token=token, source="jwt",
-                                          collections_claim=self.collections_claim)
+                                          collections_claim=self.collections_claim,
+                                          kid=signing.kid)
         return _Verified(principal, signing.kid)
 
     def _decode(self, token: str, key: Any, alg: str) -> dict:

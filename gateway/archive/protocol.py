@@ -222,6 +222,15 @@ class Archive(Protocol):
         """Whether a study of collection ``name`` is visible (one indexed lookup: a
         collection root asks it on every request)."""
 
+    def materialize(self, where: UidPath) -> None:
+        """Make the instances under ``where`` (a study or series) readable here before a
+        long read of many series (a cohort download): a backend that fetches series on
+        first use (BACKEND=idc) fetches them now; one that holds its files does nothing."""
+
+    def study_collections(self, study_uids: Sequence[str]) -> dict[str, str]:
+        """The collection of each of these studies that has one (one indexed lookup for
+        a page of studies: ImagingStudy tells its collection's licence)."""
+
     def ping(self) -> None:
         """Raise Unavailable unless the backend can answer queries."""
 

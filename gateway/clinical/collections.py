@@ -25,6 +25,8 @@ from pathlib import Path
 
 TCIA = "https://www.cancerimagingarchive.net"  # mapping/yaml/systems.yaml `tcia`
 DOI = "https://doi.org"  # the DOI resolver: an identifier's namespace for a bare DOI
+RESEARCH_STUDY_EXT = "http://hl7.org/fhir/StructureDefinition/workflow-researchStudy"
+RELATED_ARTIFACT_EXT = "http://hl7.org/fhir/StructureDefinition/workflow-relatedArtifact"
 DATA_ABSENT = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 # IDC collections_index.status → R4 ResearchStudy.status (research-study-status, required)
 STATUS = {"Ongoing": "active", "Complete": "completed"}
@@ -127,7 +129,7 @@ def fhir_id(*parts: str) -> str:
 def research_study(name: str, facts: CollectionFacts | None) -> dict:
     study: dict = {"resourceType": "ResearchStudy", "id": fhir_id(name),
                    "identifier": [], "title": name, "status": "active"}
-    study["meta"] = {"tag": [{"system": TCIA, "code": name, "display": f"TCIA collection {name}"}]}
+    study["meta"] = {"tag": [collection_tag(name)]}
     if facts is None:
         study["identifier"] = [{"system": TCIA, "value": name}]
         return study
@@ -138,6 +140,14 @@ def research_study(name: str, facts: CollectionFacts | None) -> dict:
     study["status"] = STATUS.get(facts.status, "active")
     if facts.description:
         study["description"] = facts.description
+    artifacts = related_artifacts(facts)
+    if artifacts:
+        study["relatedArtifact"] = artifacts
+    return study
+
+
+def related_artifacts(facts: CollectionFacts) -> list[dict]:
+    """The collection's data citation and licence as R4 RelatedArtifacts."""
     artifacts = []
     if facts.citation:
         artifacts.append({"type": "citation", "label": "Data citation",
@@ -146,9 +156,24 @@ def research_study(name: str, facts: CollectionFacts | None) -> dict:
         artifacts.append({"type": "documentation", "label": "Licence",
                           "display": f"{facts.licence_name or facts.licence} ({facts.licence})",
                           **({"url": facts.licence_url} if facts.licence_url else {})})
-    if artifacts:
-        study["relatedArtifact"] = artifacts
-    return study
+    return artifacts
+
+
+def collection_extensions(name: str, facts: CollectionFacts | None) -> list[dict]:
+    """What a resource of collection ``name`` (an ImagingStudy) says of it: the
+    ResearchStudy it belongs to and the collection's citation and licence, with the R4 core
+    extensions workflow-researchStudy and workflow-relatedArtifact (R4 has no element
+    for either on ImagingStudy)."""
+    out: list[dict] = [{"url": RESEARCH_STUDY_EXT, "valueReference": {
+        "reference": f"ResearchStudy/{fhir_id(name)}", "display": name}}]
+    if facts is not None:
+        out += [{"url": RELATED_ARTIFACT_EXT, "valueRelatedArtifact": a}
+                for a in related_artifacts(facts)]
+    return out
+
+
+def collection_tag(name: str) -> dict:
+    return {"system": TCIA, "code": name, "display": f"TCIA collection {name}"}
 
 
 def research_subject(patient_id: str, collection: str) -> dict:
@@ -162,8 +187,7 @@ def research_subject(patient_id: str, collection: str) -> dict:
 def dicom_patient(patient_id: str, sex: str | None, collections: list[str]) -> dict:
     """A subject without a clinical sheet, as its DICOM files describe it (docs/mapping.md)."""
     return {"resourceType": "Patient", "id": patient_id,
-            "meta": {"tag": [{"system": TCIA, "code": c, "display": f"TCIA collection {c}"}
-                             for c in collections]},
+            "meta": {"tag": [collection_tag(c) for c in collections]},
             "identifier": [{"system": TCIA, "value": patient_id,
                             "type": {"text": "TCIA subject ID (= DICOM PatientID)"},
                             "assigner": {"display": "The Cancer Imaging Archive (TCIA)"}}],

@@ -34,7 +34,7 @@ _SERIES_SQL = (
     "SELECT se.series_uid, s.study_uid, p.patient_id, se.modality, se.num_instances, "
     "(SELECT i.metadata FROM instances i WHERE i.series_pk = se.pk "
     " ORDER BY i.instance_number, i.pk LIMIT 1), "
-    "(SELECT SUM(i.size) FROM instances i WHERE i.series_pk = se.pk) "
+    "(SELECT SUM(i.size) FROM instances i WHERE i.series_pk = se.pk), s.collection "
     "FROM series se JOIN studies s ON s.pk = se.study_pk JOIN patients p ON p.pk = s.patient_pk "
     "WHERE {where} ORDER BY p.patient_id, s.study_date, s.study_uid, se.series_number, se.pk")
 
@@ -107,7 +107,7 @@ class CohortBook:
                 cursor.execute("SELECT pp.id FROM fhir_resources pp WHERE pp.type = 'Patient' "
                                f"AND {conds} ORDER BY pp.id", found.params)
                 extra = [r[0] for r in cursor.fetchall()]
-        members = [Member(r[0], r[1], r[2], collection_of(r[5]), r[3], int(r[4] or 0))
+        members = [Member(r[0], r[1], r[2], r[7] or collection_of(r[5]), r[3], int(r[4] or 0))
                    for r in rows]
         if not any(k in spec for k in ("fhir", "qido", "facets")):
             _check_listed(spec, members, extra)

@@ -116,7 +116,7 @@ def manifest_view(cohort_id: str) -> Response:
 @bp.route("/<cohort_id>/download", methods=["GET", "HEAD"])
 def download(cohort_id: str) -> Response:
     cohort = _cohort(cohort_id)
-    layout = zipstream.plan(book(), context.archive(), cohort)
+    layout = zipstream.plan(book(), context.archive(), cohort, fetch=True)
     return zipstream.respond(layout, book(), request.headers.get("Range"),
                              request.headers.get("If-Range"), head=request.method == "HEAD")
 

@@ -24,7 +24,7 @@ from flask import Response
 from sqlalchemy import text
 
 from ..archive.errors import Unavailable
-from ..archive.protocol import Archive
+from ..archive.protocol import Archive, UidPath
 from ..synth.model import SOP_CLASS_NAMES
 from . import nbia
 from . import zipformat as Z
@@ -77,18 +77,29 @@ class Layout:
     metadata_csv: bytes = b""
 
 
-def plan(book: CohortBook, archive: Archive, cohort: Cohort) -> Layout:
-    """Every entry and offset of the cohort's ZIP, from the index (no file is read)."""
+def plan(book: CohortBook, archive: Archive, cohort: Cohort, *, fetch: bool = False) -> Layout:
+    """Every entry and offset of the cohort's ZIP, from the index (no file is read).
+    ``fetch``: the download itself, which first has a fetch-on-first-use backend
+    (BACKEND=idc) bring every series of the cohort into its cache."""
     files_root = getattr(getattr(archive, "files", None), "files", None)
     if files_root is None:
         raise Unavailable("cohort downloads need the embedded archive's file store")
     book.ready()
+    if fetch:
+        with book.engine.connect() as conn:
+            for row in conn.execute(_SERIES, {"cohort": cohort.id}).all():
+                archive.materialize(UidPath(row[3], row[7]))
     with book.engine.connect() as conn:
         series_rows = conn.execute(_SERIES, {"cohort": cohort.id}).all()
         instance_rows = conn.execute(_INSTANCES, {"cohort": cohort.id}).all()
     per_series: dict[int, list[Any]] = {}
     for row in instance_rows:
         per_series.setdefault(row[0], []).append(row)
+    empty = [row[7] for row in series_rows if row[0] not in per_series]
+    if fetch and empty:  # never a ZIP without a series the cohort lists
+        raise Unavailable(f"series {empty[0]} of cohort {cohort.id} has no instances here "
+                          f"({len(empty)} such series): a cohort larger than the cache "
+                          "(CACHE_MAX_BYTES) cannot be downloaded in one piece")
     created = datetime.fromisoformat(cohort.created.replace("Z", "+00:00")).replace(tzinfo=None)
     series, files = _series(series_rows, per_series, str(files_root).rstrip("/") + "/")
     collections = list(dict.fromkeys(r.collection for r, _ in series))

@@ -30,7 +30,8 @@ def register(app: Flask) -> None:
     repository = Repository(make_engine(settings.index_url))
     builder = ImagingBuilder(spec.imaging, context.public_base,
                              requires_token=None if settings.auth_mode == "off"
-                             else settings.auth_mode == "required")
+                             else settings.auth_mode == "required",
+                             facts=context.collection_facts)
     archive = state["archive"]
     studies = StudyIndex(repository, builder) if shares_index(archive, repository.engine) else None
     app.extensions[EXTENSION] = FhirService(

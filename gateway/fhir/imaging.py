@@ -16,6 +16,7 @@ import orjson
 
 from ..archive.protocol import Archive, Level, Query
 from ..archive.uids import is_uid
+from ..clinical.collections import CollectionFacts, collection_extensions, collection_tag
 from ..links import IID_CONNECTION, iid_study_url, viewer_extension
 from . import search as S
 from .outcome import invalid, not_supported
@@ -46,12 +47,16 @@ class ImagingBuilder:
     """Turns archive query results into ImagingStudy/Endpoint resources (fixed parts: imaging.yaml)."""
 
     def __init__(self, config: Mapping[str, Any], public_base: Callable[[], str], *,
-                 requires_token: bool | None = None) -> None:
+                 requires_token: bool | None = None,
+                 facts: Callable[[], Mapping[str, CollectionFacts]] = dict) -> None:
         """``public_base()`` gives the base of absolute links for the current request;
         ``requires_token`` says whether DICOMweb retrievals need the FHIR search's token
-        (None: access control is off, the Endpoint says nothing about tokens)."""
+        (None: access control is off, the Endpoint says nothing about tokens); ``facts()``
+        the collections' citations and licences (idc-index-data), which a study of a
+        collection carries."""
         self.config = config
         self._public_base = public_base
+        self._facts = facts
         self.requires_token = requires_token
         self.modality_system = config["modality_system"]
         self.endpoint_id = config["endpoint"]["id"]
@@ -157,11 +162,14 @@ class ImagingBuilder:
         by_study: dict[str, list[dict]] = {}
         for item in series:
             by_study.setdefault(_first(item, "0020000D"), []).append(item)
-        return [self._study(s, by_study.get(_first(s, "0020000D"), [])) for s in studies]
+        collections = archive.study_collections(uids)
+        return [self._study(s, by_study.get(uid, []), collections.get(uid))
+                for s, uid in zip(studies, uids, strict=True)]
 
-    def study(self, study: dict, series: list[dict]) -> dict:
-        """The ImagingStudy of a study-level match and its series-level matches (DICOM JSON)."""
-        return self._study(study, series)
+    def study(self, study: dict, series: list[dict], collection: str | None = None) -> dict:
+        """The ImagingStudy of a study-level match and its series-level matches (DICOM JSON)
+        in ``collection``."""
+        return self._study(study, series, collection)
 
     def _coding(self, code: str | None) -> dict:
         code = code or "OT"  # R4 needs series.modality; a series without Modality is "Other"
@@ -169,12 +177,16 @@ class ImagingBuilder:
         display = self.config.get("modalities", {}).get(code)
         return {**coding, "display": display} if display else coding
 
-    def _study(self, study: dict, series: list[dict]) -> dict:
+    def _study(self, study: dict, series: list[dict], collection: str | None = None) -> dict:
         uid = _first(study, "0020000D")
         pid = str(_first(study, "00100020") or "")
+        extensions = [viewer_extension(self.public_base, uid)]  # opens it in /viewer/
+        if collection:  # its ResearchStudy, citation and licence (docs/collections.md)
+            extensions += collection_extensions(collection, self._facts().get(collection))
         resource: dict[str, Any] = {
             "resourceType": "ImagingStudy", "id": uid,
-            "extension": [viewer_extension(self.public_base, uid)],  # opens it in /viewer/
+            **({"meta": {"tag": [collection_tag(collection)]}} if collection else {}),
+            "extension": extensions,
             "identifier": [{"system": self.config["identifier_system"], "value": f"urn:oid:{uid}"}],
             "status": "available",
             "modality": [self._coding(m) for m in (study.get("00080061", {}).get("Value") or [])],

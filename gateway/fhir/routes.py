@@ -16,6 +16,7 @@ from .. import context
 from ..version import __version__
 from ..archive.errors import ArchiveError
 from ..access import AccessError
+from ..access.policy import Permit, Policy
 from .outcome import FhirError, error_body, not_found, not_supported
 from ..clinical.resources import is_resource_type
 from . import auditevents, smart
@@ -87,10 +88,17 @@ def _caller() -> Caller:
     policy = context.policy()
     if policy is None:  # AUTH_MODE=off: one lookup, no request-context read
         return EVERYONE
-    permit = context.permit()
-    if permit is None:
+    state = context.guarded()
+    permit = state.permit if state is not None else None
+    if state is None or permit is None:
         return EVERYONE
+    known = state.derived.get("fhir.caller")  # one per decision (guard/memo.py)
+    if known is None:
+        known = state.derived["fhir.caller"] = _new_caller(policy, permit)
+    return known
 
+
+def _new_caller(policy: Policy, permit: Permit) -> Caller:
     decided: dict[str, bool] = {}
 
     def may_read(kind: str) -> bool:  # included and $everything resources: scope, no category

@@ -30,7 +30,7 @@ _SERIES_COLUMNS = ("0020000E", "00200011", "00080060", "0008103E", "00201209")
 _PAGE = (
     "SELECT pg.n, s.study_uid, p.patient_id, s.study_date, s.study_description, s.modalities, "
     "s.num_series, s.num_instances, se.series_uid, se.series_number, se.modality, "
-    "se.series_description, se.num_instances, pg.total FROM ("
+    "se.series_description, se.num_instances, s.collection, pg.total FROM ("
     "SELECT s.pk AS pk, ROW_NUMBER() OVER (ORDER BY {order}) AS n, COUNT(*) OVER () AS total "
     f"{_FROM} WHERE {{where}} ORDER BY n LIMIT {{count}} OFFSET {{offset}}) pg "
     "JOIN studies s ON s.pk = pg.pk JOIN patients p ON p.pk = s.patient_pk "
@@ -56,20 +56,21 @@ class StudyIndex:
         page_sql = None if request.count == 0 else _PAGE.format(
             order=self._order(request.sort, bind), where=where, count=int(request.count),
             offset=int(request.offset))
-        return R.CompiledSearch(page_sql, count_sql, dict(bind), request.offset, total_at=13)
+        return R.CompiledSearch(page_sql, count_sql, dict(bind), request.offset, total_at=14)
 
     def search(self, query: R.CompiledSearch) -> tuple[list[dict], int]:
         """One page of ImagingStudy resources and the total: one statement (two only for a
         page past the end, which needs the total on its own)."""
         rows, total = self.repository.run(query)
-        pages: dict[int, tuple[dict, list[dict]]] = {}
+        pages: dict[int, tuple[dict, list[dict], str | None]] = {}
         for row in rows:
             study = pages.get(row[0])
             if study is None:
-                study = pages[row[0]] = (_dicom(_STUDY_COLUMNS, row[1:8]), [])
+                study = pages[row[0]] = (_dicom(_STUDY_COLUMNS, row[1:8]), [], row[13])
             if row[8] is not None:
                 study[1].append(_dicom(_SERIES_COLUMNS, row[8:13]))
-        return [self.builder.study(s, series) for s, series in pages.values()], total
+        return [self.builder.study(s, series, collection)
+                for s, series, collection in pages.values()], total
 
     # ----------------------------------------------------------------- where
     def _sql(self, clause: Any, bind: X.Binds) -> str:

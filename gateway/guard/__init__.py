@@ -12,6 +12,8 @@ unless AUDIT_SYSLOG asks for the audit trail.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import orjson
 from flask import Flask, Request, Response, g, request
@@ -30,11 +32,13 @@ from ..config import Settings
 from .. import context
 from ..context import Guarded
 from . import auditing
+from .memo import Decision, DecisionMemo
 from .table import Rule, rule_for
 
 log = logging.getLogger(__name__)
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 STATE = "tcia_gateway"
+GUARDED = "tcia.guarded"  # the environ key of the request's Guarded (for Edge)
 
 
 def install(app: Flask, settings: Settings) -> None:
@@ -48,27 +52,29 @@ def install(app: Flask, settings: Settings) -> None:
         state["closers"].append(audit.close)
     if access.auth_mode == AuthMode.OFF.value:
         if audit is not None:
-            _install_audit_only(app)
+            _install_audit_only(app, audit)
         return
     policy = build_policy(access, settings.public_base)
     state["policy"] = policy
     # STOW may replace a stored instance only under DUPLICATE_POLICY=overwrite: there it
     # asks for `u` as well as `c` (docs/security.md), whether or not this one replaces.
     replaces = settings.duplicate_policy == "overwrite"
-    app.before_request(lambda: _guard(policy, replaces))
-    app.after_request(_after)
+    memo = DecisionMemo(policy)
+    state["decisions"] = memo
+    app.before_request(lambda: _guard(policy, memo, replaces))
+    app.wsgi_app = Edge(app.wsgi_app, audit)  # type: ignore[method-assign]
 
 
-def _install_audit_only(app: Flask) -> None:
+def _install_audit_only(app: Flask, audit: auditing.Audit) -> None:
     def _note() -> None:
         rule = rule_for(request.endpoint)
         if rule is not None and not rule.public:
-            g.tcia = Guarded(rule)
+            request.environ[GUARDED] = g.tcia = Guarded(rule)
     app.before_request(_note)
-    app.after_request(_after)
+    app.wsgi_app = Edge(app.wsgi_app, audit)  # type: ignore[method-assign]
 
 
-def _guard(policy: Policy, replaces: bool = False) -> Response | None:
+def _guard(policy: Policy, memo: DecisionMemo, replaces: bool = False) -> Response | None:
     req: Request = request._get_current_object()  # type: ignore[attr-defined]
     if req.method == "OPTIONS":
         return None  # a CORS preflight carries no credentials (Fetch standard) and no data
@@ -80,7 +86,17 @@ def _guard(policy: Policy, replaces: bool = False) -> Response | None:
         rule = Rule("*", "cruds")  # fail closed: an endpoint nobody decided about
     if rule.public:
         return None
-    state = g.tcia = Guarded(rule)
+    environ = req.environ
+    header, key = environ.get("HTTP_AUTHORIZATION"), None
+    if header is not None and _header_only(environ):
+        key = memo.key(header, str(endpoint), rule.resource_of(req.view_args))
+        known = memo.get(key)
+        if known is not None:  # this caller, this endpoint, decided before (memo.py)
+            state = Guarded(rule, known.principal, known.permit, derived=known.derived)
+            environ[GUARDED] = g.tcia = state
+            _narrow(known.scope)
+            return None
+    state = environ[GUARDED] = g.tcia = Guarded(rule)
     try:
         state.principal = policy.authenticate(_token(req))
         letters = "cu" if replaces and rule.op is DicomOp.STOW else rule.permissions
@@ -96,10 +112,26 @@ def _guard(policy: Policy, replaces: bool = False) -> Response | None:
             "scope", scope=scope_string("system", rule.resource_of(req.view_args),
                                         rule.permissions))
         return answer(rule, state.denied)
+    if key is not None:
+        memo.put(key, Decision(state.principal, state.permit, scope, state.derived))
+    _narrow(scope)
+    return None
+
+
+def _header_only(environ: dict) -> bool:
+    """No token can hide in the query string or a form body (RFC 6750 2.2, 2.3): the
+    Authorization header alone decides, so a decision about it may be reused."""
+    query = environ.get("QUERY_STRING", "")
+    if "token" in query or "%" in query:
+        return False
+    return environ["REQUEST_METHOD"] != "POST" or \
+        "x-www-form-urlencoded" not in environ.get("CONTENT_TYPE", "").lower()
+
+
+def _narrow(scope: Scope | None) -> None:
     if scope is not None:
         _refuse_hidden_root(scope)
         context.narrow(scope)  # meets a collection root's scope (dicomweb/roots.py)
-    return None
 
 
 def _refuse_hidden_root(scope: Scope) -> None:
@@ -146,36 +178,54 @@ def answer(rule: Rule, error: AccessError) -> Response:
                     mimetype="application/json")
 
 
-def _after(response: Response) -> Response:
-    state: Guarded | None = g.get("tcia")
-    if state is None:
-        return response
-    principal = state.principal
-    headers = response.headers
-    # one pass over the few headers (a missed Headers.get raises and catches a KeyError)
+class Edge:
+    """WSGI middleware (inside CORS and the body limits) finishing every guarded answer:
+    ``Vary: Authorization`` and, for a caller with a token, ``Cache-Control: private``,
+    unless it is ``no-store``; then its audit record. At the WSGI edge a header is a tuple
+    in a list and the status is final (error handlers and conditional answers included);
+    Flask's request context is still active while the answer starts."""
+
+    def __init__(self, app: Callable, audit: auditing.Audit | None) -> None:
+        self.app = app
+        self.audit = audit
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        def start(status: str, headers: list, exc_info: Any = None) -> Callable:
+            state: Guarded | None = environ.get(GUARDED)
+            if state is not None:
+                headers = private_headers(headers, state.principal.anonymous)
+                if self.audit is not None:
+                    try:
+                        auditing.record(self.audit, state, int(status[:3]))
+                    except Exception:  # the answer still goes out; the failure is loud
+                        log.exception("audit record of %s failed", environ.get("PATH_INFO"))
+            return start_response(status, headers, exc_info)
+        return self.app(environ, start)
+
+
+def private_headers(headers: list[tuple[str, str]], anonymous: bool) -> list[tuple[str, str]]:
+    """An answer made for one caller must not be kept by shared caches (RFC 9111 5.2.2.7),
+    nor one that depends on the Authorization header be served to another (RFC 9110 12.5.5)."""
     control = vary = None
-    for name, value in headers.items():
+    for i, (name, _value) in enumerate(headers):
         low = name.lower()
         if low == "cache-control":
-            control = value
+            control = i
         elif low == "vary":
-            vary = value
-    if control is None or "no-store" not in control:
-        if not principal.anonymous:
-            _private(response, control)
-        if vary is None:
-            headers.add("Vary", "Authorization")  # absent: no scan to replace it
-        else:
-            headers["Vary"] = f"{vary}, Authorization" if vary else "Authorization"
-    auditing.record(state, response.status_code)
-    return response
-
-
-def _private(response: Response, control: str | None) -> None:
-    """A response made for one caller must not be kept by shared caches (RFC 9111 5.2.2.7)."""
+            vary = i
+    if control is not None and "no-store" in headers[control][1]:
+        return headers
+    if vary is None:
+        headers.append(("Vary", "Authorization"))
+    else:
+        name, value = headers[vary]
+        headers[vary] = (name, f"{value}, Authorization" if value.strip() else "Authorization")
+    if anonymous:
+        return headers
     if control is None:  # most answers: nothing to keep, nothing to replace
-        response.headers.add("Cache-Control", "private")
-        return
-    current = [d.strip() for d in control.split(",")
+        headers.append(("Cache-Control", "private"))
+        return headers
+    current = [d.strip() for d in headers[control][1].split(",")
                if d.strip() and d.strip().lower() not in ("public", "private")]
-    response.headers["Cache-Control"] = ", ".join(["private", *current])
+    headers[control] = ("Cache-Control", ", ".join(["private", *current]))
+    return headers

@@ -29,6 +29,7 @@ from .table import Rule
 
 STATE = "tcia_gateway"
 REPEAT_WINDOW = 60  # seconds: identical successful reads by one caller make one record
+REPEATABLE = frozenset({Action.QUERY, Action.READ})
 AGGREGATED = frozenset({"dicomweb.retrieve_frames", "dicomweb.retrieve_bulk",
                         "dicomweb.rendered_one", "dicomweb.rendered_many",
                         "dicomweb.thumbnail_one", "dicomweb.thumbnail_many"})
@@ -61,26 +62,26 @@ def open_trail(settings: Settings, access: AccessSettings) -> Audit | None:
     return Audit(AuditTrail(store, sender), store, server)
 
 
-def record(state: Guarded, status: int) -> None:
-    audit: Audit | None = current_app.extensions[STATE].get("audit")
-    if audit is None:
-        return
+def record(audit: Audit, state: Guarded, status: int) -> None:
     rule: Rule = state.rule  # type: ignore[assignment]
     principal = state.principal
     denied = state.denied if isinstance(state.denied, AccessError) else None
-    if denied is None and status < 400 and rule.action in (Action.QUERY, Action.READ):
+    if denied is None and status < 400 and rule.action in REPEATABLE:
         req = request._get_current_object()  # type: ignore[attr-defined]
+        environ = req.environ  # the raw path and query: an identity, not for display
         what = ((req.view_args or {}).get("study") if req.endpoint in AGGREGATED
-                else req.query_string)
-        key = (principal.token_hash or req.remote_addr, req.endpoint, req.path,
-               what, int(time.time() // REPEAT_WINDOW))
+                else environ.get("QUERY_STRING"))
+        key = (principal.token_hash or environ.get("REMOTE_ADDR"), req.endpoint,
+               environ.get("SCRIPT_NAME"), environ.get("PATH_INFO"), what,
+               int(time.time() // REPEAT_WINDOW))
         if audit.recent.get(key):
             return  # the same caller asked the same again within the window
         audit.recent.put(key, True)
     notes = state.touched
     studies = _studies(audit, notes, status)
     permit = state.permit
-    patients = [*notes.patients, *([permit.patient] if permit and permit.patient else [])]
+    patients = [*(p for p in notes.patients if p),
+                *([permit.patient] if permit and permit.patient else [])]
     action, attempted, alert = rule.action, None, None
     if denied is not None:
         attempted = rule.action
@@ -115,7 +116,7 @@ def _resources() -> tuple[str, ...]:
 
 def _studies(audit: Audit, notes: Touched, status: int) -> list[Study]:
     """The studies of the path and those noted, each with its patient where known."""
-    pairs = list(notes.studies)
+    pairs = [s for s in notes.studies if s[0]]
     study = (request.view_args or {}).get("study") or request.args.get("studyUID")
     if study and study not in {uid for uid, _ in pairs}:
         pairs.append((study, None))

@@ -282,3 +282,56 @@ def test_gunicorn_workers_share_one_loaded_index_and_serve_a_cold_series(
         assert len(studies) == len({t.row["StudyInstanceUID"] for t in twins.values()})
     finally:
         server.stop()
+
+
+def test_a_cohort_download_fetches_its_series_and_carries_licence_and_citation(
+        live, twins) -> None:
+    """A cohort of series never opened: the download fetches each once (one listing, one
+    GET per object), then streams every uploaded byte, with each collection's LICENSE and
+    the CITATION file (idc-index-data's collections_index)."""
+    import io
+    import zipfile
+    fetched = set(_archive(live)._fetched)
+    chosen = [next(t for t in sorted(twins.values(), key=lambda t: t.row["SeriesInstanceUID"],
+                                     reverse=True)
+                   if t.row["collection_id"] == cid and t.row["SeriesInstanceUID"] not in fetched)
+              for cid in ("covid_19_ar", "midrc_ricord_1c")]
+    made = requests.post(f"{live.url}/cohorts", timeout=60,
+                         json={"series": [s.row["SeriesInstanceUID"] for s in chosen]})
+    assert made.status_code == 201, made.text
+    cohort = requests.get(made.headers["Location"], timeout=30).json()
+    before = _calls(live)
+    r = requests.get(f"{live.url}/cohorts/{cohort['id']}/download", timeout=120)
+    assert r.status_code == 200, r.text[:300]
+    after = _calls(live)
+    assert after.get("ListObjectsV2", 0) - before.get("ListObjectsV2", 0) == 2
+    assert after.get("GetObject", 0) - before.get("GetObject", 0) == sum(
+        len(s.objects) for s in chosen)
+    zf = zipfile.ZipFile(io.BytesIO(r.content))
+    names = zf.namelist()
+    dicom = sorted(hashlib.sha256(zf.read(n)).hexdigest() for n in names if n.endswith(".dcm"))
+    assert dicom == sorted(hashlib.sha256(p.read_bytes()).hexdigest()
+                           for s in chosen for p in s.objects.values())
+    top = f"cohort-{cohort['id']}/"
+    ar = zf.read(top + "COVID-19-AR/LICENSE").decode()
+    ricord = zf.read(top + "MIDRC-RICORD-1C/LICENSE").decode()
+    assert "CC BY 4.0" in ar and "creativecommons.org/licenses/by/4.0" in ar
+    assert "CC BY-NC 4.0" in ricord and "creativecommons.org/licenses/by-nc/4.0" in ricord
+    citation = zf.read(top + "CITATION").decode().lower()
+    assert "10.7937/tcia.2020.py71-5978" in citation and "10.7937/91ah-v663" in citation
+    again = requests.get(f"{live.url}/cohorts/{cohort['id']}/download", timeout=120)
+    assert again.content == r.content and _calls(live) == after  # no bucket call the 2nd time
+
+
+def test_imaging_study_tells_its_collections_licence(live, twins) -> None:
+    s = next(iter(twins.values())).row
+    study = requests.get(f"{live.url}/fhir/ImagingStudy/{s['StudyInstanceUID']}",
+                         timeout=30).json()
+    name = {"covid_19_ar": "COVID-19-AR", "midrc_ricord_1c": "MIDRC-RICORD-1C"}[s["collection_id"]]
+    research = [e["valueReference"]["reference"] for e in study["extension"]
+                if e["url"].endswith("/workflow-researchStudy")]
+    assert research == [f"ResearchStudy/{name}"]
+    licences = [e["valueRelatedArtifact"] for e in study["extension"]
+                if e["url"].endswith("workflow-relatedArtifact")
+                and e["valueRelatedArtifact"]["type"] == "documentation"]
+    assert len(licences) == 1 and "CC BY" in licences[0]["display"]

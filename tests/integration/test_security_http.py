@@ -408,8 +408,10 @@ def test_key_rotation_new_key_without_restart_removed_key_refused(world: World,
     old = world.token()
     assert world.get("/fhir/metadata", old).status_code == 200
     new_key = SigningKey.generate()
-    time.sleep(0.3)
+    time.sleep(0.3)  # past the refresh interval: an unknown kid may refetch the JWKS
+    assert _request(world, face, old).status_code == 200  # decided once: reused (memo.py)
     world.issuer.publish([old_key, new_key], signer=new_key)
+    time.sleep(0.25)  # that request may have refreshed: one refetch per interval
     try:
         assert _request(world, face, world.token()).status_code == 200
         world.issuer.publish([new_key])
@@ -418,6 +420,24 @@ def test_key_rotation_new_key_without_restart_removed_key_refused(world: World,
         assert _request(world, face, world.token()).status_code == 200
     finally:
         world.issuer.publish([old_key, new_key], signer=old_key)
+
+
+def test_a_reused_decision_ends_with_its_token(world: World) -> None:
+    """The guard reuses a decision about a token (guard/memo.py) only until the token's
+    exp: then the token goes the whole way again, and a refusal is never reused."""
+    memo = world.app.extensions["tcia_gateway"]["decisions"]
+    time.sleep(0.3)  # a key rotation test before may have just refreshed this app's JWKS
+    now = int(time.time())
+    short = world.token(exp=now + 2)
+    assert _request(world, "qido", short).status_code == 200
+    key = next(k for k, d in memo._items.items() if d.principal.expires_at == now + 2)
+    assert memo.get(key) is not None  # reused while valid
+    time.sleep(max(0.0, now + 2.1 - time.time()))
+    assert memo.get(key) is None  # gone at exp (AUTH_LEEWAY still lets the validator accept it)
+    before = len(memo)
+    bad = world.issuer.forge.expired("user/*.rs")
+    _refusal(_request(world, "qido", bad), 401, "invalid_token", "expired")
+    assert len(memo) == before  # refusals are not kept
 
 
 # -------------------------------------------------------------- public routes

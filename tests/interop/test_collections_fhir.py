@@ -121,3 +121,43 @@ def test_fhirclient_reads_them(server: GatewayServer) -> None:
     patients = SmartPatient.where({"_has:ResearchSubject:individual:study":
                                    f"ResearchStudy/{AR}"}).perform_resources(smart.server)
     assert sorted(p.id for p in patients) == SUBJECTS[AR]
+
+
+def _collection_parts(study: dict) -> tuple[str | None, dict[str, dict]]:
+    """The ResearchStudy reference and the related artifacts (by type) of an ImagingStudy."""
+    research = [e["valueReference"]["reference"] for e in study.get("extension", [])
+                if e["url"].endswith("/workflow-researchStudy")]
+    artifacts = {e["valueRelatedArtifact"]["type"]: e["valueRelatedArtifact"]
+                 for e in study.get("extension", []) if e["url"].endswith("/workflow-relatedArtifact")}
+    return (research[0] if len(research) == 1 else None), artifacts
+
+
+def test_every_imaging_study_tells_its_collection_and_licence(server: GatewayServer) -> None:
+    """Search (one SQL statement), read and $everything (the archive path) give the same
+    ImagingStudy: its ResearchStudy, the collection's citation and licence, a tag."""
+    from fhir.resources.R4B.imagingstudy import ImagingStudy as R4BImaging
+    licences = {AR: ("CC BY 4.0", "creativecommons.org/licenses/by/4.0"),
+                RICORD: ("CC BY-NC 4.0", "creativecommons.org/licenses/by-nc/4.0")}
+    bundle = fhir(server, "ImagingStudy?_count=50")
+    assert bundle["total"] == 6
+    for entry in bundle["entry"]:
+        study = entry["resource"]
+        R4BImaging.model_validate(study)
+        pid = study["subject"]["reference"].split("/")[1]
+        coll = AR if pid.startswith(AR) else RICORD
+        research, artifacts = _collection_parts(study)
+        assert research == f"ResearchStudy/{coll}"
+        short, url = licences[coll]
+        assert artifacts["documentation"]["label"] == "Licence"
+        assert f"({short})" in artifacts["documentation"]["display"]
+        assert url in artifacts["documentation"]["url"]
+        assert artifacts["citation"]["citation"]
+        assert {"system": "https://www.cancerimagingarchive.net", "code": coll} == {
+            k: v for k, v in study["meta"]["tag"][0].items() if k != "display"}
+        read = fhir(server, f"ImagingStudy/{study['id']}")
+        assert read == study  # the archive path builds the same resource
+    everything = fhir(server, f"Patient/{SUBJECTS[RICORD][0]}/$everything")
+    studies = [e["resource"] for e in everything["entry"]
+               if e["resource"]["resourceType"] == "ImagingStudy"]
+    assert len(studies) == 2
+    assert all(_collection_parts(s)[0] == f"ResearchStudy/{RICORD}" for s in studies)

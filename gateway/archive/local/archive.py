@@ -64,6 +64,12 @@ class LocalArchive:
     def collections(self, scope: Scope = EVERYTHING) -> dict[str, dict[str, int]]:
         return {k: v for k, v in self.index.collection_counts(scope).items() if k}
 
+    def materialize(self, where: UidPath, scope: Scope = EVERYTHING) -> None:
+        """Every file is here already."""
+
+    def study_collections(self, study_uids: Sequence[str]) -> dict[str, str]:
+        return self.index.study_collections(study_uids)
+
     def has_collection(self, name: str, scope: Scope = EVERYTHING) -> bool:
         if not scope.sees_collection(name):
             return False

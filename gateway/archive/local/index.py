@@ -175,6 +175,15 @@ class Index:
                              "series": int(row[3]), "instances": int(row[4])}
                     for row in conn.execute(stmt, scope_params(scope))}
 
+    def study_collections(self, study_uids: Sequence[str]) -> dict[str, str]:
+        """Study UID -> collection for those of ``study_uids`` that have one."""
+        if not study_uids:
+            return {}
+        stmt = select(studies.c.study_uid, studies.c.collection).where(
+            studies.c.study_uid.in_(list(study_uids)), studies.c.collection.is_not(None))
+        with self.engine.connect() as conn:
+            return {uid: name for uid, name in conn.execute(stmt) if name}
+
     def has_collection(self, name: str) -> bool:
         stmt = select(studies.c.pk).where(studies.c.collection == name).limit(1)
         with self.engine.connect() as conn:

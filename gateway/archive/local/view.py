@@ -30,6 +30,8 @@ class Narrowable(Protocol):
     def ping(self) -> None: ...
     def collections(self, scope: Scope = ...) -> dict[str, dict[str, int]]: ...
     def has_collection(self, name: str, scope: Scope = ...) -> bool: ...
+    def study_collections(self, study_uids: Sequence[str]) -> dict[str, str]: ...
+    def materialize(self, where: UidPath, scope: Scope = ...) -> None: ...
 
     def store(self, source: Source, *, expected_study: str | None = ..., move: bool = ...,
               scope: Scope = ...) -> StoreResult: ...
@@ -65,6 +67,12 @@ class ScopedLocal:
 
     def has_collection(self, name: str) -> bool:
         return self.archive.has_collection(name, self.scope)
+
+    def study_collections(self, study_uids: Sequence[str]) -> dict[str, str]:
+        return self.archive.study_collections(study_uids)
+
+    def materialize(self, where: UidPath) -> None:
+        self.archive.materialize(where, self.scope)
 
     def counts(self) -> dict[str, int]:
         """Patients, studies, series and instances in the view."""

@@ -121,6 +121,10 @@ class IdcArchive(LocalArchive):
         for uid, folder, expected in self._unfetched(where, scope):
             self._ensure_series(uid, folder, expected)
 
+    def materialize(self, where: UidPath, scope: Scope = EVERYTHING) -> None:
+        """A cohort download: its series fetched before the ZIP's layout is planned."""
+        self.ensure(where, scope)
+
     def forget(self, uid: str) -> None:
         """``uid`` was evicted: the next read looks in the index again (and fetches)."""
         self._fetched.discard(uid)

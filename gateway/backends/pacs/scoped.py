@@ -137,6 +137,12 @@ class ScopedRemote:
     def has_collection(self, name: str) -> bool:
         return False
 
+    def study_collections(self, study_uids: Sequence[str]) -> dict[str, str]:
+        return {}
+
+    def materialize(self, where: UidPath) -> None:
+        """Nothing to do ahead: a retrieve fills the pull-through cache as it goes."""
+
     def ping(self) -> None:
         self.remote.ping()
 

@@ -14,6 +14,7 @@ from .clinical.collections import CollectionFacts, load_facts
 from .config import Settings
 
 _SCOPE = "tcia_scope"
+GUARDED = "tcia.guarded"  # the request's Guarded, in its WSGI environ (no proxy on the way)
 
 
 def settings() -> Settings:
@@ -37,7 +38,7 @@ class Touched:
 
 @dataclass(slots=True)
 class Guarded:
-    """What the access guard (gateway/guard) decided for one request, in ``g.tcia``; the
+    """What the access guard (gateway/guard) decided for one request, in its environ; the
     scope it found is applied with :func:`narrow`."""
 
     rule: object
@@ -51,7 +52,7 @@ class Guarded:
 
 
 def guarded() -> Guarded | None:
-    return g.get("tcia")
+    return request.environ.get(GUARDED)
 
 
 def policy() -> Policy | None:
@@ -61,14 +62,14 @@ def policy() -> Policy | None:
 
 def permit() -> Permit | None:
     """What this request's caller may see (None: everything, AUTH_MODE=off or public)."""
-    state: Guarded | None = g.get("tcia")
+    state: Guarded | None = request.environ.get(GUARDED)
     return state.permit if state is not None else None
 
 
 def touched(patients: Iterable[str | None] = (),
             studies: Iterable[tuple[str, str | None]] = ()) -> None:
     """Note the patients and studies a request touched (a no-op when it is not audited)."""
-    state: Guarded | None = g.get("tcia") if has_request_context() else None
+    state: Guarded | None = request.environ.get(GUARDED) if has_request_context() else None
     if state is None:
         return
     notes = state.touched  # as given (C-speed extend): empty ones are dropped when recorded

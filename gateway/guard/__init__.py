@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
-from flask import Flask, Request, Response, g, request
+from flask import Flask, Request, Response, request
 
 from ..access import AccessError, Policy, build_policy
 from ..access.answers import dicomweb_answer, fhir_answer
@@ -30,7 +30,7 @@ from ..archive.scope import Scope
 from ..audit.events import Face
 from ..config import Settings
 from .. import context
-from ..context import Guarded
+from ..context import GUARDED, Guarded
 from . import auditing
 from .memo import Decision, DecisionMemo
 from .table import Rule, rule_for
@@ -38,7 +38,6 @@ from .table import Rule, rule_for
 log = logging.getLogger(__name__)
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 STATE = "tcia_gateway"
-GUARDED = "tcia.guarded"  # the environ key of the request's Guarded (for Edge)
 
 
 def install(app: Flask, settings: Settings) -> None:
@@ -69,7 +68,7 @@ def _install_audit_only(app: Flask, audit: auditing.Audit) -> None:
     def _note() -> None:
         rule = rule_for(request.endpoint)
         if rule is not None and not rule.public:
-            request.environ[GUARDED] = g.tcia = Guarded(rule)
+            request.environ[GUARDED] = Guarded(rule)
     app.before_request(_note)
     app.wsgi_app = Edge(app.wsgi_app, audit)  # type: ignore[method-assign]
 
@@ -93,10 +92,10 @@ def _guard(policy: Policy, memo: DecisionMemo, replaces: bool = False) -> Respon
         known = memo.get(key)
         if known is not None:  # this caller, this endpoint, decided before (memo.py)
             state = Guarded(rule, known.principal, known.permit, derived=known.derived)
-            environ[GUARDED] = g.tcia = state
+            environ[GUARDED] = state
             _narrow(known.scope)
             return None
-    state = environ[GUARDED] = g.tcia = Guarded(rule)
+    state = environ[GUARDED] = Guarded(rule)
     try:
         state.principal = policy.authenticate(_token(req))
         letters = "cu" if replaces and rule.op is DicomOp.STOW else rule.permissions

@@ -30,6 +30,7 @@ from .table import Rule
 STATE = "tcia_gateway"
 REPEAT_WINDOW = 60  # seconds: identical successful reads by one caller make one record
 REPEATABLE = frozenset({Action.QUERY, Action.READ})
+RECENT_MAX = 8192
 AGGREGATED = frozenset({"dicomweb.retrieve_frames", "dicomweb.retrieve_bulk",
                         "dicomweb.rendered_one", "dicomweb.rendered_many",
                         "dicomweb.thumbnail_one", "dicomweb.thumbnail_many"})
@@ -43,7 +44,9 @@ class Audit:
         self.store = store
         self.server = server
         self.study_patients: BoundedCache[str, str] = BoundedCache(8192)
-        self.recent: BoundedCache[tuple, bool] = BoundedCache(8192)
+        # the reads recorded in this window: a plain dict (the window is in the key, so
+        # old entries never match again; cleared when full), no lock on every read
+        self.recent: dict[tuple, bool] = {}
 
     def close(self) -> None:
         self.trail.close()
@@ -74,9 +77,12 @@ def record(audit: Audit, state: Guarded, status: int) -> None:
         key = (principal.token_hash or environ.get("REMOTE_ADDR"), req.endpoint,
                environ.get("SCRIPT_NAME"), environ.get("PATH_INFO"), what,
                int(time.time() // REPEAT_WINDOW))
-        if audit.recent.get(key):
+        recent = audit.recent
+        if key in recent:
             return  # the same caller asked the same again within the window
-        audit.recent.put(key, True)
+        if len(recent) >= RECENT_MAX:
+            recent.clear()  # racing threads may both clear: one more record, never fewer
+        recent[key] = True
     notes = state.touched
     studies = _studies(audit, notes, status)
     permit = state.permit

@@ -167,6 +167,12 @@ class Settings:
         "Value that must be in a token's `aud`. Empty means PUBLIC_URL."))
     auth_leeway: int = field(default=30, metadata=_doc(
         "Seconds of clock skew allowed on `exp`/`nbf`/`iat`."))
+    auth_jwks_max_age: float = field(default=300.0, metadata=_doc(
+        "Seconds a fetched JWKS is trusted before it is fetched again (a key the issuer "
+        "removed stops its tokens then)."))
+    auth_jwks_refresh_interval: float = field(default=15.0, metadata=_doc(
+        "Least seconds between two JWKS fetches: a token with an unknown `kid` refetches at "
+        "most this often (a flood of unknown kids cannot hammer the issuer)."))
     auth_introspection_url: str = field(default="", metadata=_doc(
         "RFC 7662 endpoint for opaque tokens. Empty with AUTH_CLIENT_ID set: the issuer's "
         "`introspection_endpoint`."))
@@ -453,6 +459,9 @@ def _validated(s: Settings) -> Settings:
             raise SettingsError(f"{ENV_PREFIX}{key.upper()} must be positive")
     if s.auth_leeway < 0:
         raise SettingsError(f"{ENV_PREFIX}AUTH_LEEWAY must not be negative")
+    for key in ("auth_jwks_max_age", "auth_jwks_refresh_interval"):
+        if getattr(s, key) <= 0:
+            raise SettingsError(f"{ENV_PREFIX}{key.upper()} must be positive")
     if s.audit_syslog and not s.audit_syslog.startswith(("tcp://", "tls://")):
         raise SettingsError(f"{ENV_PREFIX}AUDIT_SYSLOG: expected tcp://HOST:PORT or "
                             f"tls://HOST:PORT, got {s.audit_syslog!r}")

@@ -58,7 +58,9 @@ def build_validator(settings: AccessSettings, public_url: str,
     from .validator import TokenValidator
     fetcher = fetcher or Fetcher()
     audience = settings.audience(public_url)
-    jwks = JwksCache(settings.auth_issuer, fetcher) if settings.auth_issuer else None
+    jwks = JwksCache(settings.auth_issuer, fetcher, max_age=settings.auth_jwks_max_age,
+                     min_refresh_interval=settings.auth_jwks_refresh_interval) \
+        if settings.auth_issuer else None
     introspector = None
     if settings.auth_client_id and settings.auth_client_secret:
         url: str | Callable[[], str] = settings.auth_introspection_url

@@ -38,6 +38,12 @@ class AccessSettings:
         "Value that must be in a token's `aud`. Empty means PUBLIC_URL."))
     auth_leeway: int = field(default=30, metadata=_doc(
         "Seconds of clock skew allowed on `exp`/`nbf`/`iat`."))
+    auth_jwks_max_age: float = field(default=300.0, metadata=_doc(
+        "Seconds a fetched JWKS is trusted before it is fetched again (a key the issuer "
+        "removed stops its tokens then)."))
+    auth_jwks_refresh_interval: float = field(default=15.0, metadata=_doc(
+        "Least seconds between two JWKS fetches: a token with an unknown `kid` refetches at "
+        "most this often (a flood of unknown kids cannot hammer the issuer)."))
     auth_introspection_url: str = field(default="", metadata=_doc(
         "RFC 7662 endpoint for opaque tokens. Empty with AUTH_CLIENT_ID set: the "
         "issuer's `introspection_endpoint`."))

@@ -476,3 +476,37 @@ def test_patient_token_sees_only_its_compartment(start, forged_issuer, tmp_path:
     assert [e["type"]["code"] for e in scp_.audit(patient="P2")] == ["110113"]
     assert len(scp_.audit(patient="P1")) >= 4
     assert len([e for e in scp_.audit() if e["type"]["code"] == "110113"]) == 1
+
+
+def test_key_rotation_at_the_scp_new_key_without_restart_removed_key_refused(
+        start, forged_issuer) -> None:
+    """The SCP reads the issuer's JWKS as the HTTP faces do: a key published later is
+    accepted without a restart; once the issuer removes a key, an association presenting a
+    token it signed is rejected (1, 1, 1) at the next refresh (AUTH_JWKS_MAX_AGE), even a
+    token the SCP accepted a moment before."""
+    import time
+
+    from tests.support.tokens import SigningKey
+    scp_ = start(**issuer_settings(forged_issuer, auth_mode="required", auth_jwks_max_age=0.5,
+                                   auth_jwks_refresh_interval=0.2))
+    old_key = forged_issuer.forge.key
+    old = forged_issuer.forge.token(SYSTEM)
+    time.sleep(0.3)  # another test may have just refreshed the shared issuer's keys
+    first = associate(scp_.port, token=old)
+    assert first.is_established and find(first)[0] == 0
+    first.release()
+    new_key = SigningKey.generate()
+    forged_issuer.publish([old_key, new_key], signer=new_key)
+    try:
+        time.sleep(0.3)  # the refresh interval: an unknown kid may refetch now
+        fresh = associate(scp_.port, token=forged_issuer.forge.token(SYSTEM))
+        assert fresh.is_established and find(fresh)[0] == 0  # no restart needed
+        fresh.release()
+        forged_issuer.publish([new_key])
+        time.sleep(0.7)  # past AUTH_JWKS_MAX_AGE: the next check refetches
+        assert rejection(associate(scp_.port, token=old)) == (1, 1, 1)
+        again = associate(scp_.port, token=forged_issuer.forge.token(SYSTEM))
+        assert again.is_established and find(again)[0] == 0
+        again.release()
+    finally:
+        forged_issuer.publish([old_key, new_key], signer=old_key)

@@ -126,10 +126,12 @@ def idc_env(store: Seaweed, bucket: str, index: Path) -> dict[str, str]:
 def idc_settings(store: Seaweed, data_dir: Path, bucket: str, index: Path,
                  **changes: Any) -> Settings:
     """BACKEND=idc on the local bucket (credentials: SeaweedFS refuses anonymous reads)."""
-    return Settings().replace(
-        data_dir=data_dir, backend="idc", idc_bucket_url=f"s3://{bucket}",
-        idc_endpoint_url=store.endpoint_url, idc_region=REGION, idc_access_key_id=ACCESS_KEY,
-        idc_secret_access_key=SECRET_KEY, idc_index=str(index), **changes)
+    values: dict[str, Any] = {
+        "data_dir": data_dir, "backend": "idc", "idc_bucket_url": f"s3://{bucket}",
+        "idc_endpoint_url": store.endpoint_url, "idc_region": REGION,
+        "idc_access_key_id": ACCESS_KEY, "idc_secret_access_key": SECRET_KEY,
+        "idc_index": str(index)}
+    return Settings().replace(**{**values, **changes})
 
 
 class LiveApp:

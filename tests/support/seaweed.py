@@ -4,7 +4,8 @@ Everything a parallel test run would collide on is set: every listener port (mas
 filer, S3 and their gRPC ports, the admin server), `-ip`/`-ip.bind` 127.0.0.1 (it binds a
 non-loopback address otherwise), the glog dir, the local sockets (default under /tmp), no
 WebDAV/Iceberg/Lance listeners, telemetry off, `GOMEMLIMIT`. S3 requests are authenticated
-against one identity of an S3 config file (anonymous requests are refused). `pause()` and
+against one identity of an S3 config file (anonymous requests are refused unless
+``start_seaweed(anonymous=...)`` allows them, as a public bucket). `pause()` and
 `resume()` SIGSTOP/SIGCONT the process to simulate a hung store.
 """
 from __future__ import annotations
@@ -131,14 +132,19 @@ def _argv(root: Path, ports: dict[str, int]) -> list[str]:
     return [weed_binary(), f"-logdir={root / 'log'}", "mini", *(f"-{k}={v}" for k, v in flags.items())]
 
 
-def start_seaweed(log_dir: Path, *, timeout: float = 20, mem_limit: str = "200MiB") -> Seaweed:
-    """`weed mini` in a fresh temp dir; ready when an authenticated ListBuckets succeeds."""
+def start_seaweed(log_dir: Path, *, timeout: float = 20, mem_limit: str = "200MiB",
+                  anonymous: tuple[str, ...] = ()) -> Seaweed:
+    """`weed mini` in a fresh temp dir; ready when an authenticated ListBuckets succeeds.
+    ``anonymous``: the actions unsigned requests may take (SeaweedFS's ``anonymous``
+    identity, e.g. ``("Read", "List")`` as a public bucket); none by default."""
     root = Path(tempfile.mkdtemp(prefix="tcia-seaweed-"))
     for sub in ("data", "log", "admin"):
         (root / sub).mkdir()
     identity = {"name": "tcia-gateway", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
                 "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}]}
-    (root / "s3.json").write_text(json.dumps({"identities": [identity]}))
+    identities = [identity] + ([{"name": "anonymous", "actions": list(anonymous)}]
+                               if anonymous else [])
+    (root / "s3.json").write_text(json.dumps({"identities": identities}))
     ports = _ports()
     proc = Proc(_argv(root, ports), log_dir / f"seaweed-{ports['s3.port']}.log",
                 {"GOMEMLIMIT": mem_limit, "TMPDIR": str(root)}, cwd=root).start()

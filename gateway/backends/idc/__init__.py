@@ -57,7 +57,9 @@ def open_idc(settings: Settings) -> IdcArchive:
                          settings.data_dir, names=names)
     if done.get("loaded"):
         sync_research_studies(archive, facts)
-    bucket = Bucket(bucket_client(settings), settings.idc_bucket_url,
+    keys = ((settings.idc_access_key_id, settings.idc_secret_access_key)
+            if settings.idc_access_key_id else None)
+    bucket = Bucket(bucket_client(settings), settings.idc_bucket_url, credentials=keys,
                     timeout=settings.idc_timeout, workers=settings.idc_fetch_workers)
     evictor = Evictor(archive, max_bytes=settings.cache_max_bytes,
                       high=settings.cache_high_watermark, low=settings.cache_low_watermark,

@@ -21,6 +21,7 @@ from typing import IO, Any, TypeVar
 from ...archive.errors import Unavailable, UpstreamError
 from ...archive.s3.store import parse_store_url
 from ...config import Settings
+from .objects import ObjectGetter
 
 T = TypeVar("T")
 
@@ -58,9 +59,14 @@ def bucket_client(settings: Settings) -> Any:
 class Bucket:
     """Listing and reading the series folders of one bucket, each call bounded."""
 
-    def __init__(self, client: Any, url: str, *, timeout: float, workers: int) -> None:
+    def __init__(self, client: Any, url: str, *, timeout: float, workers: int,
+                 credentials: tuple[str, str] | None = None) -> None:
         self.client = client
         self.bucket, self.prefix = parse_bucket_url(url)
+        self.objects = ObjectGetter(client.meta.endpoint_url, self.bucket,
+                                    region=client.meta.region_name, credentials=credentials,
+                                    timeout=timeout, pool_size=max(10, workers * 2),
+                                    on_request=lambda: self._count_request(".GetObject"))
         self.url, self.timeout, self.workers = url.rstrip("/"), timeout, max(1, workers)
         self.calls: Counter[str] = Counter()  # S3 operation → API calls made
         self.requests: Counter[str] = Counter()  # S3 operation → HTTP requests (retries too)
@@ -120,11 +126,15 @@ class Bucket:
         """GET one object and hand its body stream to ``receive`` (which writes it to the
         spool as it arrives); the whole call is bounded, the object never whole in memory."""
         def get() -> T:
-            body = self.client.get_object(Bucket=self.bucket, Key=obj.key)["Body"]
+            self._count_call(".GetObject")
+            response = self.objects.open(obj.key)
             try:
-                return receive(body)
+                return receive(response)  # type: ignore[arg-type]  # read(n) is all it uses
+            except BaseException:
+                response.close()  # part of a body left unread: the connection cannot be reused
+                raise
             finally:
-                body.close()
+                response.release_conn()
         return self._call(f"object {obj.key}", get)
 
     def map(self, fn: Callable[[BucketObject], T], objects: list[BucketObject]) -> Iterator[T]:
@@ -141,3 +151,4 @@ class Bucket:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self.objects.close()

@@ -120,7 +120,7 @@ def _sort_exprs(key: C.SortKey) -> tuple[str, ...]:
 
 
 def _dicom(tags: tuple[str, ...], values: tuple) -> dict:
-    """Index columns in the DICOM JSON form the archive path reads (matching.py _element)."""
+    """Index columns in the DICOM JSON form the archive path reads (matching.py _items)."""
     out: dict[str, dict] = {}
     for tag, value in zip(tags, values, strict=True):
         if value is None or value == "":

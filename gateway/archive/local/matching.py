@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import orjson
 from sqlalchemy import and_, exists, literal, or_, select
@@ -237,22 +237,57 @@ VALID: dict[str, Callable[[str], bool]] = {"DA": valid_date, "TM": valid_time,
 
 
 def run(conn: Connection, query: Query,
-        first_instance_metadata: Callable[[Level, int], bytes | None],
+        first_instance_metadata: Callable[[Level, int], bytes | None] | None = None,
         scope: Scope = EVERYTHING) -> SearchResult:
+    """The matches of ``query``. Attributes the index lacks come from each match's first
+    instance, read for the whole page in one statement (:func:`first_documents`);
+    ``first_instance_metadata`` is not called any more (one lookup per match cost 92% of
+    OHIF's study list on PostgreSQL: 101 round trips), kept for callers that pass it."""
     stmt, returned, extras = plan(query, scope)
     rows = conn.execute(stmt, scoping.params(scope)).fetchall()
     truncated = query.limit is not None and len(rows) > query.limit
     if truncated:
         rows = rows[: query.limit]
+    docs = first_documents(conn, query.level, [row[0] for row in rows], scope) \
+        if extras or query.include_all else {}
     out = []
-    for row in rows:
-        item = {a.tag: _element(a, row[i + 1]) for i, a in enumerate(returned)}
-        if extras or query.include_all:
-            doc = first_instance_metadata(query.level, row[0])
-            if doc:
-                _merge_extras(item, orjson.loads(doc), extras, query.include_all)
-        out.append(dict(sorted(item.items())))
+    for row, item in zip(rows, _items(returned, rows), strict=True):
+        doc = docs.get(row[0])
+        if doc:
+            _merge_extras(item, orjson.loads(doc), extras, query.include_all)
+            item = dict(sorted(item.items()))
+        out.append(item)
     return SearchResult(out, truncated)
+
+
+FIRST_ORDER = (series.c.series_number, series.c.pk, instances.c.instance_number, instances.c.pk)
+
+
+def first_documents(conn: Connection, level: Level, pks: list[int],
+                    scope: Scope = EVERYTHING) -> dict[int, bytes]:
+    """pk -> the metadata of the first instance (by SeriesNumber, InstanceNumber, then
+    storage order) of each of these patients, studies, series or instances, in one
+    statement: a correlated ``LIMIT 1`` subquery per row of the page. A patient's is that
+    of a study ``scope`` sees; rows without a stored instance are left out."""
+    if not pks:
+        return {}
+    if level is Level.INSTANCE:
+        stmt = select(instances.c.pk, instances.c.metadata).where(instances.c.pk.in_(pks))
+    else:
+        page = TABLES[level].alias("page")
+        first = select(instances.c.metadata).select_from(
+            instances.join(series, instances.c.series_pk == series.c.pk))
+        if level is Level.SERIES:
+            first = first.where(series.c.pk == page.c.pk)
+        elif level is Level.STUDY:
+            first = first.where(series.c.study_pk == page.c.pk)
+        else:
+            first = first.join(studies, series.c.study_pk == studies.c.pk).where(
+                studies.c.patient_pk == page.c.pk,
+                *scoping.collection_condition(scoping.Shape.of(scope)))
+        doc = first.order_by(*FIRST_ORDER).limit(1).correlate(page).scalar_subquery()
+        stmt = select(page.c.pk, doc).where(page.c.pk.in_(pks))
+    return {pk: doc for pk, doc in conn.execute(stmt, scoping.params(scope)) if doc}
 
 
 def _merge_extras(item: dict, meta: dict, extras: list[str], include_all: bool) -> None:
@@ -264,14 +299,25 @@ def _merge_extras(item: dict, meta: dict, extras: list[str], include_all: bool) 
             item[tag] = {"vr": vr_of(tag)}
 
 
-def _element(attr: Attribute, value: Any) -> dict:
-    """One attribute in the DICOM JSON model (PS3.18 F.2.2)."""
-    if value is None or value == "":
-        return {"vr": attr.vr}
-    if attr.vr == "PN":
-        return {"vr": "PN", "Value": [{"Alphabetic": value}]}
-    if attr.vr in ("IS", "US"):
-        return {"vr": attr.vr, "Value": [int(value)]}
-    if isinstance(value, str) and "\\" in value:
-        return {"vr": attr.vr, "Value": value.split("\\")}
-    return {"vr": attr.vr, "Value": [value]}
+def _items(returned: list[Attribute], rows: Sequence[Any]) -> list[dict]:
+    """The rows (pk first, then ``returned``) in the DICOM JSON model (PS3.18 F.2.2), each
+    attribute in tag order. One loop without a call per value: this is the cost that grows
+    with the page (101 studies of 16 attributes)."""
+    spec = sorted((a.tag, a.vr, i + 1) for i, a in enumerate(returned))
+    out = []
+    for row in rows:
+        item: dict[str, dict] = {}
+        for tag, vr, i in spec:
+            value = row[i]
+            if value is None or value == "":
+                item[tag] = {"vr": vr}
+            elif vr == "PN":
+                item[tag] = {"vr": vr, "Value": [{"Alphabetic": value}]}
+            elif vr == "IS" or vr == "US":
+                item[tag] = {"vr": vr, "Value": [int(value)]}
+            elif isinstance(value, str) and "\\" in value:  # multiple values (PS3.5 6.4)
+                item[tag] = {"vr": vr, "Value": value.split("\\")}
+            else:
+                item[tag] = {"vr": vr, "Value": [value]}
+        out.append(item)
+    return out

@@ -7,6 +7,9 @@ is idempotent, so any number of processes may run it at start.
 Steps: ``studies.collection`` (the TCIA collection, added with collections): the column,
 its index, and the value read back from each study's first stored instance (the CTP
 ProjectName in its metadata), so an archive imported before keeps its collections.
+``ix_series_modality_study`` (ModalitiesInStudy's EXISTS as covering seeks): made, the
+single-column ``ix_series_modality`` it replaces dropped, and the table analysed so the
+planner knows the new index at once.
 """
 from __future__ import annotations
 
@@ -27,6 +30,28 @@ def upgrade(engine: Engine) -> None:
     columns = {c["name"] for c in inspect(engine).get_columns("studies")}
     if "collection" not in columns:
         _add_collection(engine)
+    _series_indexes(engine)
+
+
+NEW_INDEX, OLD_INDEX = "ix_series_modality_study", "ix_series_modality"
+
+
+def _series_indexes(engine: Engine) -> None:
+    names = {ix["name"] for ix in inspect(engine).get_indexes("series")}
+    if NEW_INDEX in names and OLD_INDEX not in names:
+        return
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE INDEX IF NOT EXISTS {NEW_INDEX} "
+                              "ON series (modality, study_pk)"))
+            conn.execute(text(f"DROP INDEX IF EXISTS {OLD_INDEX}"))
+            conn.execute(text("ANALYZE series"))
+    except SQLAlchemyError as exc:  # another process made it first
+        if NEW_INDEX not in {ix["name"] for ix in inspect(engine).get_indexes("series")}:
+            raise
+        log.debug("%s made by another process: %s", NEW_INDEX, exc.__class__.__name__)
+        return
+    log.info("index upgraded: %s replaces %s", NEW_INDEX, OLD_INDEX)
 
 
 def _add_collection(engine: Engine) -> None:

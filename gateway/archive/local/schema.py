@@ -95,7 +95,11 @@ Index("ix_studies_date", studies.c.study_date)
 Index("ix_studies_accession", studies.c.accession_number)
 Index("ix_studies_collection", studies.c.collection)
 Index("ix_series_study", series.c.study_pk, series.c.series_number)
-Index("ix_series_modality", series.c.modality)
+# ModalitiesInStudy (PS3.4 C.6.1.1.3) is an EXISTS over a study's series: with both columns
+# each probe is one covering seek, and a rare modality no longer visits every series row
+# (measured on IDC's full index, SQLite: SM 28 -> 4 ms, XA 557 -> 72 ms). It also serves
+# Modality matching at the series level (its first column).
+Index("ix_series_modality_study", series.c.modality, series.c.study_pk)
 Index("ix_instances_series", instances.c.series_pk, instances.c.instance_number)
 
 

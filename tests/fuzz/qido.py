@@ -61,7 +61,7 @@ def check(data: bytes) -> None:
 def _run(query: Query) -> None:
     try:
         with index().engine.connect() as conn:
-            result = matching.run(conn, query, lambda level, pk: None)
+            result = matching.run(conn, query)
     except InvalidQuery as exc:
         assert exc.attribute is not None, f"InvalidQuery without an attribute: {exc}"
         return

@@ -189,7 +189,7 @@ def _run_qido(level: Level, args: list[tuple[str, str]]):
     from gateway.dicomweb import qido
     query = qido.parse(level, args)
     with Index("sqlite://").engine.connect() as conn:
-        return matching.run(conn, query, lambda lvl, pk: None)
+        return matching.run(conn, query)
 
 
 @pytest.mark.parametrize("args, attribute", [

@@ -1,7 +1,7 @@
 """includefield of attributes the index lacks: each match's first instance (by SeriesNumber,
 InstanceNumber, then storage order), read for a whole page in one statement
 (``matching.first_documents``), the same documents the per-match lookup
-(``LocalArchive._first_metadata``) gives, at every level and in scoped views, on SQLite
+(``one_by_one`` below, what the archive ran before) gives, at every level and in scoped views, on SQLite
 and PostgreSQL."""
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, inspect, select, text
+from sqlalchemy import Connection, event, inspect, select, text
 
 from gateway.archive import Level, Query, StoreOutcome
 from gateway.archive.local import LocalArchive, matching, open_local
 from gateway.archive.local.index import Index
+from gateway.archive.local.schema import instances, series, studies
+from gateway.archive.local.scoping import Shape, collection_condition, params as scope_params
 from gateway.archive.scope import EVERYTHING, Scope
 from gateway.config import Settings
 from tests.support.dicomfiles import make_file, uid
@@ -25,6 +27,25 @@ LAYOUT = [("P1", AR, "A", "A2", 2, [3, 1, 2]), ("P1", AR, "A", "A1", 1, [2, 1]),
           ("P2", RICORD, "C", "C2", 1, [4]), ("P3", None, "D", "D1", 7, [9, 8])]
 SCOPES = [EVERYTHING, Scope(collections=frozenset({RICORD})), Scope(hidden=frozenset({AR})),
           Scope(patients=frozenset({"P1"}), collections=frozenset({AR}))]
+
+
+def one_by_one(conn: Connection, level: Level, pk: int,
+               scope: Scope = EVERYTHING) -> bytes | None:
+    """The first instance's metadata of one match, one statement per match (the oracle)."""
+    stmt = select(instances.c.metadata).select_from(
+        instances.join(series, instances.c.series_pk == series.c.pk))
+    if level is Level.INSTANCE:
+        stmt = stmt.where(instances.c.pk == pk)
+    elif level is Level.SERIES:
+        stmt = stmt.where(series.c.pk == pk)
+    elif level is Level.STUDY:
+        stmt = stmt.where(series.c.study_pk == pk)
+    else:  # a patient: the first instance of a study the scope sees
+        stmt = stmt.join(studies, series.c.study_pk == studies.c.pk).where(
+            studies.c.patient_pk == pk, *collection_condition(Shape.of(scope)))
+    stmt = stmt.order_by(series.c.series_number, series.c.pk, instances.c.instance_number,
+                         instances.c.pk).limit(1)
+    return conn.execute(stmt, scope_params(scope)).scalar()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -54,7 +75,7 @@ def test_page_lookup_equals_the_per_match_lookup(archive: LocalArchive, level: L
     with archive.index.engine.connect() as conn:
         pks = list(conn.execute(select(table.c.pk)).scalars())
         expected = {pk: doc for pk in pks
-                    if (doc := archive._first_metadata(conn, level, pk, scope))}
+                    if (doc := one_by_one(conn, level, pk, scope))}
         got = matching.first_documents(conn, level, pks, scope)
     assert got == expected and expected
     if scope == EVERYTHING:

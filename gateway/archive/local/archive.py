@@ -7,20 +7,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ...cache import BoundedCache
 from ..errors import NotFound, Unavailable
 from ..files import ObjectReader, Received
 from ..scope import EVERYTHING, Scope
-from ..protocol import (Archive, FailureReason, Level, Query, SearchResult, Source, StoredInstance,
+from ..protocol import (Archive, FailureReason, Query, SearchResult, Source, StoredInstance,
                         StoreOutcome, StoreResult, UidPath)
 from . import matching
 from .index import Existing, Index, IndexWriteError, Pending
 from .ingest import IngestError, InstanceRecord, parse_file
-from .schema import instances, series, studies
-from .scoping import Shape, collection_condition, params as scope_params
 from .store import FileStore, TempWriter, out_of_space
 
 
@@ -108,8 +106,7 @@ class LocalArchive:
     def search(self, query: Query, scope: Scope = EVERYTHING) -> SearchResult:
         try:
             with self.index.engine.connect() as conn:
-                return matching.run(
-                    conn, query, lambda lvl, pk: self._first_metadata(conn, lvl, pk, scope), scope)
+                return matching.run(conn, query, scope)
         except SQLAlchemyError as exc:
             raise Unavailable(f"index query failed: {exc.__class__.__name__}") from exc
 
@@ -145,23 +142,6 @@ class LocalArchive:
             sop_class_uid=row.sop_class_uid, transfer_syntax=row.transfer_syntax,
             path=path, size=row.size, number_of_frames=row.number_of_frames or 0,
             frame_table=row.frames, remote=self._remote, key=key)
-
-    def _first_metadata(self, conn: Connection, level: Level, pk: int,
-                        scope: Scope = EVERYTHING) -> bytes | None:
-        stmt = select(instances.c.metadata).select_from(
-            instances.join(series, instances.c.series_pk == series.c.pk))
-        if level is Level.INSTANCE:
-            stmt = stmt.where(instances.c.pk == pk)
-        elif level is Level.SERIES:
-            stmt = stmt.where(series.c.pk == pk)
-        elif level is Level.STUDY:
-            stmt = stmt.where(series.c.study_pk == pk)
-        else:  # a patient: the first instance of a study the scope sees
-            stmt = stmt.join(studies, series.c.study_pk == studies.c.pk).where(
-                studies.c.patient_pk == pk, *collection_condition(Shape.of(scope)))
-        stmt = stmt.order_by(series.c.series_number, series.c.pk, instances.c.instance_number,
-                             instances.c.pk).limit(1)
-        return conn.execute(stmt, scope_params(scope)).scalar()
 
     # ----------------------------------------------------------------- writes
     def spool(self) -> TempWriter:

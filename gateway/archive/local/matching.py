@@ -236,13 +236,10 @@ VALID: dict[str, Callable[[str], bool]] = {"DA": valid_date, "TM": valid_time,
                                            "DT": valid_datetime}
 
 
-def run(conn: Connection, query: Query,
-        first_instance_metadata: Callable[[Level, int], bytes | None] | None = None,
-        scope: Scope = EVERYTHING) -> SearchResult:
+def run(conn: Connection, query: Query, scope: Scope = EVERYTHING) -> SearchResult:
     """The matches of ``query``. Attributes the index lacks come from each match's first
-    instance, read for the whole page in one statement (:func:`first_documents`);
-    ``first_instance_metadata`` is not called any more (one lookup per match cost 92% of
-    OHIF's study list on PostgreSQL: 101 round trips), kept for callers that pass it."""
+    instance, read for the whole page in one statement (:func:`first_documents`; one lookup
+    per match cost 92% of OHIF's study list on PostgreSQL: 101 round trips)."""
     stmt, returned, extras = plan(query, scope)
     rows = conn.execute(stmt, scoping.params(scope)).fetchall()
     truncated = query.limit is not None and len(rows) > query.limit

@@ -151,6 +151,39 @@ def _cached(archive, series_uid: str) -> int:
             .where(series.c.series_uid == series_uid)).scalar_one()
 
 
+@pytest.mark.parametrize("bad", ["not DICOM", "another series"])
+def test_a_bad_object_is_502_and_nothing_is_cached_nor_spooled(live, twins, s3_store, bucket,
+                                                              bad: str) -> None:
+    """An object that is not DICOM, or one of another series in the folder: the helper's
+    parse (or the series check) refuses it, the whole series is 502 with the reason, and
+    neither an instance row nor a spooled file of it is left."""
+    fetched = _archive(live)._fetched
+    pool = sorted((t for t in twins.values() if len(t.objects) >= 2
+                   and t.row["SeriesInstanceUID"] not in fetched),
+                  key=lambda t: t.row["SeriesInstanceUID"])
+    s, other = pool[1], pool[-1]
+    key = sorted(s.objects)[0]
+    client = s3_store.client()
+    if bad == "not DICOM":
+        client.put_object(Bucket=bucket, Key=key, Body=b"this is not a DICOM file" * 40)
+    else:
+        client.upload_file(str(next(iter(other.objects.values()))), bucket, key)
+    archive = _archive(live)
+    tmp = Path(archive.files.tmp)
+    try:
+        r = requests.get(f"{live.url}/dicomweb/studies/{s.row['StudyInstanceUID']}/series/"
+                         f"{s.row['SeriesInstanceUID']}/metadata", timeout=60)
+        assert r.status_code == 502, r.text[:300]
+        want = ("is not a DICOM instance" if bad == "not DICOM"
+                else f"belongs to series {other.row['SeriesInstanceUID']}")
+        assert want in r.json()["message"], r.json()
+        assert not _cached(archive, s.row["SeriesInstanceUID"])
+        assert s.row["SeriesInstanceUID"] not in archive._fetched
+        assert not list(tmp.glob("*.part"))  # no spooled leftover
+    finally:
+        client.upload_file(str(s.objects[key]), bucket, key)
+
+
 def test_bucket_down_is_503_in_time_and_nothing_is_cached(live, twins, s3_store) -> None:
     fetched = _archive(live)._fetched
     s = next(t for t in sorted(twins.values(), key=lambda t: t.row["SeriesInstanceUID"])

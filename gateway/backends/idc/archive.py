@@ -22,16 +22,17 @@ import logging
 import threading
 import time
 from pathlib import Path
+from concurrent.futures import Future
 from typing import IO, Any, Callable, Iterator, TypeVar
 
 from sqlalchemy import select, update
 
-from ...archive.errors import ArchiveError, NotFound, NotSupported, UpstreamError
-from ...archive.files import Received
+from ...archive.errors import ArchiveError, NotFound, NotSupported, Unavailable, UpstreamError
 from ...archive.local.archive import LocalArchive, Prepared
 from ...archive.local.schema import patients, studies
 from ...archive.protocol import Level, Query, SearchResult, StoredInstance, UidPath
 from ...archive.scope import EVERYTHING, Scope
+from ..pacs.preparepool import PreparePool
 from ..pacs.pullthrough import Flight
 from ..pacs.sharedstate import SharedCacheState
 from .bucket import Bucket, BucketObject
@@ -59,6 +60,11 @@ class IdcArchive(LocalArchive):
         self._fetched: set[str] = set()
         self._flights: dict[str, Flight] = {}
         self._flights_lock = threading.Lock()
+        # hash + fsync + parse of each object in helper processes, off this process's GIL,
+        # as the PACS cache does (preparepool.py): a cold series is CPU-bound here, and
+        # 8 fetch threads parsing in-process contended for the interpreter lock
+        self.prepare_pool = PreparePool(workers=2)
+        self.prepare_pool.warm()
 
     # ------------------------------------------------------------ reads that fetch
     def instances(self, where: UidPath, scope: Scope = EVERYTHING) -> Iterator[StoredInstance]:
@@ -112,6 +118,7 @@ class IdcArchive(LocalArchive):
     def close(self) -> None:
         super().close()
         self.bucket.close()
+        self.prepare_pool.close()
 
     # ------------------------------------------------------------------ fetching
     def ensure(self, where: UidPath, scope: Scope = EVERYTHING) -> None:
@@ -203,10 +210,13 @@ class IdcArchive(LocalArchive):
             raise UpstreamError(f"IDC bucket {self.bucket.url}: series {uid} has "
                                 f"{len(objects)} of its {expected} objects in folder {folder}/ "
                                 f"(objects missing)")
+        spooled: list[tuple[Future[Any], Path]] = []
         prepared: list[Prepared] = []
         try:
             for item in self.bucket.map(self._receive, objects):
-                prepared.append(item)
+                spooled.append(item)
+            for (future, path), obj in zip(spooled, objects, strict=True):
+                prepared.append(self._prepared(future, path, obj))
             wrong = [p for p in prepared if p.record.series_uid != uid]
             if wrong:
                 raise UpstreamError(f"IDC bucket {self.bucket.url}: {wrong[0].received.size}-byte "
@@ -214,8 +224,9 @@ class IdcArchive(LocalArchive):
                                     f"{wrong[0].record.series_uid}, not {uid}")
             results = self.commit(prepared)
         except BaseException:
-            for p in prepared:
-                p.received.path.unlink(missing_ok=True)
+            for future, path in spooled:
+                future.cancel()
+                _discard(future, path)
             raise
         failed = [r for r in results if not r.ok]
         if failed:
@@ -228,14 +239,41 @@ class IdcArchive(LocalArchive):
         log.info("IDC series %s: %d objects fetched in %.2f s", uid, len(objects),
                  time.monotonic() - started)
 
-    def _receive(self, obj: BucketObject) -> Prepared:
-        received = self.bucket.read_into(obj, self._spool)
-        prepared = self.prepare(received)
+    def _receive(self, obj: BucketObject) -> tuple[Future[Any], Path]:
+        """GET one object into a spooled file (a page-cache copy, in this process) and hand
+        its hash, fsync and parse to a helper."""
+        path = self.bucket.read_into(obj, self._spool)
+        return self.prepare_pool.submit(path), path
+
+    def _prepared(self, future: Future[Any], path: Path, obj: BucketObject) -> Prepared:
+        prepared = self.prepare_pool.result(future, path)
         if not isinstance(prepared, Prepared):
+            if "cannot write the cache" in prepared.message:
+                raise Unavailable(prepared.message)
             raise UpstreamError(f"IDC object {obj.key} is not a DICOM instance the archive "
                                 f"can store: {prepared.message}")
         return prepared
 
-    def _spool(self, body: IO[bytes]) -> Received:
-        result: Any = self.files.receive(body)
-        return result
+    def _spool(self, body: IO[bytes]) -> Path:
+        """The body streamed into a new temp file of the store, neither hashed nor synced
+        (the helper seals it); removed if the body fails half-way."""
+        path: Path = self.files.spool_bytes(b"")
+        try:
+            with open(path, "ab") as fh:
+                while chunk := body.read(1 << 20):
+                    fh.write(chunk)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return path
+
+
+def _discard(future: Future[Any], path: Path) -> None:
+    """A spooled object not indexed: its temp file (and, once the helper is done, the
+    sealed file, which is the same path) goes."""
+    if not future.cancelled():
+        try:
+            future.result()
+        except BaseException:
+            pass
+    path.unlink(missing_ok=True)

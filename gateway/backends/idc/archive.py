@@ -21,8 +21,8 @@ import copy
 import logging
 import threading
 import time
-from pathlib import Path
 from concurrent.futures import Future
+from pathlib import Path
 from typing import IO, Any, Callable, Iterator, TypeVar
 
 from sqlalchemy import select, update
@@ -30,7 +30,8 @@ from sqlalchemy import select, update
 from ...archive.errors import ArchiveError, NotFound, NotSupported, Unavailable, UpstreamError
 from ...archive.local.archive import LocalArchive, Prepared
 from ...archive.local.schema import patients, studies
-from ...archive.protocol import Level, Query, SearchResult, StoredInstance, UidPath
+from ...archive.protocol import (FailureReason, Level, Query, SearchResult, StoredInstance,
+                                UidPath)
 from ...archive.scope import EVERYTHING, Scope
 from ..pacs.preparepool import PreparePool
 from ..pacs.pullthrough import Flight
@@ -248,7 +249,7 @@ class IdcArchive(LocalArchive):
     def _prepared(self, future: Future[Any], path: Path, obj: BucketObject) -> Prepared:
         prepared = self.prepare_pool.result(future, path)
         if not isinstance(prepared, Prepared):
-            if "cannot write the cache" in prepared.message:
+            if prepared.reason is FailureReason.OUT_OF_RESOURCES:  # our disk, not the object
                 raise Unavailable(prepared.message)
             raise UpstreamError(f"IDC object {obj.key} is not a DICOM instance the archive "
                                 f"can store: {prepared.message}")

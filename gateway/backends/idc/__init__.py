@@ -16,7 +16,7 @@ from ...clinical.repository import Repository
 from ...clinical.resources import InvalidResource, validate
 from ...config import Settings, SettingsError
 from .archive import IdcArchive
-from .bucket import Bucket, bucket_client, parse_bucket_url
+from .bucket import Bucket, parse_bucket_url
 from .catalog import default_index, ensure_loaded
 from .evict import Evictor
 
@@ -57,10 +57,7 @@ def open_idc(settings: Settings) -> IdcArchive:
                          settings.data_dir, names=names)
     if done.get("loaded"):
         sync_research_studies(archive, facts)
-    keys = ((settings.idc_access_key_id, settings.idc_secret_access_key)
-            if settings.idc_access_key_id else None)
-    bucket = Bucket(bucket_client(settings), settings.idc_bucket_url, credentials=keys,
-                    timeout=settings.idc_timeout, workers=settings.idc_fetch_workers)
+    bucket = Bucket.from_settings(settings)
     evictor = Evictor(archive, max_bytes=settings.cache_max_bytes,
                       high=settings.cache_high_watermark, low=settings.cache_low_watermark,
                       lease=settings.cache_purge_delay)

@@ -255,14 +255,13 @@ class IdcArchive(LocalArchive):
                                 f"can store: {prepared.message}")
         return prepared
 
-    def _spool(self, body: IO[bytes]) -> Path:
+    def _spool(self, copy: Callable[[IO[bytes]], int]) -> Path:
         """The body streamed into a new temp file of the store, neither hashed nor synced
         (the helper seals it); removed if the body fails half-way."""
         path: Path = self.files.spool_bytes(b"")
         try:
             with open(path, "ab") as fh:
-                while chunk := body.read(1 << 20):
-                    fh.write(chunk)
+                copy(fh)
         except BaseException:
             path.unlink(missing_ok=True)
             raise

@@ -13,7 +13,9 @@
    cold (a fresh gateway whose first read is the retrieve), each cold read paired in its
    round with a bare boto3 download of the same objects (listing + GETs on 8 threads). A
    fresh gateway has answered OHIF's study list (no bucket call) before its timed cold read,
-   as a viewer always lists studies before it opens one.
+   as a viewer always lists studies before it opens one. Before each timed read the dirty
+   pages are written out (``os.sync``), so neither side of a pair pays for the writeback of
+   the round before, and each cold gateway's cache is removed with it.
 Prints a table and one JSON line.
 """
 from __future__ import annotations
@@ -21,6 +23,8 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -180,9 +184,24 @@ def _cold(store: Any, work: Path, bucket: str, index: Path, url_path: str,
     server = start_gateway(data, work / "logs", workers=2, env=idc_env(store, bucket, index))
     session = requests.Session()
     assert session.get(server.url + "/dicomweb/studies", headers=JSON).status_code == 200
+    settle()
     t0 = time.perf_counter()
     first(session, server.url + url_path)
     return (time.perf_counter() - t0) * 1000, (server, session, server.url + url_path)
+
+
+def settle() -> None:
+    """Dirty pages of the round before written out first: neither side of a pair pays the
+    other's writeback (a cold read writes its series to the cache, a bare download nothing)."""
+    os.sync()
+    time.sleep(0.2)
+
+
+def _stop(server: Any) -> None:
+    """A cold gateway gone with its cache: a run leaves no series behind to crowd the
+    page cache of the next rounds."""
+    server.stop()
+    shutil.rmtree(server.data_dir, ignore_errors=True)
 
 
 def _metadata(s: requests.Session, url: str) -> None:
@@ -198,7 +217,7 @@ def _retrieve(s: requests.Session, url: str) -> None:
             pass
 
 
-def s3_part(reps: int, ct_size: int, work: Path) -> dict[str, float]:
+def s3_part(reps: int, ct_size: int, work: Path) -> dict[str, Any]:
     """Rounds of: bare download, cold metadata (then warm reads), bare download, cold
     retrieve; each cold read on a fresh gateway; ratios paired within a round."""
     store = start_seaweed(work / "logs")
@@ -219,24 +238,27 @@ def s3_part(reps: int, ct_size: int, work: Path) -> dict[str, float]:
             "bare boto3 (2) ms", "cold retrieve ms", "cold metadata / bare",
             "cold retrieve / bare")}
         for _ in range(reps):
+            settle()
             rows["bare boto3 ms"].append(_timed(lambda: bare_download(client, bucket, folder)))
             cold, (server, s, url) = _cold(store, work, bucket, index, path, _metadata)
             rows["cold metadata ms"].append(cold)
             rows["warm metadata ms"].append(p50(lambda: _metadata(s, url), 10))  # noqa: B023
             rows["warm retrieve ms"].append(p50(lambda: _retrieve(s, url), 5))  # noqa: B023
-            server.stop()
+            _stop(server)
+            settle()
             rows["bare boto3 (2) ms"].append(_timed(lambda: bare_download(client, bucket,
                                                                           folder)))
             cold, (server, s, url) = _cold(store, work, bucket, index, path, _retrieve)
             rows["cold retrieve ms"].append(cold)
-            server.stop()
+            _stop(server)
             rows["cold metadata / bare"].append(rows["cold metadata ms"][-1]
                                                 / rows["bare boto3 ms"][-1])
             rows["cold retrieve / bare"].append(rows["cold retrieve ms"][-1]
                                                 / rows["bare boto3 (2) ms"][-1])
-        out: dict[str, float] = {"instances": len(big.objects)}
+        out: dict[str, Any] = {"instances": len(big.objects)}
         out.update({k: statistics.median(v) for k, v in rows.items()})
         out["rounds"] = reps
+        out["per round"] = {k: [round(x, 2) for x in v] for k, v in rows.items() if "/" in k}
         return out
     finally:
         store.close()
@@ -298,9 +320,10 @@ def main() -> None:
         print(f"\n| series of {s3['instances']} instances, median of {s3['rounds']} rounds "
               f"| ms |\n|---|---|")
         for k, v in s3.items():
-            if k not in ("instances", "rounds"):
+            if k not in ("instances", "rounds", "per round"):
                 print(f"| {k} | {v:.2f}{'x' if '/' in k else ''} |")
     print(json.dumps(result))
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

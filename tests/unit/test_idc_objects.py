@@ -3,6 +3,7 @@ ListObjectsV2 pages read from literal XML, S3 error bodies read into botocore's 
 (so the bucket translates every failure in one place), a silent store failed in time."""
 from __future__ import annotations
 
+import io
 import socket
 import threading
 import time
@@ -86,7 +87,7 @@ def test_a_store_that_never_answers_is_503_within_the_timeout() -> None:
         t0 = time.monotonic()
         with pytest.raises(Unavailable, match="did not answer object s1/a.dcm within "
                                               "IDC_TIMEOUT=0.5s"):
-            bucket.read_into(BucketObject("s1/a.dcm", 10), lambda copy: None)
+            bucket.read_into(BucketObject("s1/a.dcm", 10), lambda copy: copy(io.BytesIO()))
         assert time.monotonic() - t0 < 0.5 + 0.3  # the deadline, not two tries of it
         assert bucket.calls["GetObject"] == 1
     finally:
@@ -134,3 +135,86 @@ def test_an_s3_error_is_translated_as_botocore_errors_are() -> None:
         assert type(down).__name__ == "Unavailable" and "SlowDown" in str(down)
     finally:
         bucket.close()
+
+
+class RawServer:
+    """A loopback HTTP/1.1 server on raw sockets that records each connection's request
+    heads and answers ``body`` with keep-alive; ``close_after`` closes a connection after
+    that many responses (an idle connection the server dropped)."""
+
+    def __init__(self, body: bytes, close_after: int = 0) -> None:
+        self.body, self.close_after = body, close_after
+        self.connections: list[list[bytes]] = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            heads: list[bytes] = []
+            self.connections.append(heads)
+            threading.Thread(target=self._serve, args=(conn, heads), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, heads: list[bytes]) -> None:
+        data = b""
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                head, data = data.split(b"\r\n\r\n", 1)
+                heads.append(head)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                             % (len(self.body), self.body))
+                if self.close_after and len(heads) >= self.close_after:
+                    return
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _get(bucket: Bucket, key: str) -> bytes:
+    out = io.BytesIO()
+    bucket.read_into(BucketObject(key, 0), lambda copy: copy(out))
+    return out.getvalue()
+
+
+def test_a_kept_connection_is_reused_and_one_the_server_closed_is_tried_again() -> None:
+    server = RawServer(b"DICM" * 1000, close_after=2)
+    bucket = Bucket("s3://b", endpoint=f"http://127.0.0.1:{server.port}", timeout=2, workers=1)
+    try:
+        assert [_get(bucket, f"s/{i}.dcm") for i in range(2)] == [b"DICM" * 1000] * 2
+        assert len(server.connections) == 1  # the second GET reused the first's connection
+        assert _get(bucket, "s/2.dcm") == b"DICM" * 1000  # that connection was closed since
+        assert len(server.connections) == 2
+        assert bucket.calls["GetObject"] == 3 and bucket.requests["GetObject"] == 4
+    finally:
+        bucket.close()
+        server.close()
+
+
+def test_plain_http_through_a_proxy_sends_the_absolute_url_and_its_credentials(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = RawServer(b"<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>")
+    monkeypatch.setenv("HTTP_PROXY", f"http://ann:s%40cret@127.0.0.1:{proxy.port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    bucket = Bucket("s3://idc-open-data", endpoint="http://s3.example:9000", timeout=2,
+                    workers=1)
+    try:
+        assert bucket.series_objects("f1") == []
+        head = proxy.connections[0][0].decode()
+        assert head.startswith("GET http://s3.example:9000/idc-open-data?"
+                               "list-type=2&max-keys=1000&prefix=f1%2F HTTP/1.1")
+        assert "Proxy-Authorization: Basic YW5uOnNAY3JldA==" in head  # ann:s@cret
+    finally:
+        bucket.close()
+        proxy.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import http.client
 import threading
 import time
 from collections import Counter
@@ -20,12 +21,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, TypeVar
 
-import urllib3
-
 from ...archive.errors import Unavailable, UpstreamError
 from ...archive.s3.store import parse_store_url
 from ...config import Settings
-from .objects import Deadline, ListPage, ObjectGetter, S3Error, copy_body
+from .objects import Deadline, ListPage, ObjectGetter, S3Error
 
 T = TypeVar("T")
 
@@ -78,10 +77,10 @@ class Bucket:
         self._count_call(operation)
         try:
             return fn(time.monotonic() + self.timeout)
-        except (Deadline, TimeoutError, urllib3.exceptions.TimeoutError):
+        except (Deadline, TimeoutError):
             raise Unavailable(f"IDC bucket {self.url} did not answer {what} within "
                               f"IDC_TIMEOUT={self.timeout:g}s") from None
-        except (S3Error, OSError, urllib3.exceptions.HTTPError) as exc:
+        except (S3Error, OSError, http.client.HTTPException) as exc:
             raise self._translate(what, exc) from exc
 
     def _translate(self, what: str, exc: Exception) -> Exception:
@@ -117,14 +116,7 @@ class Bucket:
         file it is given as it arrives (never whole in memory), within IDC_TIMEOUT; in the
         caller's thread (a hop to another thread per object cost CPU a cold series lacks)."""
         def get(deadline: float) -> T:
-            response = self.objects.open(obj.key, deadline)
-            try:
-                return receive(lambda out: copy_body(response, out, deadline))
-            except BaseException:
-                response.close()  # part of a body left unread: the connection cannot be reused
-                raise
-            finally:
-                response.release_conn()
+            return receive(lambda out: self.objects.get_into(obj.key, out, deadline))
         return self._call(f"object {obj.key}", "GetObject", get)
 
     def map(self, fn: Callable[[BucketObject], T], objects: list[BucketObject]) -> Iterator[T]:

@@ -4,8 +4,8 @@ botocore's per-call work.
 A cold series is CPU-bound on a small machine: here botocore spent ~2.3 ms of CPU per
 GetObject of a 512x512 CT slice (its event hooks, request model and response parsing), more
 than the spool, hash and parse of the object together, and ~10 ms per listing of a
-72-object folder (it parses every LastModified with dateutil); a GET through urllib3 (which
-botocore itself sends with) costs ~1 ms. So both are sent here (path-style
+72-object folder (it parses every LastModified with dateutil); a GET on a kept
+:mod:`http.client` connection (:mod:`.connections`) costs ~1 ms. So both are sent here (path-style
 ``{endpoint}/{bucket}/{key}``), signed with Signature Version 4 (:mod:`.sigv4`) only when
 credentials are given: ``idc-open-data`` is public and read unsigned. Each call runs in the
 caller's thread, bounded by a deadline: the socket's timeout is what is left of it before
@@ -16,18 +16,16 @@ Errors are raised in botocore's shape (:class:`S3Error` has ``response`` like a
 """
 from __future__ import annotations
 
+import http.client
 import io
-import socket
 import time
 import urllib.parse
-import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO
 
-import urllib3
-
+from .connections import Connections
 from .sigv4 import Signer, canonical_query
 
 RETRYABLE = frozenset({500, 502, 503, 504})  # botocore's standard retry mode, plus throttling
@@ -82,19 +80,6 @@ def error_code(body: bytes) -> tuple[str, str]:
     return field("Code"), field("Message")
 
 
-def _pool(endpoint: str, size: int, timeout: float) -> urllib3.PoolManager:
-    """A pool to the endpoint, through the environment's proxy as botocore would go
-    (HTTPS_PROXY / HTTP_PROXY, NO_PROXY)."""
-    kwargs: dict[str, Any] = {"maxsize": size, "block": False,
-                              "timeout": urllib3.Timeout(connect=timeout, read=timeout),
-                              "retries": False}
-    parts = urllib.parse.urlsplit(endpoint)
-    proxy = urllib.request.getproxies().get(parts.scheme)
-    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
-        return urllib3.ProxyManager(proxy, **kwargs)
-    return urllib3.PoolManager(**kwargs)
-
-
 def default_endpoint(region: str) -> str:
     """AWS's own S3 endpoint of ``region`` (path-style, as botocore addresses it)."""
     return ("https://s3.amazonaws.com" if region in ("", "us-east-1")
@@ -118,8 +103,7 @@ class ObjectGetter:
         self.base = f"{endpoint}/{urllib.parse.quote(bucket, safe='')}/"
         self.on_request, self.timeout = on_request, timeout
         self._signer = Signer(*credentials, self.region) if credentials else None
-        self._http = _pool(endpoint, pool_size, timeout)
-        self._origin = f"{parts.scheme}://{parts.netloc}"
+        self._http = Connections(endpoint, size=pool_size)
 
     def url(self, key: str) -> str:
         # SigV4's canonical URI of S3 is the key encoded once, '/' kept (S3 API, SigV4)
@@ -130,11 +114,14 @@ class ObjectGetter:
             return {}
         return {"Host": self.host, **self._signer.headers(self.host, path, query)}
 
-    def open(self, key: str, deadline: float | None = None) -> urllib3.BaseHTTPResponse:
-        """The object's response, its body not read yet (the caller streams it with
-        :func:`copy_body` and releases it)."""
-        return self._get(self.path + "/" + urllib.parse.quote(key, safe="/~"), "",
-                         "GetObject", deadline)
+    def get_into(self, key: str, out: IO[bytes], deadline: float | None = None) -> int:
+        """GET the object into ``out`` as it arrives (never whole in memory); its size."""
+        path = self.path + "/" + urllib.parse.quote(key, safe="/~")
+        conn, response = self._get(path, "", "GetObject", deadline)
+        try:
+            return copy_body(response, out, deadline, conn)
+        finally:
+            self._http.done(conn, response)
 
     def list_page(self, prefix: str, token: str | None = None, max_keys: int = 1000,
                   deadline: float | None = None) -> ListPage:
@@ -142,43 +129,45 @@ class ObjectGetter:
         params = {"list-type": "2", "prefix": prefix, "max-keys": str(max_keys)}
         if token:
             params["continuation-token"] = token
-        response = self._get(self.path, canonical_query(params), "ListObjectsV2", deadline)
+        conn, response = self._get(self.path, canonical_query(params), "ListObjectsV2", deadline)
+        buffer = io.BytesIO()
         try:
-            body = read_all(response, deadline)
+            copy_body(response, buffer, deadline, conn)
         finally:
-            response.release_conn()
+            self._http.done(conn, response)
         try:
-            return parse_list_page(body)
+            return parse_list_page(buffer.getvalue())
         except (ET.ParseError, ValueError) as exc:
             raise S3Error(502, "MalformedListing", str(exc)) from None
 
-    def _get(self, path: str, query: str, operation: str,
-             deadline: float | None) -> urllib3.BaseHTTPResponse:
-        """GET ``path?query``. A missing key or a refusal is :class:`S3Error`; a 5xx,
-        throttling or a connection error is tried once more, then raised."""
-        url = self._origin + path + (f"?{query}" if query else "")
+    def _get(self, path: str, query: str, operation: str, deadline: float | None
+             ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """GET ``path?query``, its status 200. A missing key or a refusal is
+        :class:`S3Error`; a 5xx, throttling or a connection error (a kept connection the
+        server closed meanwhile too) is tried once more, then raised."""
+        target = path + (f"?{query}" if query else "")
         for attempt in range(1, ATTEMPTS + 1):
             self.on_request(operation)
             left = remaining(deadline, self.timeout)
             try:
-                response = self._http.request(
-                    "GET", url, headers=self._headers(path, query), preload_content=False,
-                    redirect=False, timeout=urllib3.Timeout(connect=left, read=left))
-            except urllib3.exceptions.HTTPError:
+                conn, response = self._http.get(target, self._headers(path, query), left)
+            except TimeoutError:
+                raise
+            except (OSError, http.client.HTTPException):
                 if attempt == ATTEMPTS:
                     raise
                 continue
             if response.status == 200:
-                return response
+                return conn, response
             body = response.read(64 * 1024)
-            response.release_conn()
+            self._http.done(conn, response)
             code, message = error_code(body)
             if attempt == ATTEMPTS or response.status not in RETRYABLE | THROTTLED:
                 raise S3Error(response.status, code or str(response.status), message)
         raise AssertionError("unreachable")  # the loop returns or raises
 
     def close(self) -> None:
-        self._http.clear()
+        self._http.close()
 
 
 def remaining(deadline: float | None, timeout: float) -> float:
@@ -192,28 +181,19 @@ def remaining(deadline: float | None, timeout: float) -> float:
     return left
 
 
-def _sock(response: urllib3.BaseHTTPResponse) -> socket.socket | None:
-    connection = getattr(response, "connection", None)
-    return getattr(connection, "sock", None)
-
-
-def copy_body(response: urllib3.BaseHTTPResponse, out: IO[bytes],
-              deadline: float | None = None, chunk: int = 1 << 20) -> int:
-    """Stream the body into ``out`` without holding it whole; before every read the
-    socket may wait only what is left of ``deadline``. How many bytes."""
-    sock, total = _sock(response), 0
+def copy_body(response: http.client.HTTPResponse, out: IO[bytes], deadline: float | None,
+              conn: http.client.HTTPConnection, chunk: int = 1 << 18) -> int:
+    """Stream the body into ``out`` with ``readinto`` (no copy per chunk); before every
+    read the socket may wait only what is left of ``deadline``. How many bytes."""
+    buffer = memoryview(bytearray(chunk))
+    total = 0
     while True:
-        if deadline is not None and sock is not None:
-            sock.settimeout(remaining(deadline, 0))
-        data = response.read(chunk)
-        if not data:
+        if deadline is not None and conn.sock is not None:
+            conn.sock.settimeout(remaining(deadline, 0))
+        n = response.readinto(buffer)
+        if not n:
             return total
-        out.write(data)
-        total += len(data)
+        out.write(buffer[:n])
+        total += n
 
 
-def read_all(response: urllib3.BaseHTTPResponse, deadline: float | None = None) -> bytes:
-    """A small body (a listing page) whole, within ``deadline``."""
-    buffer = io.BytesIO()
-    copy_body(response, buffer, deadline)
-    return buffer.getvalue()

@@ -46,12 +46,12 @@ http {
 
 
 @pytest.fixture(scope="module")
-def ca(tmp_path_factory) -> CertAuthority:
+def ca(tmp_path_factory: pytest.TempPathFactory) -> CertAuthority:
     return make_ca(tmp_path_factory.mktemp("idc-https-ca"))
 
 
 @pytest.fixture(scope="module")
-def tls_endpoint(s3_store: Seaweed, ca: CertAuthority, tmp_path_factory,
+def tls_endpoint(s3_store: Seaweed, ca: CertAuthority, tmp_path_factory: pytest.TempPathFactory,
                  artifacts_dir: Path) -> Iterator[str]:
     root = tmp_path_factory.mktemp("idc-https-nginx")
     leaf = ca.issue(root, "s3-endpoint")
@@ -75,7 +75,7 @@ def tls_endpoint(s3_store: Seaweed, ca: CertAuthority, tmp_path_factory,
 
 
 @pytest.fixture(scope="module")
-def twin(tmp_path_factory) -> dict[str, IdcSeries]:
+def twin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, IdcSeries]:
     return scan(synth_twin(tmp_path_factory.mktemp("https-twin"), "COVID-19-AR", patients=1),
                 "COVID-19-AR")
 
@@ -86,7 +86,8 @@ def _series_url(base: str, s: IdcSeries) -> str:
 
 
 def test_a_bucket_over_https_is_read_with_the_ca_bundle_and_refused_without(
-        s3_store, tls_endpoint, ca, twin, tmp_path, monkeypatch) -> None:
+        s3_store: Seaweed, tls_endpoint: str, ca: CertAuthority, twin: dict[str, IdcSeries],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bucket = s3_store.create_bucket("idc-https")
     upload(s3_store, bucket, list(twin.values()))
     index = write_index(list(twin.values()), tmp_path / "index.parquet")

@@ -6,14 +6,17 @@ and scopes work unchanged on it) whose index was loaded from IDC's series index
 retrieve, C-GET/C-MOVE, QIDO instances of a series) first makes sure each series it names
 is in the cache: the series folder is listed and every object fetched (in parallel, each
 call bounded) into the archive's store, parsed and indexed as an import or the PACS
-cache does, then the series is marked fetched; a later read makes no bucket call.
+cache does (:mod:`.fetch`), then the series is marked fetched; a later read makes no bucket
+call. A read of one instance waits only for that instance: it is served as soon as its
+object is indexed, while the rest of the series arrives.
 
-A series enters the cache whole or not at all: its instances are indexed in one
-transaction after every object arrived and parsed, so a missing object (502) or a bucket
-that does not answer (503) leaves nothing behind. One retrieval per series: requests of
-this process share a :class:`Flight`; processes and nodes take turns on the pull-through
-cache's per-series lock (a PostgreSQL advisory lock, or a file lock on SQLite) and find the
-series fetched when their turn comes.
+A series stays in the cache whole or not at all: a missing object (502) or a bucket that
+does not answer (503) drops what was indexed of it. One retrieval per series: requests of
+this process share a :class:`Flight` (run on a thread of its own, so a request for one
+instance can leave before the series is done); processes and nodes take turns on the
+pull-through cache's per-series lock (a PostgreSQL advisory lock, or a file lock on
+SQLite) and find the series fetched when their turn comes, and a request for one instance
+meanwhile looks for it in the index every 0.1 s.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import copy
 import logging
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, TypeVar
 
@@ -39,9 +42,11 @@ from ..pacs.sharedstate import SharedCacheState
 from .bucket import Bucket, BucketObject
 from .catalog import idc_series
 from .evict import Evictor
+from .fetch import SeriesFetch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+FLIGHTS = 16  # series fetched at once by one process (each on IDC_FETCH_WORKERS threads)
 READ_ONLY = ("BACKEND=idc is read-only: IDC's public bucket takes no uploads (store into a "
              "BACKEND=local archive instead)")
 
@@ -61,6 +66,7 @@ class IdcArchive(LocalArchive):
         self._fetched: set[str] = set()
         self._flights: dict[str, Flight] = {}
         self._flights_lock = threading.Lock()
+        self._flight_threads = ThreadPoolExecutor(FLIGHTS, thread_name_prefix="idc-flight")
         # hash + fsync + parse of each object in helper processes, off this process's GIL,
         # as the PACS cache does (preparepool.py): a cold series is CPU-bound here, and
         # 8 fetch threads parsing in-process contended for the interpreter lock
@@ -75,10 +81,13 @@ class IdcArchive(LocalArchive):
         return self._read(lambda: super(IdcArchive, self).metadata(where, scope), where, scope)
 
     def _read(self, read: Callable[[], T], where: UidPath, scope: Scope) -> T:
-        """``read()`` once the series under ``where`` are cached. This process remembers
-        what it saw fetched; another process may have evicted it since: then a NotFound
-        sends it to the index (and the bucket) once more."""
-        self.ensure(where, scope)
+        """``read()`` once the series under ``where`` are cached (one instance: once it
+        is). This process remembers what it saw fetched; another process may have evicted
+        it since: then a NotFound sends it to the index (and the bucket) once more."""
+        if where.instance and where.series and where.series not in self._fetched:
+            self._ensure_instance(where, scope)
+        else:
+            self.ensure(where, scope)
         try:
             return read()
         except NotFound:
@@ -117,6 +126,7 @@ class IdcArchive(LocalArchive):
         self.bucket.ping()
 
     def close(self) -> None:
+        self._flight_threads.shutdown(wait=False, cancel_futures=True)
         super().close()
         self.bucket.close()
         self.prepare_pool.close()
@@ -163,26 +173,44 @@ class IdcArchive(LocalArchive):
                 out.append((uid, folder, expected))
         return out
 
-    def _ensure_series(self, uid: str, folder: str, expected: int) -> None:
+    def _flight(self, uid: str, folder: str, expected: int) -> Flight:
+        """The fetch of ``uid`` in progress in this process, started if none is."""
         with self._flights_lock:
             flight = self._flights.get(uid)
-            owner = flight is None
-            if owner:
+            if flight is None:
                 flight = self._flights[uid] = Flight()
-        assert flight is not None
-        if owner:
-            self._fly(flight, uid, folder, expected)
-        else:
-            flight.wait(lambda: False, timeout=self.max_wait, what=f"series {uid} from IDC")
+                self._flight_threads.submit(self._fly, flight, uid, folder, expected)
+            return flight
+
+    def _ensure_series(self, uid: str, folder: str, expected: int) -> None:
+        flight = self._flight(uid, folder, expected)
+        flight.wait(lambda: False, timeout=self.max_wait, what=f"series {uid} from IDC")
         if flight.error is not None:
             raise copy.copy(flight.error)
+
+    def _ensure_instance(self, where: UidPath, scope: Scope) -> None:
+        """Until instance ``where.instance`` of a series being fetched is indexed (here or
+        by another process), or the fetch ended; its error if it failed without it."""
+        sop = where.instance
+        assert sop is not None
+        for uid, folder, expected in self._unfetched(UidPath(where.study, where.series), scope):
+            if self._indexed(sop):
+                return
+            flight = self._flight(uid, folder, expected)
+            flight.wait(lambda: sop in flight.arrived, timeout=self.max_wait,  # noqa: B023
+                        what=f"instance {sop} from IDC", poll=lambda: self._indexed(sop))
+            if sop not in flight.arrived and flight.error is not None:
+                raise copy.copy(flight.error)
+
+    def _indexed(self, sop: str) -> bool:
+        return bool(self.index.existing([sop]))
 
     def _fly(self, flight: Flight, uid: str, folder: str, expected: int) -> None:
         error: ArchiveError | None = None
         try:
             with self.state.lock(uid, timeout=self.max_wait):
                 if not self._is_fetched(uid):  # another process may have fetched it
-                    self._fetch(uid, folder, expected)
+                    self._fetch(uid, folder, expected, flight.arrive)
             self._fetched.add(uid)
             if self.evictor is not None:
                 self.evictor.evict(keep=uid)  # over the high watermark: LRU series go
@@ -201,43 +229,17 @@ class IdcArchive(LocalArchive):
             return conn.execute(select(idc_series.c.fetched).where(
                 idc_series.c.series_uid == uid)).scalar() is not None
 
-    def _fetch(self, uid: str, folder: str, expected: int) -> None:
-        """List the folder, fetch and parse every object, index them in one transaction.
-        The folder must hold the index's instanceCount objects: fewer is a series with
-        objects missing from the bucket (502), never cached in part."""
+    def _fetch(self, uid: str, folder: str, expected: int,
+               arrive: Callable[[str], None]) -> None:
+        """List, fetch, parse and index the series (:class:`.fetch.SeriesFetch`), then mark
+        it fetched."""
         started = time.monotonic()
-        objects = [o for o in self.bucket.series_objects(folder) if not o.key.endswith("/")]
-        if not objects or len(objects) < expected:
-            raise UpstreamError(f"IDC bucket {self.bucket.url}: series {uid} has "
-                                f"{len(objects)} of its {expected} objects in folder {folder}/ "
-                                f"(objects missing)")
-        spooled: list[tuple[Future[Any], Path]] = []
-        prepared: list[Prepared] = []
-        try:
-            for item in self.bucket.map(self._receive, objects):
-                spooled.append(item)
-            for (future, path), obj in zip(spooled, objects, strict=True):
-                prepared.append(self._prepared(future, path, obj))
-            wrong = [p for p in prepared if p.record.series_uid != uid]
-            if wrong:
-                raise UpstreamError(f"IDC bucket {self.bucket.url}: {wrong[0].received.size}-byte "
-                                    f"object in folder {folder}/ belongs to series "
-                                    f"{wrong[0].record.series_uid}, not {uid}")
-            results = self.commit(prepared)
-        except BaseException:
-            for future, path in spooled:
-                future.cancel()
-                _discard(future, path)
-            raise
-        failed = [r for r in results if not r.ok]
-        if failed:
-            raise UpstreamError(f"series {uid} from IDC: {len(failed)} instance(s) not "
-                                f"cached: {failed[0].message}")
+        count = SeriesFetch(self, uid, folder, expected, arrive).run()
         with self.index.engine.begin() as conn:
             now = time.time()
             conn.execute(update(idc_series).where(idc_series.c.series_uid == uid)
                          .values(fetched=now, accessed=now))
-        log.info("IDC series %s: %d objects fetched in %.2f s", uid, len(objects),
+        log.info("IDC series %s: %d objects fetched in %.2f s", uid, count,
                  time.monotonic() - started)
 
     def _receive(self, obj: BucketObject) -> tuple[Future[Any], Path]:
@@ -266,14 +268,3 @@ class IdcArchive(LocalArchive):
             path.unlink(missing_ok=True)
             raise
         return path
-
-
-def _discard(future: Future[Any], path: Path) -> None:
-    """A spooled object not indexed: its temp file (and, once the helper is done, the
-    sealed file, which is the same path) goes."""
-    if not future.cancelled():
-        try:
-            future.result()
-        except BaseException:
-            pass
-    path.unlink(missing_ok=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
-from ...archive.local.schema import instances, series
+from ...archive.local.schema import instances, patients, series, studies
 from .catalog import idc_series
 
 log = logging.getLogger(__name__)
@@ -73,23 +73,43 @@ class Evictor:
         return count
 
     def _drop(self, uid: str) -> int:
-        with self.engine.begin() as conn:
-            row = conn.execute(select(series.c.pk).where(series.c.series_uid == uid)).first()
-            if row is None:
-                return 0
-            files = conn.execute(select(instances.c.path, instances.c.size)
-                                 .where(instances.c.series_pk == row.pk)).all()
-            conn.execute(delete(instances).where(instances.c.series_pk == row.pk))
-            expected = select(idc_series.c.instances).where(
-                idc_series.c.series_uid == uid).scalar_subquery()
-            conn.execute(update(series).where(series.c.pk == row.pk).values(
-                num_instances=expected, version=series.c.version + 1))
-            conn.execute(update(idc_series).where(idc_series.c.series_uid == uid)
-                         .values(fetched=None))
-        self.archive.forget(uid)
-        for path, _size in files:
-            try:
-                self.archive.files.delete(path)
-            except Exception as exc:  # an object left behind is swept as an orphan later
-                log.warning("IDC cache: cannot delete %s: %s", path, exc)
-        return sum(size for _p, size in files)
+        return drop_series(self.archive, uid)
+
+
+def drop_series(archive: Any, uid: str) -> int:
+    """``uid``'s instances out of the cache (rows first, files after the commit), its
+    series count back to the index's and marked not fetched; the bytes freed."""
+    with archive.index.engine.begin() as conn:
+        row = conn.execute(select(series.c.pk, series.c.study_pk)
+                           .where(series.c.series_uid == uid)).first()
+        if row is None:
+            return 0
+        files = conn.execute(select(instances.c.path, instances.c.size)
+                             .where(instances.c.series_pk == row.pk)).all()
+        conn.execute(delete(instances).where(instances.c.series_pk == row.pk))
+        expected = select(idc_series.c.instances).where(
+            idc_series.c.series_uid == uid).scalar_subquery()
+        conn.execute(update(series).where(series.c.pk == row.pk).values(
+            num_instances=expected, version=series.c.version + 1))
+        _recount_study(conn, row.study_pk)  # a fetch cut short had counted part of it
+        conn.execute(update(idc_series).where(idc_series.c.series_uid == uid)
+                     .values(fetched=None))
+    archive.forget(uid)
+    for path, _size in files:
+        try:
+            archive.files.delete(path)
+        except Exception as exc:  # an object left behind is swept as an orphan later
+            log.warning("IDC cache: cannot delete %s: %s", path, exc)
+    return sum(size for _p, size in files)
+
+
+def _recount_study(conn: Any, study_pk: int) -> None:
+    """The study's and its patient's instance counts as the sums of their series'."""
+    of_study = series.c.study_pk == studies.c.pk
+    conn.execute(update(studies).where(studies.c.pk == study_pk).values(
+        num_instances=select(func.coalesce(func.sum(series.c.num_instances), 0))
+        .where(of_study).scalar_subquery(), version=studies.c.version + 1))
+    patient_pk = select(studies.c.patient_pk).where(studies.c.pk == study_pk).scalar_subquery()
+    conn.execute(update(patients).where(patients.c.pk == patient_pk).values(
+        num_instances=select(func.coalesce(func.sum(studies.c.num_instances), 0))
+        .where(studies.c.patient_pk == patients.c.pk).scalar_subquery()))

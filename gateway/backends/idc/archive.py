@@ -24,6 +24,7 @@ import copy
 import logging
 import threading
 import time
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, TypeVar
@@ -66,6 +67,7 @@ class IdcArchive(LocalArchive):
         self._fetched: set[str] = set()
         self._flights: dict[str, Flight] = {}
         self._flights_lock = threading.Lock()
+        self._instance_waiters: Counter[str] = Counter()  # series UID -> requests for one
         self._flight_threads = ThreadPoolExecutor(FLIGHTS, thread_name_prefix="idc-flight")
         # hash + fsync + parse of each object in helper processes, off this process's GIL,
         # as the PACS cache does (preparepool.py): a cold series is CPU-bound here, and
@@ -197,8 +199,16 @@ class IdcArchive(LocalArchive):
             if self._indexed(sop):
                 return
             flight = self._flight(uid, folder, expected)
-            flight.wait(lambda: sop in flight.arrived, timeout=self.max_wait,  # noqa: B023
-                        what=f"instance {sop} from IDC", poll=lambda: self._indexed(sop))
+            with self._flights_lock:
+                self._instance_waiters[uid] += 1  # the fetch indexes in batches meanwhile
+            try:
+                flight.wait(lambda: sop in flight.arrived, timeout=self.max_wait,  # noqa: B023
+                            what=f"instance {sop} from IDC", poll=lambda: self._indexed(sop))
+            finally:
+                with self._flights_lock:
+                    self._instance_waiters[uid] -= 1
+                    if self._instance_waiters[uid] <= 0:
+                        del self._instance_waiters[uid]
             if sop not in flight.arrived and flight.error is not None:
                 raise copy.copy(flight.error)
 
@@ -234,7 +244,8 @@ class IdcArchive(LocalArchive):
         """List, fetch, parse and index the series (:class:`.fetch.SeriesFetch`), then mark
         it fetched."""
         started = time.monotonic()
-        count = SeriesFetch(self, uid, folder, expected, arrive).run()
+        count = SeriesFetch(self, uid, folder, expected, arrive,
+                            eager=lambda: self._instance_waiters.get(uid, 0) > 0).run()
         with self.index.engine.begin() as conn:
             now = time.time()
             conn.execute(update(idc_series).where(idc_series.c.series_uid == uid)

@@ -136,14 +136,25 @@ def _in_background(url: str) -> tuple[threading.Thread, dict[str, requests.Respo
     return thread, out
 
 
-def test_one_instance_is_served_while_the_rest_of_its_series_is_held(setup) -> None:
-    live, proxy, s = setup
-    key = sorted(s.objects)[0]  # listed first, so asked for first (keys say nothing of SOPs)
+def _first_instance_while_held(live: LiveApp, proxy: HoldingProxy, s: IdcSeries
+                               ) -> tuple[str, requests.Response, threading.Thread,
+                                          dict[str, requests.Response]]:
+    """The proxy lets the first-listed object through (listed first, so asked for first:
+    the keys say nothing of SOPs); the series metadata asked in the background, then that
+    instance's metadata: its SOP, its response, the series request's thread and result."""
+    key = sorted(s.objects)[0]
     sop = _sop_of(s.objects[key])
     proxy.let_through.add(key)
     series_thread, series = _in_background(_series_url(live.url, s) + "/metadata")
     r = HTTP.get(f"{_series_url(live.url, s)}/instances/{sop}/metadata", headers=JSON,
-                     timeout=30)
+                 timeout=30)
+    return sop, r, series_thread, series
+
+
+def test_one_instance_is_served_while_the_rest_of_its_series_is_held(
+        setup: tuple[LiveApp, HoldingProxy, IdcSeries]) -> None:
+    live, proxy, s = setup
+    sop, r, series_thread, series = _first_instance_while_held(live, proxy, s)
     assert r.status_code == 200, r.text[:300]
     assert r.json()[0]["00080018"]["Value"] == [sop]
     assert proxy.held  # the rest of the series is still at the proxy...
@@ -157,16 +168,12 @@ def test_one_instance_is_served_while_the_rest_of_its_series_is_held(setup) -> N
     assert archive.bucket.calls["GetObject"] == len(s.objects)  # one fetch served both
 
 
-def test_a_fetch_failing_after_an_instance_was_served_leaves_nothing_behind(setup) -> None:
+def test_a_fetch_failing_after_an_instance_was_served_leaves_nothing_behind(
+        setup: tuple[LiveApp, HoldingProxy, IdcSeries]) -> None:
     live, proxy, s = setup
     study = HTTP.get(f"{live.url}/dicomweb/studies", headers=JSON, timeout=30,
-                         params={"StudyInstanceUID": s.row["StudyInstanceUID"]}).json()[0]
-    key = sorted(s.objects)[0]
-    sop = _sop_of(s.objects[key])
-    proxy.let_through.add(key)
-    series_thread, series = _in_background(_series_url(live.url, s) + "/metadata")
-    r = HTTP.get(f"{_series_url(live.url, s)}/instances/{sop}/metadata", headers=JSON,
-                     timeout=30)
+                     params={"StudyInstanceUID": s.row["StudyInstanceUID"]}).json()[0]
+    _sop, r, series_thread, series = _first_instance_while_held(live, proxy, s)
     assert r.status_code == 200, r.text[:300]
     proxy.fail = True
     proxy.gate.set()
@@ -182,5 +189,5 @@ def test_a_fetch_failing_after_an_instance_was_served_leaves_nothing_behind(setu
     assert not list(Path(archive.files.tmp).glob("*.part"))
     assert _series_count(live.url, s) == len(s.objects)  # the index's count, not the part
     again = HTTP.get(f"{live.url}/dicomweb/studies", headers=JSON, timeout=30,
-                         params={"StudyInstanceUID": s.row["StudyInstanceUID"]}).json()[0]
+                     params={"StudyInstanceUID": s.row["StudyInstanceUID"]}).json()[0]
     assert again["00201208"] == study["00201208"]  # NumberOfStudyRelatedInstances

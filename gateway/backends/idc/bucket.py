@@ -11,13 +11,12 @@ can show what a request cost in bucket calls.
 """
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import http.client
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, TypeVar
 
@@ -118,12 +117,6 @@ class Bucket:
         def get(deadline: float) -> T:
             return receive(lambda out: self.objects.get_into(obj.key, out, deadline))
         return self._call(f"object {obj.key}", "GetObject", get)
-
-    def map(self, fn: Callable[[BucketObject], T], objects: list[BucketObject]) -> Iterator[T]:
-        """``fn`` over ``objects`` on the bucket's threads (each ``fn`` bounds its own calls)."""
-        with concurrent.futures.ThreadPoolExecutor(
-                self.workers, thread_name_prefix="idc-fetch") as ex:
-            yield from ex.map(fn, objects)
 
     def ping(self) -> None:
         """Ready: a one-key listing answers (what IDC documents for anonymous access,
